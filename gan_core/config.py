@@ -1,0 +1,349 @@
+"""The configuration of one run: frozen dataclasses whose defaults are the seed's choices.
+
+Each section is its own dataclass; `RunConfig.to_flat()` gives the flat `key -> value` view
+that studies sweep, MLflow records as params and reports use as columns, and
+`RunConfig.from_flat()` is its inverse (with type coercion, so CLI and TOML strings work).
+Flat keys are the field names, unique across sections.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+CLAMP_MODES = ("none", "clamp", "logits")
+FREEZE_MODES = ("requires_grad", "eval_only")
+ZERO_GRAD_MODES = ("both_before_backward", "own_after_step")
+SCHEDULES = ("adaptive", "fixed")
+G_LOSSES = ("saturating", "non_saturating")
+OPTIMISERS = ("adam", "sgd")
+G_OUTPUTS = ("sigmoid", "tanh")
+DTYPES = ("float32", "float64")
+OFF = "off"
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message is one line naming the key."""
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _positive(key: str, value: float) -> None:
+    # `not value > 0` also rejects NaN.
+    if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{key} must be > 0, got {value!r}")
+
+
+def _in_unit(key: str, value: float, *, closed_low: bool = True) -> None:
+    ok = (0 <= value < 1) if closed_low else (0 < value < 1)
+    if not ok:
+        raise ConfigError(f"{key} must be in {'[' if closed_low else '('}0, 1), got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the seed's MLPs (the seed gives the layer counts, not the widths)."""
+
+    z_dim: int = 100
+    """Size of G's latent input z."""
+    g_hidden: tuple[int, ...] = (256, 512)
+    """Widths of G's two hidden layers (G: 3 linear layers, 2 ReLU)."""
+    d_hidden: int = 256
+    """Width of D's hidden layer (D: 2 linear layers, 1 LeakyReLU)."""
+    leaky_slope: float = 0.2
+    """Negative slope of D's LeakyReLU."""
+    g_output: str = "sigmoid"
+    """G's output activation: sigmoid (pixels in [0, 1]) or tanh (pixels in [-1, 1])."""
+
+    def __post_init__(self) -> None:
+        _positive("z_dim", self.z_dim)
+        _positive("d_hidden", self.d_hidden)
+        if len(self.g_hidden) != 2 or any(not (isinstance(w, int) and w > 0) for w in self.g_hidden):
+            raise ConfigError(f"g_hidden must be two positive widths like 256,512; got {self.g_hidden!r}")
+        if not 0 <= self.leaky_slope < 1:
+            raise ConfigError(f"leaky_slope must be in [0, 1), got {self.leaky_slope!r}")
+        _choice("g_output", self.g_output, G_OUTPUTS)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The optimisers; the seed names only lr = 1e-4, Adam is our reading."""
+
+    optimiser: str = "adam"
+    """adam or sgd, the same kind for D and G."""
+    lr_d: float = 1e-4
+    """D's learning rate (the seed's pitfall 4)."""
+    lr_g: float = 1e-4
+    """G's learning rate (the seed's pitfall 4)."""
+    beta1: float = 0.9
+    """Adam's first-moment decay."""
+    beta2: float = 0.999
+    """Adam's second-moment decay."""
+    momentum: float = 0.0
+    """SGD's momentum (unused by Adam)."""
+    adam_eps: float = 1e-8
+    """Adam's denominator epsilon."""
+
+    def __post_init__(self) -> None:
+        _choice("optimiser", self.optimiser, OPTIMISERS)
+        _positive("lr_d", self.lr_d)
+        _positive("lr_g", self.lr_g)
+        _in_unit("beta1", self.beta1)
+        _in_unit("beta2", self.beta2)
+        _in_unit("momentum", self.momentum)
+        _positive("adam_eps", self.adam_eps)
+
+
+@dataclass(frozen=True)
+class PitfallConfig:
+    """One toggle per loss-side pitfall the seed documents."""
+
+    clamp: str = "clamp"
+    """none (raw log: log(0) is possible), clamp (the seed's torch.clamp), logits (stable BCE)."""
+    clamp_eps: float = 1e-3
+    """The clamp's bound: D(x) in [eps, 1] on real data, D(G(z)) in [0, 1 - eps] on fakes."""
+    clip_d: float | None = 1.0
+    """Max global L2 norm of D's gradient, or None (off) for no clipping."""
+    clip_g: float | None = 1.0
+    """Max global L2 norm of G's gradient, or None (off) for no clipping."""
+    freeze: str = "requires_grad"
+    """How the other net is frozen: requires_grad_(False), or only eval() (still gets grads)."""
+    zero_grad: str = "both_before_backward"
+    """both_before_backward (the seed's cure) or own_after_step (each net clears only its own)."""
+    g_loss: str = "saturating"
+    """saturating (minimise log(1 - D(G(z))), the seed's) or non_saturating (-log D(G(z)))."""
+
+    def __post_init__(self) -> None:
+        _choice("clamp", self.clamp, CLAMP_MODES)
+        _in_unit("clamp_eps", self.clamp_eps, closed_low=False)
+        for key in ("clip_d", "clip_g"):
+            value = getattr(self, key)
+            if value is not None:
+                _positive(key, value)
+        _choice("freeze", self.freeze, FREEZE_MODES)
+        _choice("zero_grad", self.zero_grad, ZERO_GRAD_MODES)
+        _choice("g_loss", self.g_loss, G_LOSSES)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """When G trains: the seed's adaptive rule, or a fixed k D batches per G step."""
+
+    schedule: str = "adaptive"
+    """adaptive (the seed's tmp_loss / rest_K rule with its inner G loop) or fixed."""
+    d_steps: int = 1
+    """fixed schedule: G takes one step every d_steps batches (D trains on every batch)."""
+    g_loop_cap: int = 20
+    """adaptive: most G steps per batch; the seed's loop has no bound and can run forever."""
+    d_loss_threshold: float = 1.75
+    """adaptive: G may train only while D's batch loss is below this (log 4 = 1.386 at equilibrium)."""
+    g_loss_threshold: float = 0.1
+    """adaptive: G keeps training on a batch while |log(1 - D(G(z)))| is below this."""
+    rest_k_scale: float = 6.0
+    """adaptive: after G trains, rest_K = int(1 + |l| * scale) D-only batches follow."""
+
+    def __post_init__(self) -> None:
+        _choice("schedule", self.schedule, SCHEDULES)
+        _positive("d_steps", self.d_steps)
+        _positive("g_loop_cap", self.g_loop_cap)
+        _positive("d_loss_threshold", self.d_loss_threshold)
+        _positive("g_loss_threshold", self.g_loss_threshold)
+        if not (self.rest_k_scale >= 0 and math.isfinite(self.rest_k_scale)):
+            raise ConfigError(f"rest_k_scale must be >= 0, got {self.rest_k_scale!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data set, where from, and the batch size."""
+
+    dataset: str = "mnist"
+    """mnist, mnist-10k (the bundled test split), fashion-mnist, or idx (with data_dir)."""
+    data_dir: str | None = None
+    """A folder of IDX files (…-images-idx3-ubyte[.gz], …-labels-idx1-ubyte[.gz]) to use instead."""
+    batch_size: int = 64
+    """Images per batch (the seed does not give it)."""
+
+    def __post_init__(self) -> None:
+        if not self.dataset:
+            raise ConfigError("dataset must not be empty")
+        _positive("batch_size", self.batch_size)
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """How long a run trains and how often it is evaluated."""
+
+    epochs: int = 120
+    """Passes over the data (the seed's budget is 120)."""
+    steps_per_epoch: int | None = None
+    """Cap on batches per epoch (None: the whole data set); for quick tests and profiles."""
+    eval_every: int = 1
+    """Evaluate sample quality every this many epochs (and always after the last)."""
+    eval_samples: int = 2000
+    """Generated samples per quality evaluation."""
+    stop_early: bool = True
+    """Stop as soon as the outcome is sealed (diverged, D overpowered, dead gradients)."""
+
+    def __post_init__(self) -> None:
+        _positive("epochs", self.epochs)
+        if self.steps_per_epoch is not None:
+            _positive("steps_per_epoch", self.steps_per_epoch)
+        _positive("eval_every", self.eval_every)
+        _positive("eval_samples", self.eval_samples)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one training run; equal configs give equal runs on one device."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Network sizes."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimiser and learning rates."""
+    pitfalls: PitfallConfig = field(default_factory=PitfallConfig)
+    """Loss-side pitfall toggles."""
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    """When G trains."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """The data set."""
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    """Training length and evaluation cadence."""
+    seed: int = 0
+    """Seeds weights, batch order and noise."""
+    device: str = "auto"
+    """cpu, cuda, cuda:N, or auto (cuda when there is one)."""
+    dtype: str = "float32"
+    """float32, or float64 (for equivalence tests)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+        _choice("dtype", self.dtype, DTYPES)
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+
+    def to_flat(self) -> dict[str, Any]:
+        """The flat view: every leaf field by its name; tuples as 'a,b', a disabled clip as 'off'."""
+        flat: dict[str, Any] = {}
+        for name, section in _SECTIONS.items():
+            for f in dataclasses.fields(section):
+                value = getattr(getattr(self, name), f.name)
+                flat[f.name] = OFF if value is None and _FIELD_TYPES[f.name] == (float | None) else _to_flat_value(value)
+        for name in _TOP_LEVEL:
+            flat[name] = getattr(self, name)
+        return flat
+
+    @classmethod
+    def from_flat(cls, flat: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
+        """The inverse of `to_flat`, applied over `base` (default: the seed's config)."""
+        base = base or cls()
+        updates: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+        top: dict[str, Any] = {}
+        for key, raw in flat.items():
+            if key in _TOP_LEVEL:
+                top[key] = _coerce(key, raw, _FIELD_TYPES[key])
+            elif key in _KEY_SECTION:
+                updates[_KEY_SECTION[key]][key] = _coerce(key, raw, _FIELD_TYPES[key])
+            else:
+                raise ConfigError(f"unknown key {key!r}; known keys: {', '.join(sorted(FLAT_KEYS))}")
+        sections = {
+            name: dataclasses.replace(getattr(base, name), **vals) if vals else getattr(base, name)
+            for name, vals in updates.items()
+        }
+        return dataclasses.replace(base, **sections, **top)
+
+    def replace(self, **flat: Any) -> RunConfig:
+        """A copy with some flat keys changed (validated and coerced like `from_flat`)."""
+        return RunConfig.from_flat(flat, base=self)
+
+
+_SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "optim": OptimConfig,
+    "pitfalls": PitfallConfig,
+    "schedule": ScheduleConfig,
+    "data": DataConfig,
+    "budget": BudgetConfig,
+}
+_TOP_LEVEL = ("seed", "device", "dtype")
+_KEY_SECTION = {f.name: name for name, cls in _SECTIONS.items() for f in dataclasses.fields(cls)}
+_FIELD_TYPES: dict[str, Any] = {
+    key: typing.get_type_hints(cls)[key] for name, cls in _SECTIONS.items() for key in
+    (f.name for f in dataclasses.fields(cls))
+}
+_FIELD_TYPES.update({k: typing.get_type_hints(RunConfig)[k] for k in _TOP_LEVEL})
+FLAT_KEYS: frozenset[str] = frozenset(_FIELD_TYPES)
+FIELD_DOCS: dict[str, str] = {}
+"""One line per flat key, for `gan-sweep train --help` and `gan-sweep show`."""
+
+
+def _to_flat_value(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return value
+
+
+def _coerce(key: str, raw: Any, hint: Any) -> Any:
+    """Turn a CLI/TOML/Optuna value into the field's type, or raise a one-line ConfigError."""
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if optional:
+        if raw is None or (isinstance(raw, str) and raw.strip().lower() in (OFF, "none", "")):
+            return None
+        hint = next(a for a in args if a is not type(None))
+    try:
+        if hint is bool:
+            if isinstance(raw, bool):
+                return raw
+            if isinstance(raw, str) and raw.lower() in ("true", "yes", "1", "on", "false", "no", "0"):
+                return raw.lower() in ("true", "yes", "1", "on")
+            raise ValueError
+        if hint is int:
+            if isinstance(raw, bool):
+                raise ValueError
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError
+            return int(raw)
+        if hint is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        if hint is str:
+            if not isinstance(raw, str):
+                raise ValueError
+            return raw
+        if typing.get_origin(hint) is tuple:
+            items = raw.replace("x", ",").split(",") if isinstance(raw, str) else list(raw)
+            return tuple(int(v) for v in items)
+    except (TypeError, ValueError):
+        pass
+    else:
+        raise AssertionError(f"no coercion for {key}: {hint}")
+    expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        hint, "a list of integers")
+    if optional:
+        expected += " or 'off'"
+    raise ConfigError(f"{key} must be {expected}, got {raw!r}")
+
+
+def _field_docs() -> dict[str, str]:
+    """Field docstrings, read from this module's source (they are plain string statements)."""
+    import ast
+    import inspect
+
+    docs: dict[str, str] = {}
+    for cls in (*_SECTIONS.values(), RunConfig):
+        body = ast.parse(inspect.getsource(cls)).body[0].body
+        for node, nxt in zip(body, body[1:]):
+            if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+                docs[node.target.id] = str(nxt.value.value)
+    return {k: v for k, v in docs.items() if k in FLAT_KEYS}
+
+
+FIELD_DOCS.update(_field_docs())

@@ -1,0 +1,81 @@
+"""Sample-quality metrics computed from a classifier's features and class probabilities.
+
+No Inception network (nothing can be downloaded at run time): a small classifier trained on
+the data set itself supplies the features. Hence FLD, not FID: the same Fréchet distance, on
+another network's features, so its numbers are not on FID's scale.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor) -> float:
+    """|mu1 - mu2|^2 + tr(C1 + C2 - 2 (C1 C2)^1/2), in float64.
+
+    tr((C1 C2)^1/2) is the sum of the square roots of the eigenvalues of C1^1/2 C2 C1^1/2,
+    which is symmetric, so `eigh` is enough (no general matrix square root needed).
+    """
+    mu1, cov1, mu2, cov2 = (t.double() for t in (mu1, cov1, mu2, cov2))
+    vals, vecs = torch.linalg.eigh(cov1)
+    sqrt1 = (vecs * vals.clamp(min=0).sqrt()) @ vecs.T
+    middle = torch.linalg.eigvalsh(sqrt1 @ cov2 @ sqrt1)
+    tr_sqrt = middle.clamp(min=0).sqrt().sum()
+    d = (mu1 - mu2).square().sum() + torch.trace(cov1) + torch.trace(cov2) - 2 * tr_sqrt
+    return float(d)
+
+
+def mean_cov(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    f = features.double()
+    return f.mean(0), torch.cov(f.T)
+
+
+def classifier_score(probs: torch.Tensor) -> float:
+    """exp(E_x KL(p(y|x) || p(y))): the Inception-score analogue (1 = one class, K = ideal)."""
+    p = probs.double().clamp(min=1e-12)
+    marginal = p.mean(0, keepdim=True)
+    return float(torch.exp((p * (p.log() - marginal.log())).sum(1).mean()))
+
+
+def class_histogram(probs: torch.Tensor) -> torch.Tensor:
+    """Share of samples predicted as each class."""
+    k = probs.shape[1]
+    return torch.bincount(probs.argmax(1), minlength=k).double() / len(probs)
+
+
+def coverage(hist: torch.Tensor, min_share: float) -> int:
+    """How many classes receive at least `min_share` of the samples."""
+    return int((hist >= min_share).sum())
+
+
+def kl_from_uniform(hist: torch.Tensor) -> float:
+    """KL(histogram || uniform) in nats: 0 for balanced classes, log K for a single class."""
+    k = len(hist)
+    h = hist[hist > 0]
+    return float((h * (h * k).log()).sum())
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al., 2019) on feature vectors.
+
+    Precision: the share of fake samples inside some real sample's k-NN ball (do the samples
+    look like data?). Recall: the share of real samples inside some fake sample's k-NN ball
+    (is all of the data covered?).
+    """
+    real, fake = real.double(), fake.double()
+
+    def radii(x: torch.Tensor) -> torch.Tensor:
+        d = torch.cdist(x, x)
+        return d.kthvalue(k + 1, dim=1).values  # +1: each point is its own nearest neighbour
+
+    r_real, r_fake = radii(real), radii(fake)
+    d = torch.cdist(fake, real)  # [n_fake, n_real]
+    precision = (d <= r_real[None, :]).any(1).double().mean()
+    recall = (d.T <= r_fake[None, :]).any(1).double().mean()
+    return float(precision), float(recall)
+
+
+def finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

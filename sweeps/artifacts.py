@@ -1,0 +1,73 @@
+"""Files a run leaves behind: its sample grid, its loss curves and its JSON summary."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from gan_core.probes import EpochRecord
+from gan_core.trainer import RunResult
+
+
+def save_grid(samples: torch.Tensor, path: Path, nrow: int = 8) -> Path:
+    """A PNG grid of [N, 1, H, W] images in [0, 1] (torchvision's make_grid / save_image)."""
+    from torchvision.utils import make_grid, save_image
+
+    save_image(make_grid(samples, nrow=nrow, padding=2, pad_value=0.5), path)
+    return path
+
+
+def loss_figure(history: list[EpochRecord], title: str = ""):
+    """Losses, D(x) and D(G(z)), and pre-clip gradient norms per epoch (a matplotlib Figure)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r.epoch for r in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    axes[0].plot(epochs, [r.loss_d for r in history], label="loss_d (tmp_loss)")
+    axes[0].plot(epochs, [r.loss_g for r in history], label="loss_g")
+    axes[0].axhline(math.log(4), color="grey", lw=0.8, ls=":", label="log 4")
+    axes[1].plot(epochs, [r.d_real for r in history], label="D(x)")
+    axes[1].plot(epochs, [r.d_fake for r in history], label="D(G(z))")
+    axes[1].set_ylim(-0.02, 1.02)
+    axes[2].plot(epochs, [r.grad_d for r in history], label="|grad D| pre-clip")
+    axes[2].plot(epochs, [r.grad_g for r in history], label="|grad G| pre-clip")
+    axes[2].set_yscale("symlog", linthresh=1e-3)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _jsonable(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)  # JSON has no NaN or inf; keep them readable
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def write_run(result: RunResult, folder: Path) -> dict[str, Path]:
+    """Write samples.png, losses.png and summary.json into `folder` (created here)."""
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"summary": folder / "summary.json"}
+    files["summary"].write_text(json.dumps(_jsonable(result.summary()), indent=1))
+    if result.samples is not None:
+        files["samples"] = save_grid(result.samples, folder / "samples.png")
+    fig = loss_figure(result.history, f"{result.verdict.label} at epoch {result.verdict.epoch}")
+    files["losses"] = folder / "losses.png"
+    fig.savefig(files["losses"], dpi=90)
+    plt.close(fig)
+    return files

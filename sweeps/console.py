@@ -1,0 +1,39 @@
+"""Rich output shared by the commands: one console each for stdout and stderr, and epoch progress."""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from gan_core.trainer import EpochEvent
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.{digits}g}"
+
+
+def epoch_line(ev: EpochEvent) -> str:
+    """One line per epoch: losses, D(x), D(G(z)), G steps and quality when measured."""
+    r = ev.record
+    line = (f"loss_d {fmt(r.loss_d)}  loss_g {fmt(r.loss_g)}  D(x) {fmt(r.d_real)}  "
+            f"D(G(z)) {fmt(r.d_fake)}  G steps {r.g_steps}")
+    if r.quality is not None:
+        line += f"  FLD {r.quality.fld:.0f}  classes {r.quality.coverage}"
+    if ev.verdict is not None:
+        line += f"  [bold]{ev.verdict.label}[/bold]"
+    return line
+
+
+def epoch_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(bar_width=20),
+        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[line]}"),
+        console=err, transient=False,
+    )

@@ -1,0 +1,37 @@
+"""Errors a user can cause: each becomes one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+from gan_core.config import ConfigError
+from gan_core.data import DataError
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for (name, file, value, URL); the message is one line."""
+
+
+USER_ERRORS: tuple[type[Exception], ...] = (UserError, ConfigError, DataError)
+EXIT_USER_ERROR = 2
+
+
+def guarded(func):
+    """Decorate a command: a user error prints `error: <one line>` on stderr and exits 2.
+
+    Inside the command rather than around the app, so typer's test runner sees the same
+    exit code and message as the installed command does.
+    """
+    import functools
+    import sys
+
+    import typer
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except USER_ERRORS as exc:
+            msg = " ".join(str(exc).split())  # one line, whatever the library wrote
+            print(f"error: {msg}", file=sys.stderr)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+
+    return wrapper

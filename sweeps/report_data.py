@@ -1,0 +1,106 @@
+"""A study's trials as one tidy pandas row each: the flat config, seed, state, outcome and its
+evidence, final and best quality, final losses and probes, time, and the MLflow run id."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from gan_core.config import RunConfig
+from gan_core.outcome import LABELS
+
+STATE_COLUMNS = ["trial", "state", "outcome", "seed", "value", "outcome_epoch", "epochs_trained", "sealed",
+                 "mechanism", "seconds", "samples_per_s"]
+FAIL = "FAIL"
+"""The outcome column's value for a trial our code crashed on (or that was interrupted)."""
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """Everything a report needs from storage."""
+
+    name: str
+    """The study's name in storage."""
+    trials: pd.DataFrame
+    """One row per trial."""
+    swept: list[str]
+    """The swept config keys (columns of `trials`)."""
+    spec: dict[str, Any]
+    """What the study recorded about itself (source, description, space, baseline, pitfall ...)."""
+    metric: str
+    """The objective's metric (a final_<metric> column)."""
+    direction: str
+    """minimize or maximize."""
+
+    @property
+    def finished(self) -> pd.DataFrame:
+        return self.trials[self.trials["outcome"].isin(LABELS)]
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.trials["state"].isin(["RUNNING", "WAITING"]).any())
+
+
+def _num(x: Any) -> Any:
+    """Attributes keep inf/NaN as strings (JSON); turn them back into floats."""
+    if isinstance(x, str) and x in ("nan", "inf", "-inf"):
+        return float(x)
+    return x
+
+
+def trial_row(t: optuna.trial.FrozenTrial, base: dict[str, Any]) -> dict[str, Any]:
+    ua = {k: _num(v) for k, v in t.user_attrs.items()}
+    params = t.params or t.system_attrs.get("fixed_params", {})
+    config = dict(base) | dict(ua.get("config") or {}) | params
+    if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        outcome = ua.get("outcome", "?")
+    else:
+        outcome = FAIL if t.state == TrialState.FAIL else t.state.name
+    row = {
+        "trial": t.number, "state": t.state.name, "outcome": outcome, "seed": ua.get("seed"),
+        "value": t.value, "outcome_epoch": ua.get("outcome_epoch"), "epochs_trained": ua.get("epochs_trained"),
+        "sealed": ua.get("sealed"), "mechanism": ua.get("mechanism"), "seconds": ua.get("seconds"),
+        "samples_per_s": ua.get("samples_per_s"), "evidence": ua.get("evidence") or ua.get("fail_reason"),
+        "mlflow_run_id": ua.get("mlflow_run_id"), "git_commit": ua.get("git_commit"),
+    }
+    row |= {k: v for k, v in ua.items() if k.startswith(("final_", "best_", "last_")) or k in ("g_steps", "g_capped", "grad_d_peak")}
+    row |= {f"cfg_{k}" if k in row else k: v for k, v in config.items()}
+    return row
+
+
+def load_study_data(study: optuna.Study) -> StudyData:
+    spec = study.user_attrs.get("spec", {})
+    base = RunConfig.from_flat(spec.get("fixed", {})).to_flat() if spec.get("fixed") is not None else RunConfig().to_flat()
+    trials = study.get_trials(deepcopy=False)
+    rows = [trial_row(t, base) for t in trials]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        df = pd.DataFrame(columns=STATE_COLUMNS)
+    swept = list(dict.fromkeys(k for t in trials for k in (t.params or t.system_attrs.get("fixed_params", {}))))
+    for col in df.columns:  # attributes stored inf/NaN as strings: numeric columns become numeric again
+        if df[col].dtype == object and col not in ("evidence", "mechanism", "outcome", "state"):
+            converted = pd.to_numeric(df[col], errors="coerce")
+            if converted.notna().sum() == df[col].notna().sum():
+                df[col] = converted
+    direction = study.direction.name.lower()
+    return StudyData(study.study_name, df.sort_values("trial").reset_index(drop=True), swept, spec,
+                     spec.get("metric", "fld"), direction)
+
+
+def is_log_scale(values: pd.Series) -> bool:
+    """Positive numbers spanning more than a decade (learning rates): bin by decade."""
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    return len(v) > 0 and len(v) == values.dropna().shape[0] and (v > 0).all() and v.max() / v.min() > 10
+
+
+def level_column(df: pd.DataFrame, key: str) -> pd.Series:
+    """The levels a table groups `key` by: decades (1e-4, 1e-3 ...) for log-scale keys, else the values."""
+    if key in df and is_log_scale(df[key]):
+        decade = pd.to_numeric(df[key]).map(lambda x: math.floor(math.log10(x) + 1e-9))
+        return decade.map(lambda d: f"1e{d:+d}".replace("+", ""))
+    return df[key].astype(str) if key in df else pd.Series(dtype=str)

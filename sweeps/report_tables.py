@@ -1,0 +1,118 @@
+"""The report's tables: outcomes per level of each swept key (rates with Wilson intervals),
+quality over seeds per configuration, each key's effect against the seed's baseline, and the
+best and worst configurations."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from gan_core.config import RunConfig
+from gan_core.outcome import LABELS
+
+from .report_data import FAIL, StudyData, is_log_scale, level_column
+from .report_stats import bootstrap_diff, newcombe, wilson
+
+
+def outcome_table(data: StudyData, key: str) -> pd.DataFrame:
+    """Per level of `key`: runs, count per outcome (crashes counted as FAIL), success rate and its
+    95% Wilson interval over the finished runs."""
+    df = data.trials[data.trials["outcome"].isin(LABELS + (FAIL,))].copy()
+    df["level"] = level_column(df, key)
+    rows = []
+    for level, g in _ordered_groups(df, key):
+        finished = g[g["outcome"] != FAIL]
+        k, n = int((finished["outcome"] == "success").sum()), len(finished)
+        low, high = wilson(k, n)
+        row = {key: level, "runs": n}
+        row |= {label: int((g["outcome"] == label).sum()) for label in LABELS}
+        row[FAIL] = int((g["outcome"] == FAIL).sum())
+        row |= {"success_rate": k / n if n else math.nan, "ci_low": low, "ci_high": high}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _ordered_groups(df: pd.DataFrame, key: str):
+    """Groups in a natural order: numeric levels ascending, others as first seen."""
+    levels = list(dict.fromkeys(df["level"]))
+    if key in df:
+        order = df.groupby("level")[key].agg(lambda s: _sort_key(s.iloc[0]))
+        levels.sort(key=lambda lv: order[lv])
+    for lv in levels:
+        yield lv, df[df["level"] == lv]
+
+
+def _sort_key(v):
+    try:
+        return (0, float(v), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(v))
+
+
+def config_table(data: StudyData) -> pd.DataFrame:
+    """Per configuration (the swept keys): seeds run, outcomes, success k/n and quality mean and std."""
+    df = data.finished
+    if df.empty or not data.swept:
+        return pd.DataFrame()
+    metric = f"final_{data.metric}"
+    rows = []
+    for values, g in df.groupby(data.swept, sort=False, dropna=False):
+        values = values if isinstance(values, tuple) else (values,)
+        row = dict(zip(data.swept, values))
+        q = pd.to_numeric(g.get(metric, pd.Series(dtype=float)), errors="coerce")
+        row |= {"seeds": len(g), "outcomes": _outcome_summary(g["outcome"]),
+                "success": f"{int((g['outcome'] == 'success').sum())}/{len(g)}",
+                f"{data.metric}_mean": q.mean(), f"{data.metric}_std": q.std(ddof=1) if q.notna().sum() > 1 else math.nan,
+                "coverage_mean": pd.to_numeric(g.get("final_coverage"), errors="coerce").mean()}
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    ascending = data.direction == "minimize"
+    return out.sort_values(f"{data.metric}_mean", ascending=ascending, na_position="last").reset_index(drop=True)
+
+
+def _outcome_summary(outcomes: pd.Series) -> str:
+    counts = outcomes.value_counts()
+    return ", ".join(f"{label} {counts[label]}" for label in LABELS if label in counts)
+
+
+def baseline_value(data: StudyData, key: str):
+    """The seed's setting of `key`: the study's declared baseline, else the run config's default."""
+    declared = data.spec.get("baseline") or {}
+    return declared[key] if key in declared else RunConfig().to_flat()[key]
+
+
+def effect_table(data: StudyData) -> pd.DataFrame:
+    """Each swept key's levels against its baseline level: difference in success rate (Newcombe
+    95% interval) and in the objective metric (bootstrap 95% interval over seeds)."""
+    df = data.finished
+    metric = f"final_{data.metric}"
+    rows = []
+    for key in data.swept:
+        if key not in df:
+            continue
+        base = baseline_value(data, key)
+        levels = level_column(df, key)
+        base_level = level_column(pd.DataFrame({key: [base]}), key).iloc[0] if is_log_scale(df[key]) else str(base)
+        if base_level not in set(levels):
+            continue
+        b = df[levels == base_level]
+        for level in dict.fromkeys(levels):
+            if level == base_level:
+                continue
+            g = df[levels == level]
+            d, lo, hi = newcombe(int((g["outcome"] == "success").sum()), len(g),
+                                 int((b["outcome"] == "success").sum()), len(b))
+            m, mlo, mhi = bootstrap_diff(pd.to_numeric(g.get(metric), errors="coerce").tolist(),
+                                         pd.to_numeric(b.get(metric), errors="coerce").tolist())
+            rows.append({"key": key, "level": level, "baseline": base_level, "runs": len(g), "baseline_runs": len(b),
+                         "success_diff": d, "success_ci_low": lo, "success_ci_high": hi,
+                         f"{data.metric}_diff": m, f"{data.metric}_ci_low": mlo, f"{data.metric}_ci_high": mhi})
+    return pd.DataFrame(rows)
+
+
+def best_worst(data: StudyData, n: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
+    table = config_table(data)
+    if table.empty:
+        return table, table
+    return table.head(n), table.tail(n).iloc[::-1]

@@ -1,0 +1,405 @@
+"""Study files (TOML) validated into a typed, frozen spec.
+
+    name = "lr-study"
+    description = "..."
+    pitfall = 4                                   # the seed's pitfall this study tests (optional)
+    seeds = [0, 1]                                # every configuration runs once per seed
+    objective = { metric = "fld", direction = "minimize" }
+    baseline = { lr_d = 1e-4 }                    # the seed's setting of the swept keys (for reports)
+
+    [sampler]
+    kind = "grid"                                 # grid (every combination, enqueued) | tpe | random
+    seed = 0
+
+    [space]                                       # keys are run-config keys (gan-sweep train --help)
+    lr_d = { values = [1e-5, 1e-4], tie = ["lr_g"] }   # grid axis / choice; tie: same value elsewhere
+    clip_d = { values = ["off", 1.0] }
+    lr_g = { log_uniform = [1e-6, 1e-2] }         # tpe / random only
+    beta1 = { uniform = [0.0, 0.9] }
+
+    # or, instead of [space], an explicit list of configurations (grid sampler), e.g. an ablation:
+    # configs = [{ clamp = "clamp" }, { clamp = "none" }, { clip_d = "off" }]   # unset keys: fixed/default
+
+    [fixed]                                       # run-config overrides for every trial
+    clamp = "logits"
+
+    [profiles.quick]                              # budget per profile; quick on a CPU, full on a GPU
+    epochs = 20
+    trials = 12                                   # tpe / random: configurations to sample
+    seeds = [0]                                   # optional overrides: seeds, fixed (merged), space (replaced)
+
+Every mistake is a SpecError naming the file and the key, in one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from gan_core.config import ConfigError, RunConfig, FLAT_KEYS
+
+from .errors import UserError
+
+SAMPLERS = ("grid", "tpe", "random")
+PROFILES = ("quick", "full")
+METRICS = ("fld", "score", "coverage", "class_kl", "junk", "precision", "recall", "confidence")
+BUDGET_KEYS = ("epochs", "steps_per_epoch", "eval_every", "eval_samples")
+NOT_SWEEPABLE = ("seed", "device", "dtype", "data_dir")
+
+
+class SpecError(UserError):
+    """A study file is malformed; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One swept key: a list of values (grid axis or choice) or a continuous range."""
+
+    name: str
+    """The run-config key it sets."""
+    kind: str
+    """values, log_uniform or uniform."""
+    values: tuple = ()
+    """The values (kind == values)."""
+    low: float = 0.0
+    """Range start (continuous kinds)."""
+    high: float = 0.0
+    """Range end (continuous kinds)."""
+    tie: tuple[str, ...] = ()
+    """Other keys that take the same value (e.g. lr_g tied to lr_d)."""
+
+    def suggest(self, trial) -> Any:
+        """Ask an Optuna trial for this parameter's value (fixed when the trial was enqueued)."""
+        if self.kind == "values":
+            return trial.suggest_categorical(self.name, list(self.values))
+        return trial.suggest_float(self.name, self.low, self.high, log=self.kind == "log_uniform")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The budget of one profile."""
+
+    name: str
+    """quick or full."""
+    epochs: int
+    """Epochs per trial."""
+    steps_per_epoch: int | None = None
+    """Cap on batches per epoch (None: the whole data set)."""
+    eval_every: int = 1
+    """Evaluate quality every this many epochs."""
+    eval_samples: int = 2000
+    """Samples per evaluation."""
+    trials: int | None = None
+    """tpe / random: how many configurations to sample."""
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study file."""
+
+    name: str
+    """The study's name (Optuna study and MLflow experiment are named after it)."""
+    description: str
+    """What it asks, in a sentence or two."""
+    source: str
+    """The file it came from."""
+    space: tuple[Param, ...]
+    """The swept keys."""
+    fixed: dict[str, Any]
+    """Run-config overrides shared by every trial."""
+    seeds: tuple[int, ...]
+    """Seeds per configuration."""
+    sampler: str
+    """grid, tpe or random."""
+    sampler_seed: int
+    """Seed of a tpe / random sampler."""
+    metric: str
+    """The objective: a quality metric of the last evaluation."""
+    direction: str
+    """minimize or maximize."""
+    profiles: dict[str, Profile]
+    """quick and/or full budgets."""
+    pitfall: int | None = None
+    """The seed's pitfall (1-5) this study tests, for the report's verdict."""
+    baseline: dict[str, Any] = field(default_factory=dict)
+    """The seed's setting of the swept keys, for effect-vs-baseline tables."""
+    configs: tuple[dict[str, Any], ...] | None = None
+    """An explicit list of configurations (instead of the product of the values axes)."""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The file as parsed (profiles may override its seeds, fixed and space)."""
+
+    def for_profile(self, profile: str) -> tuple[StudySpec, Profile]:
+        """The spec as the given profile sees it (overrides applied), and that profile."""
+        if profile not in self.profiles:
+            raise SpecError(f"{self.source}: no [profiles.{profile}] (has {', '.join(self.profiles)})")
+        over = {k: v for k, v in self.raw["profiles"][profile].items() if k in ("seeds", "fixed", "space", "configs")}
+        if not over:
+            return self, self.profiles[profile]
+        merged = self.raw | {"fixed": self.raw.get("fixed", {}) | over.get("fixed", {})}
+        if "space" in over or "configs" in over:  # a profile's design replaces the file's
+            merged = {k: v for k, v in merged.items() if k not in ("space", "configs")}
+        merged |= {k: over[k] for k in ("seeds", "space", "configs") if k in over}
+        return _build(self.source, merged, validate_overrides=False), self.profiles[profile]
+
+    def grid(self) -> list[dict[str, Any]]:
+        """The grid's configurations in a fixed order: the explicit list, else every combination."""
+        if self.configs is not None:
+            return [dict(c) for c in self.configs]
+        axes = [[(p.name, v) for v in p.values] for p in self.space]
+        return [dict(combo) for combo in itertools.product(*axes)]
+
+    def expand(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Swept params -> run-config overrides (ties applied)."""
+        out = dict(params)
+        for p in self.space:
+            for other in p.tie:
+                if p.name in params:
+                    out[other] = params[p.name]
+        return out
+
+    def run_config(self, params: dict[str, Any], seed: int, profile: Profile, **extra: Any) -> RunConfig:
+        """The run config of one trial."""
+        budget = {k: getattr(profile, k) for k in BUDGET_KEYS if getattr(profile, k) is not None}
+        return RunConfig.from_flat(self.fixed | budget | self.expand(params) | extra | {"seed": seed})
+
+    def fingerprint(self, profile: Profile, extra: dict[str, Any] | None = None) -> str:
+        """A hash of what makes trials comparable (space, fixed, budget, objective, `extra` such
+        as the data set). Seeds are left out on purpose: adding seeds extends a study."""
+        blob = json.dumps({"space": [p.__dict__ for p in self.space], "fixed": self.fixed,
+                           "profile": profile.__dict__, "metric": self.metric, "extra": extra or {}},
+                          sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+    def describe_space(self) -> list[str]:
+        lines = []
+        for p in self.space:
+            what = (", ".join(map(str, p.values)) if p.kind == "values" else f"{p.kind} [{p.low:g}, {p.high:g}]")
+            tie = f" (also sets {', '.join(p.tie)})" if p.tie else ""
+            lines.append(f"{p.name}: {what}{tie}")
+        return lines
+
+
+# -- loading -------------------------------------------------------------------------------
+
+def builtin_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("studies").iterdir() if p.name.endswith(".toml"))
+
+
+def load_spec(name_or_path: str) -> StudySpec:
+    """A built-in study by name, or a study file by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise SpecError(f"study file not found: {name_or_path}")
+        text, source = path.read_text(), str(path)
+    else:
+        res = resources.files("studies") / f"{name_or_path}.toml"
+        if not res.is_file():
+            raise UserError(f"unknown study {name_or_path!r}; built-in studies: {', '.join(builtin_names())} "
+                            f"(or give a path to a .toml file)")
+        text, source = res.read_text(), f"{name_or_path} (built-in)"
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{source}: not valid TOML: {exc}") from None
+    return _build(source, raw)
+
+
+_TOP_KEYS = {"name", "description", "pitfall", "seeds", "objective", "baseline", "sampler", "space", "configs",
+             "fixed", "profiles"}
+_PROFILE_KEYS = {"epochs", "steps_per_epoch", "eval_every", "eval_samples", "trials", "seeds", "fixed", "space",
+                 "configs"}
+
+
+def _check_keys(source: str, where: str, table: Any, allowed: set[str]) -> dict:
+    if not isinstance(table, dict):
+        raise SpecError(f"{source}: {where} must be a table")
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise SpecError(f"{source}: unknown key {prefix}{unknown[0]} (allowed: {', '.join(sorted(allowed))})")
+    return table
+
+
+def _typed(source: str, key: str, value: Any, kind: type | tuple, what: str) -> Any:
+    if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise SpecError(f"{source}: {key} must be {what}, got {value!r}")
+    if not isinstance(value, kind):
+        raise SpecError(f"{source}: {key} must be {what}, got {value!r}")
+    return value
+
+
+def _check_value(source: str, key: str, name: str, value: Any) -> Any:
+    """A value must be valid for its run-config key (checked now, not at trial 17); returns its
+    canonical flat form (e.g. 1 -> 1.0 for a float key, None -> 'off' for a clip)."""
+    try:
+        return RunConfig().replace(**{name: value}).to_flat()[name]
+    except ConfigError as exc:
+        raise SpecError(f"{source}: {key}: {exc}") from None
+
+
+def _param(source: str, name: str, table: Any) -> Param:
+    key = f"space.{name}"
+    if name not in FLAT_KEYS:
+        raise SpecError(f"{source}: {key}: unknown run-config key {name!r} (see gan-sweep train --help)")
+    if name in NOT_SWEEPABLE:
+        raise SpecError(f"{source}: {key}: {name} cannot be swept (seeds go in 'seeds')")
+    table = _check_keys(source, key, table, {"values", "log_uniform", "uniform", "tie"})
+    kinds = [k for k in ("values", "log_uniform", "uniform") if k in table]
+    if len(kinds) != 1:
+        raise SpecError(f"{source}: {key} needs exactly one of values, log_uniform, uniform")
+    kind = kinds[0]
+    tie = tuple(_typed(source, f"{key}.tie", table.get("tie", []), list, "a list of keys"))
+    for other in tie:
+        if other not in FLAT_KEYS or other in NOT_SWEEPABLE:
+            raise SpecError(f"{source}: {key}.tie: unknown or unsweepable key {other!r}")
+    if kind == "values":
+        values = _typed(source, f"{key}.values", table["values"], list, "a list")
+        if not values:
+            raise SpecError(f"{source}: {key}.values is empty")
+        canonical = []
+        for v in values:
+            _typed(source, f"{key}.values", v, (int, float, str, bool), "numbers, strings or booleans")
+            for target in tie:
+                _check_value(source, key, target, v)
+            canonical.append(_check_value(source, key, name, v))
+        if len(set(map(repr, canonical))) != len(canonical):
+            raise SpecError(f"{source}: {key}.values has duplicates")
+        return Param(name, kind, tuple(canonical), tie=tie)
+    rng = _typed(source, f"{key}.{kind}", table[kind], list, "a [low, high] pair")
+    if len(rng) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rng):
+        raise SpecError(f"{source}: {key}.{kind} must be a [low, high] pair of numbers, got {rng!r}")
+    low, high = float(rng[0]), float(rng[1])
+    if not low < high:
+        raise SpecError(f"{source}: {key}.{kind} is an empty range [{low:g}, {high:g}]")
+    if kind == "log_uniform" and low <= 0:
+        raise SpecError(f"{source}: {key}.log_uniform needs low > 0, got {low:g}")
+    for v in (low, high):
+        for target in (name, *tie):
+            _check_value(source, key, target, v)
+    return Param(name, kind, low=low, high=high, tie=tie)
+
+
+def _build(source: str, raw: dict, validate_overrides: bool = True) -> StudySpec:
+    _check_keys(source, "", raw, _TOP_KEYS)
+    name = _typed(source, "name", raw.get("name"), str, "a string")
+    description = _typed(source, "description", raw.get("description", ""), str, "a string")
+    pitfall = raw.get("pitfall")
+    if pitfall is not None and (not isinstance(pitfall, int) or isinstance(pitfall, bool) or not 1 <= pitfall <= 5):
+        raise SpecError(f"{source}: pitfall must be 1 to 5 (the seed's numbering), got {pitfall!r}")
+    seeds = _seeds(source, "seeds", raw.get("seeds", [0]))
+
+    objective = _check_keys(source, "objective", raw.get("objective", {}), {"metric", "direction"})
+    metric = objective.get("metric", "fld")
+    if metric not in METRICS:
+        raise SpecError(f"{source}: objective.metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    direction = objective.get("direction", "minimize")
+    if direction not in ("minimize", "maximize"):
+        raise SpecError(f"{source}: objective.direction must be minimize or maximize, got {direction!r}")
+
+    sampler = _check_keys(source, "sampler", raw.get("sampler", {}), {"kind", "seed"})
+    kind = sampler.get("kind", "grid")
+    if kind not in SAMPLERS:
+        raise SpecError(f"{source}: sampler.kind must be one of {', '.join(SAMPLERS)}, got {kind!r}")
+    sampler_seed = _typed(source, "sampler.seed", sampler.get("seed", 0), int, "an integer")
+
+    fixed = raw.get("fixed", {})
+    if not isinstance(fixed, dict):
+        raise SpecError(f"{source}: fixed must be a table")
+    for k in fixed:
+        if k not in FLAT_KEYS:
+            raise SpecError(f"{source}: fixed.{k}: unknown run-config key {k!r} (see gan-sweep train --help)")
+    configs = None
+    if "configs" in raw:
+        if "space" in raw:
+            raise SpecError(f"{source}: give either [space] or configs, not both")
+        if kind != "grid":
+            raise SpecError(f"{source}: configs need the grid sampler")
+        configs = _configs(source, raw["configs"], fixed)
+        keys = list(dict.fromkeys(k for c in configs for k in c))
+        space = tuple(Param(k, "values", tuple({repr(c[k]): c[k] for c in configs}.values())) for k in keys)
+    else:
+        space_raw = raw.get("space", {})
+        if not isinstance(space_raw, dict):
+            raise SpecError(f"{source}: space must be a table")
+        space = tuple(_param(source, n, t) for n, t in space_raw.items())
+    if not space:
+        raise SpecError(f"{source}: [space] is empty: a study must sweep at least one key")
+    swept = [p.name for p in space] + [t for p in space for t in p.tie]
+    dup = sorted({k for k in swept if swept.count(k) > 1})
+    if dup:
+        raise SpecError(f"{source}: space.{dup[0]} is swept twice (directly or through tie)")
+    if kind == "grid" and any(p.kind != "values" for p in space):
+        bad = next(p for p in space if p.kind != "values")
+        raise SpecError(f"{source}: space.{bad.name}: a grid needs values, not a {bad.kind} range (use tpe or random)")
+
+    both = sorted(set(fixed) & set(swept))
+    if both:
+        raise SpecError(f"{source}: {both[0]} is both fixed and swept")
+    for k, v in fixed.items():
+        _check_value(source, f"fixed.{k}", k, v)
+
+    baseline = _check_keys(source, "baseline", raw.get("baseline", {}), set(p.name for p in space))
+    for k, v in baseline.items():
+        _check_value(source, f"baseline.{k}", k, v)
+
+    profiles_raw = _check_keys(source, "profiles", raw.get("profiles", {}), set(PROFILES))
+    if not profiles_raw:
+        raise SpecError(f"{source}: needs at least one of [profiles.quick] or [profiles.full]")
+    profiles = {}
+    for pname, table in profiles_raw.items():
+        table = _check_keys(source, f"profiles.{pname}", table, _PROFILE_KEYS)
+        if "epochs" not in table:
+            raise SpecError(f"{source}: profiles.{pname}.epochs is missing")
+        budget = {}
+        for k in ("epochs", "steps_per_epoch", "eval_every", "eval_samples", "trials"):
+            if k in table:
+                v = _typed(source, f"profiles.{pname}.{k}", table[k], int, "an integer")
+                if v <= 0:
+                    raise SpecError(f"{source}: profiles.{pname}.{k} must be > 0, got {v}")
+                budget[k] = v
+        if kind != "grid" and "trials" not in budget:
+            raise SpecError(f"{source}: profiles.{pname}.trials is needed by the {kind} sampler")
+        profiles[pname] = Profile(pname, **budget)
+    spec = StudySpec(name, description, source, space, dict(fixed), seeds, kind, sampler_seed, metric,
+                     direction, profiles, pitfall, dict(baseline), configs, raw)
+    if validate_overrides:  # a profile's overrides are checked now, not when that profile first runs
+        for pname in profiles:
+            spec.for_profile(pname)
+    return spec
+
+
+def _configs(source: str, configs: Any, fixed: dict) -> tuple[dict[str, Any], ...]:
+    """An explicit list of configurations; keys a config leaves out take the fixed/default value."""
+    if not isinstance(configs, list) or not configs or not all(isinstance(c, dict) for c in configs):
+        raise SpecError(f"{source}: configs must be a non-empty list of tables")
+    try:
+        base = RunConfig.from_flat(fixed).to_flat()
+    except ConfigError as exc:
+        raise SpecError(f"{source}: fixed: {exc}") from None
+    keys = list(dict.fromkeys(k for c in configs for k in c))
+    for k in keys:
+        if k not in FLAT_KEYS or k in NOT_SWEEPABLE:
+            raise SpecError(f"{source}: configs: unknown or unsweepable key {k!r}")
+    out = []
+    for i, c in enumerate(configs):
+        out.append({k: _check_value(source, f"configs[{i}].{k}", k, c[k]) if k in c else base[k] for k in keys})
+    seen = [json.dumps(c, sort_keys=True, default=str) for c in out]
+    if len(set(seen)) != len(seen):
+        raise SpecError(f"{source}: configs has duplicates (after filling in the fixed/default values)")
+    return tuple(out)
+
+
+def _seeds(source: str, key: str, seeds: Any) -> tuple[int, ...]:
+    if (not isinstance(seeds, list) or not seeds or
+            not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        raise SpecError(f"{source}: {key} must be a non-empty list of integers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise SpecError(f"{source}: {key} has duplicates")
+    return tuple(seeds)

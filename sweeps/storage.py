@@ -1,0 +1,183 @@
+"""Optuna storage and study handling: open or resume a study, plan its trials, pop work.
+
+Grids are enqueued trial by trial (never GridSampler, which can run a point twice across
+workers) and every worker takes work with `pop_waiting`, which claims a WAITING trial through
+the storage's own state transition (WAITING -> RUNNING succeeds for exactly one worker; on
+PostgreSQL it runs under a row lock).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from .errors import UserError
+from .spec import Profile, StudySpec
+
+DEFAULT_STORAGE = "sqlite:///gan_sweep.db"
+DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+PENDING = (TrialState.WAITING, TrialState.RUNNING)
+HEARTBEAT_S = 20
+GRACE_S = 60
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage:
+    """An RDB storage (sqlite or PostgreSQL); with heartbeats, so a dead worker's trial can be
+    found stale and failed. Any error opening it is the user's URL: one line."""
+    if url.startswith("sqlite:///"):
+        folder = Path(url[len("sqlite:///"):]).resolve().parent
+        if not folder.is_dir():
+            raise UserError(f"storage {url}: folder {folder} does not exist")
+    elif not url.startswith(("postgresql://", "postgresql+psycopg2://", "mysql://", "mysql+pymysql://")):
+        raise UserError(f"storage URL {url!r} is not supported (use sqlite:///file.db or postgresql://user@host/db)")
+    kwargs: dict[str, Any] = {}
+    if heartbeat:
+        kwargs.update(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+    engine = {"connect_args": {"connect_timeout": 10}} if url.startswith("postgresql") else {}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy/driver errors all mean: this URL does not work
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"cannot open storage {url}: {first[:300]}") from None
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str:
+    """The commit of the code that ran (recorded on every trial)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(__file__).parent,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+    if spec.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=spec.sampler_seed)
+    # grid: every trial is enqueued, the sampler is never asked; random: as asked.
+    return optuna.samplers.RandomSampler(seed=spec.sampler_seed)
+
+
+@dataclass(frozen=True)
+class StudyHandle:
+    """An opened study and what it was opened for."""
+
+    study: optuna.Study
+    """The Optuna study."""
+    storage: optuna.storages.BaseStorage
+    """Its storage."""
+    spec: StudySpec
+    """The study spec (profile overrides applied)."""
+    profile: Profile
+    """The budget."""
+    name: str
+    """The study's name in storage (and MLflow's experiment)."""
+
+
+def open_study(spec: StudySpec, profile: Profile, storage: optuna.storages.BaseStorage, name: str,
+               create: bool = True, extra: dict[str, Any] | None = None) -> StudyHandle:
+    """Create the study once or resume it; a study of that name with another space is an error."""
+    fingerprint = spec.fingerprint(profile, extra)
+    if create:
+        study = optuna.create_study(storage=storage, study_name=name, direction=spec.direction,
+                                    sampler=make_sampler(spec), load_if_exists=True)
+    else:
+        try:
+            study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(spec))
+        except KeyError:
+            raise UserError(f"study {name!r} does not exist in this storage; start it with gan-sweep run") from None
+    attrs = study.user_attrs
+    if "fingerprint" not in attrs:
+        study.set_user_attr("fingerprint", fingerprint)
+        study.set_user_attr("spec", {"source": spec.source, "description": spec.description,
+                                     "profile": profile.name, "metric": spec.metric,
+                                     "space": spec.describe_space(), "seeds": list(spec.seeds),
+                                     "pitfall": spec.pitfall, "baseline": spec.baseline, "fixed": spec.fixed})
+    elif attrs["fingerprint"] != fingerprint:
+        raise UserError(f"study {name!r} already exists in this storage with a different search space or budget "
+                        f"(fingerprint {attrs['fingerprint']} vs {fingerprint}); use --study-name to start a new one")
+    return StudyHandle(study, storage, spec, profile, name)
+
+
+def _key(params: dict[str, Any], seed: Any) -> str:
+    return json.dumps([sorted(params.items()), seed], default=str)
+
+
+def trial_key(t: optuna.trial.FrozenTrial) -> str:
+    params = t.params or t.system_attrs.get("fixed_params", {})
+    return _key(params, t.user_attrs.get("seed"))
+
+
+def plan(handle: StudyHandle) -> int:
+    """Enqueue the grid points (x seeds) that are neither done nor pending; return how many."""
+    spec, study = handle.spec, handle.study
+    if spec.sampler != "grid":
+        return enqueue_missing_seeds(handle)
+    have = {trial_key(t) for t in study.get_trials(deepcopy=False, states=DONE + PENDING)}
+    added = 0
+    for params in spec.grid():
+        for seed in spec.seeds:
+            if _key(params, seed) not in have:
+                study.enqueue_trial(params, user_attrs={"seed": seed})
+                added += 1
+    return added
+
+
+def enqueue_missing_seeds(handle: StudyHandle) -> int:
+    """tpe / random: every sampled configuration runs once per seed; failed ones run again."""
+    study, seeds = handle.study, handle.spec.seeds
+    trials = study.get_trials(deepcopy=False)
+    have = {trial_key(t) for t in trials if t.state in DONE + PENDING}
+    added = 0
+    configs = {json.dumps(sorted(t.params.items()), default=str): t.params for t in trials if t.params}
+    for params in configs.values():
+        for seed in seeds:
+            if _key(params, seed) not in have:
+                study.enqueue_trial(params, user_attrs={"seed": seed})
+                have.add(_key(params, seed))
+                added += 1
+    return added
+
+
+def sampled_configs(study: optuna.Study) -> int:
+    """tpe / random: distinct configurations asked for so far (failed ones included)."""
+    return len({json.dumps(sorted(t.params.items()), default=str) for t in study.get_trials(deepcopy=False)
+                if t.params or t.state == TrialState.RUNNING})
+
+
+def pop_waiting(handle: StudyHandle) -> optuna.Trial | None:
+    """Claim one enqueued trial; None when there is none left. Safe with many workers."""
+    storage = handle.storage
+    study_id = storage.get_study_id_from_name(handle.name)
+    for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        try:
+            claimed = storage.set_trial_state_values(trial_id, state=TrialState.RUNNING)
+        except Exception:  # noqa: BLE001 - lost a race on a storage without row locks: try the next
+            continue
+        if claimed:
+            return optuna.Trial(handle.study, trial_id)
+    return None
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    """Trials per state, and per outcome among the finished."""
+    out: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+        if t.state in DONE:
+            label = t.user_attrs.get("outcome", "?")
+            out[label] = out.get(label, 0) + 1
+    return out

@@ -1,0 +1,204 @@
+"""`gan-sweep studies | show | run`: the built-in studies, what one sweeps, and running it."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .console import epoch_line, err, out
+from .errors import UserError, guarded
+from .spec import PROFILES, Profile, StudySpec, builtin_names, load_spec
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def trial_count(spec: StudySpec, profile: Profile) -> int:
+    configs = len(spec.grid()) if spec.sampler == "grid" else profile.trials
+    return configs * len(spec.seeds)
+
+
+def studies() -> None:
+    """List the built-in studies, one line each."""
+    table = Table(box=None, show_header=True, header_style="bold")
+    table.add_column("study")
+    table.add_column("trials (quick)", justify="right")
+    table.add_column("what it asks")
+    for name in builtin_names():
+        spec = load_spec(name)
+        n = trial_count(*spec.for_profile("quick")) if "quick" in spec.profiles else "-"
+        table.add_row(name, str(n), spec.description.split(". ")[0].rstrip("."))
+    out.print(table)
+
+
+def show(study: str) -> None:
+    """What a study sweeps, its budget per profile, its objective."""
+    spec = load_spec(study)
+    out.print(f"[bold]{spec.name}[/bold]  ({spec.source})")
+    out.print(spec.description)
+    if spec.pitfall:
+        out.print(f"tests the seed's pitfall {spec.pitfall}")
+    out.print(f"objective: {spec.direction} {spec.metric} of the last evaluation; sampler: {spec.sampler}")
+    for pname in spec.profiles:
+        pspec, prof = spec.for_profile(pname)
+        out.print(f"\n[bold]profile {pname}[/bold]: {trial_count(pspec, prof)} trials, {prof.epochs} epochs each"
+                  + (f", at most {prof.steps_per_epoch} batches per epoch" if prof.steps_per_epoch else "")
+                  + f", seeds {', '.join(map(str, pspec.seeds))}")
+        for line in pspec.describe_space():
+            out.print(f"  sweeps {line}")
+        for k, v in pspec.fixed.items():
+            out.print(f"  fixed  {k} = {v}")
+    if spec.baseline:
+        out.print("\nbaseline (the seed's setting): " + ", ".join(f"{k} = {v}" for k, v in spec.baseline.items()))
+
+
+def default_profile(device: str | None) -> str:
+    """full on a GPU (the seed's budget), quick on a CPU."""
+    import torch
+
+    if device and device != "auto":
+        return "full" if device.startswith("cuda") else "quick"
+    return "full" if torch.cuda.is_available() else "quick"
+
+
+def run(study: str, profile: Optional[str], trials: Optional[int], epochs: Optional[int], seeds: Optional[str],
+        dataset: Optional[str], device: Optional[str], storage_url: str, tracking_uri: str,
+        study_name: Optional[str], out_dir: Path, engine: str, population_size: int) -> None:
+    """Run (or resume) a study; a report at the end."""
+    from gan_core.data import load_dataset
+    from gan_core.evaluator import Evaluator
+    from gan_core.trainer import resolve_device
+
+    from .runner import Interrupted, RunContext, run_trials
+    from .storage import counts, open_storage, open_study, plan
+    from .tracking import Tracker
+
+    spec = load_spec(study)
+    profile_name = profile or default_profile(device)
+    if profile_name not in PROFILES:
+        raise UserError(f"--profile must be one of {', '.join(PROFILES)}, got {profile_name!r}")
+    spec, prof = spec.for_profile(profile_name)
+    if epochs is not None:
+        if epochs <= 0:
+            raise UserError(f"--epochs must be > 0, got {epochs}")
+        prof = dataclasses.replace(prof, epochs=epochs)
+    if seeds is not None:
+        try:
+            seed_list = tuple(int(s) for s in seeds.split(","))
+        except ValueError:
+            raise UserError(f"--seeds must be comma-separated integers like 0,1,2; got {seeds!r}") from None
+        if not seed_list or min(seed_list) < 0 or len(set(seed_list)) != len(seed_list):
+            raise UserError(f"--seeds must be distinct integers >= 0; got {seeds!r}")
+        spec = dataclasses.replace(spec, seeds=seed_list)
+    if trials is not None and trials <= 0:
+        raise UserError(f"--trials must be > 0, got {trials}")
+    overrides = {k: v for k, v in (("dataset", dataset), ("device", device)) if v is not None}
+    base = spec.run_config({}, spec.seeds[0], prof, **overrides)  # a bad value fails here, before any file
+    device_ = resolve_device(base.device)
+    name = study_name or default_study_name(spec, prof, dataset, epochs)
+
+    data = load_dataset(base.data.dataset, base.data.data_dir)
+    # Both stores are opened (and created) before any trial: concurrent first-time creation crashes.
+    storage = open_storage(storage_url)
+    tracker = Tracker(tracking_uri, name, spec.description)
+    handle = open_study(spec, prof, storage, name, extra={"dataset": base.data.dataset})
+    added = plan(handle)
+    err.print(f"study {name!r} ({profile_name} profile, {prof.epochs} epochs per trial) in {storage_url}; "
+              f"{added} trials enqueued now; data: {data.source}")
+    evaluator = Evaluator(data, device_, log=err.print)
+    parent = tracker.start_run(f"{name} run", tags={"gan_sweep.kind": "study", "profile": profile_name,
+                                                    "engine": engine, "study_source": spec.source})
+    planned = trial_count(spec, prof)
+    done_before = sum(v for k, v in counts(handle.study).items() if k in ("COMPLETE", "PRUNED"))
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), MofNCompleteColumn(), BarColumn(bar_width=18),
+        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[line]}"), console=err)
+    with progress:
+        trials_task = progress.add_task("trials", total=planned, completed=done_before, line="")
+        epoch_task = progress.add_task("epoch", total=prof.epochs, line="")
+
+        def on_epoch(ev) -> None:
+            progress.update(epoch_task, completed=ev.record.epoch, total=ev.epochs, line=epoch_line(ev))
+
+        def on_trial(number: int, label: str) -> None:
+            tally = "  ".join(f"{k} {v}" for k, v in sorted(ctx.outcomes.items()))
+            progress.update(trials_task, advance=1, line=f"last: #{number} {label}   {tally}")
+            progress.update(epoch_task, completed=0)
+
+        ctx = RunContext(handle, data, evaluator, tracker, parent, overrides, on_epoch)
+        try:
+            ran = run_trials(ctx, limit=trials, on_trial=on_trial)
+        except KeyboardInterrupt as exc:
+            tracker.end(parent, "KILLED", fail_reason="interrupted")
+            progress.stop()
+            why = str(exc) if isinstance(exc, Interrupted) else "Ctrl-C"
+            err.print(f"interrupted ({why}): the trial in hand is marked FAIL (reason: interrupted); "
+                      f"run the same command again to finish the missing trials")
+            raise typer.Exit(130) from None
+    tracker.end(parent, "FINISHED", trials_run=ran, overhead_ratio=f"{ctx.overhead.ratio:.4f}")
+    summarize(handle, ctx, ran)
+    finish_report(name, storage_url, tracking_uri, out_dir)
+
+
+def default_study_name(spec: StudySpec, prof: Profile, dataset: str | None, epochs: int | None) -> str:
+    parts = [spec.name, prof.name]
+    if dataset:
+        parts.append(dataset)
+    if epochs:
+        parts.append(f"e{epochs}")
+    return "-".join(parts)
+
+
+def summarize(handle, ctx, ran: int) -> None:
+    from .storage import counts
+
+    c = counts(handle.study)
+    states = ", ".join(f"{k} {c[k]}" for k in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING") if c.get(k))
+    labels = ", ".join(f"{k} {v}" for k, v in sorted(c.items()) if k.islower())
+    o = ctx.overhead
+    out.print(f"ran {ran} trials now; study {handle.name!r}: {states or 'empty'}")
+    if labels:
+        out.print(f"outcomes: {labels}")
+    if ran:
+        out.print(f"orchestration overhead: optuna {o.optuna_s:.2f} s + mlflow {o.mlflow_s:.2f} s over "
+                  f"{o.train_s:.1f} s of training ({100 * o.ratio:.2f}%)")
+    if ctx.outcomes.get("FAIL"):
+        out.print(f"[red]{ctx.outcomes['FAIL']} trials failed[/red] (error stored on each trial: user attr 'error')")
+
+
+def finish_report(name: str, storage_url: str, tracking_uri: str, out_dir: Path) -> None:
+    """The report, printed and written, at the end of `run`."""
+    from .report_cmd import report_study
+
+    report_study(name, storage_url, tracking_uri, out_dir)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("studies", help="List the built-in studies.")(guarded(studies))
+    app.command("show", help="Show what a study sweeps, its budget and objective.")(guarded(show))
+
+    @app.command("run", help="Run or resume a study (built-in name or path to a .toml file).")
+    @guarded
+    def run_cmd(
+        study: str = typer.Argument(..., help="Built-in study name (see `gan-sweep studies`) or a .toml file."),
+        profile: Optional[str] = typer.Option(None, help="quick (CPU-sized) or full (the seed's budget); "
+                                                         "default: full on a GPU, quick on a CPU."),
+        trials: Optional[int] = typer.Option(None, help="Run at most this many trials now (the rest later)."),
+        epochs: Optional[int] = typer.Option(None, help="Override the profile's epochs per trial."),
+        seeds: Optional[str] = typer.Option(None, help="Override the seeds, e.g. 0,1,2,3."),
+        dataset: Optional[str] = typer.Option(None, help="Override the data set (mnist, mnist-10k, fashion-mnist)."),
+        device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N or auto."),
+        storage: str = typer.Option("sqlite:///gan_sweep.db", help="Optuna storage URL (sqlite or postgresql)."),
+        tracking_uri: str = typer.Option(DEFAULT_TRACKING_URI, help="MLflow tracking URI."),
+        study_name: Optional[str] = typer.Option(None, help="Name in storage (default: <study>-<profile>[-<dataset>][-e<epochs>])."),
+        out_dir: Path = typer.Option(Path("reports"), "--out", help="Folder for the report."),
+        engine: str = typer.Option("reference", help="auto, reference or population."),
+        population_size: int = typer.Option(64, help="Members per population (population engine)."),
+    ) -> None:
+        run(study, profile, trials, epochs, seeds, dataset, device, storage, tracking_uri, study_name, out_dir,
+            engine, population_size)

@@ -1,0 +1,171 @@
+"""MLflow tracking through MlflowClient: one experiment per study, a parent run per invocation,
+a nested child run per trial with params, per-epoch metrics (one `log_batch` per epoch:
+a `log_metric` per value costs ~17 ms each), sample grids as images, a loss-curve figure,
+and the outcome as tags.
+
+Our own logging rather than optuna-integration's MLflowCallback, which is deprecated and
+logs only when a trial ends.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from gan_core.trainer import EpochEvent, RunResult
+
+from .errors import UserError
+
+# A tracking server that does not answer must fail in seconds, not after MLflow's default
+# seven retries with back-off (minutes).
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+MAX_PARAM_LEN = 500
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def artifact_root(tracking_uri: str) -> str | None:
+    """For a local sqlite store, artifacts go beside the database file (./mlartifacts)."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///"):]).resolve()
+        return (db.parent / "mlartifacts").as_uri()
+    return None  # a tracking server decides for itself
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Fail early, in one line, on a URI that cannot work (before any trial runs)."""
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).resolve().parent
+        if not folder.is_dir():
+            raise UserError(f"tracking URI {uri}: folder {folder} does not exist")
+    elif not uri.startswith(("http://", "https://", "postgresql://", "mysql://", "sqlite://")):
+        raise UserError(f"tracking URI {uri!r} is not supported (use sqlite:///mlflow.db or http://host:port)")
+
+
+class Tracker:
+    """An MLflow experiment and the runs logged into it."""
+
+    def __init__(self, tracking_uri: str, experiment: str, description: str = "") -> None:
+        check_tracking_uri(tracking_uri)
+        import logging
+
+        from mlflow.tracking import MlflowClient
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow sets its own level on import
+
+        self.uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        try:
+            self.experiment_id = self._experiment(experiment, description)
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure to reach the store is the user's URI
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(f"tracking URI {tracking_uri} is unreachable or unusable: {msg[:300]}") from None
+
+    def _experiment(self, name: str, description: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                raise UserError(f"MLflow experiment {name!r} is deleted; restore it or use another --study-name")
+            return exp.experiment_id
+        tags = {"mlflow.note.content": description} if description else None
+        try:
+            return self.client.create_experiment(name, artifact_location=artifact_root(self.uri), tags=tags)
+        except Exception:  # noqa: BLE001 - another worker created it first
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    # -- runs ---------------------------------------------------------------------------------
+    def start_run(self, name: str, tags: dict[str, Any] | None = None, parent: str | None = None,
+                  params: dict[str, Any] | None = None) -> str:
+        from mlflow.entities import Param
+
+        tags = {k: str(v) for k, v in (tags or {}).items()}
+        if parent:
+            tags["mlflow.parentRunId"] = parent
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
+        if params:
+            self.client.log_batch(run.info.run_id, params=[Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in params.items()])
+        return run.info.run_id
+
+    def log_epoch(self, run_id: str, event: EpochEvent) -> None:
+        """All of an epoch's metrics in one call, at step = epoch; the sample grid on evaluations."""
+        from mlflow.entities import Metric
+
+        rec, ts = event.record, _now_ms()
+        self.client.log_batch(run_id, metrics=[Metric(k, v, ts, rec.epoch) for k, v in rec.metrics().items()])
+        if event.samples is not None:
+            self.log_samples(run_id, event.samples, rec.epoch)
+
+    def log_samples(self, run_id: str, samples, step: int) -> None:
+        from torchvision.utils import make_grid
+
+        grid = make_grid(samples, nrow=8, padding=2, pad_value=0.5)
+        image = (grid.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        self.client.log_image(run_id, image, key="samples", step=step)
+
+    def log_result(self, run_id: str, result: RunResult, files: dict[str, Path] | None = None) -> None:
+        """Outcome tags, final quality metrics and the loss-curve figure of a finished run."""
+        import matplotlib.pyplot as plt
+        from mlflow.entities import Metric, RunTag
+
+        from .artifacts import loss_figure
+
+        v = result.verdict
+        tags = {"outcome": v.label, "outcome_epoch": v.epoch, "outcome_sealed": v.sealed,
+                "evidence": v.evidence[:4000], "device": result.device, "dataset": result.dataset_source[:4000]}
+        metrics = [Metric("seconds", result.seconds, _now_ms(), 0)]
+        if result.quality is not None:
+            metrics += [Metric(f"final_{k}", float(val), _now_ms(), 0) for k, val in result.quality.as_dict().items()]
+        self.client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, str(val)) for k, val in tags.items()])
+        fig = loss_figure(result.history, f"{v.label} (epoch {v.epoch})")
+        self.client.log_figure(run_id, fig, "loss_curves.png")
+        plt.close(fig)
+        if result.samples is not None and not files:
+            import tempfile
+
+            from .artifacts import save_grid
+
+            with tempfile.TemporaryDirectory() as tmp:  # the last grid, for the report's galleries
+                self.client.log_artifact(run_id, str(save_grid(result.samples, Path(tmp) / "samples.png")))
+        for path in (files or {}).values():
+            self.client.log_artifact(run_id, str(path))
+
+    def end(self, run_id: str, status: str = "FINISHED", **tags: Any) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(run_id, k, str(v))
+        self.client.set_terminated(run_id, status=status)
+
+
+class SingleRunTracker:
+    """`gan-sweep train`'s tracking: one run in a plain experiment."""
+
+    def __init__(self, tracking_uri: str, experiment: str) -> None:
+        self.tracker = Tracker(tracking_uri, experiment)
+        self.run_id: str | None = None
+
+    def start(self, cfg) -> None:
+        self.run_id = self.tracker.start_run(f"train-seed{cfg.seed}", params=cfg.to_flat(),
+                                             tags={"gan_sweep.kind": "train"})
+
+    def callback(self, event: EpochEvent) -> None:
+        self.tracker.log_epoch(self.run_id, event)
+
+    def finish(self, result: RunResult, files: dict[str, Path]) -> None:
+        self.tracker.log_result(self.run_id, result, files)
+        self.tracker.end(self.run_id, "FINISHED")
+
+    def end_failed(self, exc: BaseException) -> None:
+        if self.run_id:
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            self.tracker.end(self.run_id, status, fail_reason=type(exc).__name__)

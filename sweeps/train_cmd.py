@@ -1,0 +1,126 @@
+"""`gan-sweep train`: one run from the command line, every config key a flag.
+
+The flags are generated from the run config's fields (their docstrings are the help), so a
+new toggle in gan_core.config is a new flag here without further code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from gan_core import config as C
+from gan_core.config import RunConfig
+
+from .console import epoch_line, epoch_progress, err, out
+from .errors import UserError, guarded
+
+CHOICES = {
+    "clamp": C.CLAMP_MODES, "freeze": C.FREEZE_MODES, "zero_grad": C.ZERO_GRAD_MODES,
+    "schedule": C.SCHEDULES, "g_loss": C.G_LOSSES, "optimiser": C.OPTIMISERS,
+    "g_output": C.G_OUTPUTS, "dtype": C.DTYPES,
+}
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def config_flag_params(defaults: RunConfig | None = None) -> list[inspect.Parameter]:
+    """One `--key` typer option per flat config key (None = keep the config's value)."""
+    flat = (defaults or RunConfig()).to_flat()
+    params = []
+    for key in flat:
+        doc = C.FIELD_DOCS.get(key, "")
+        if key in CHOICES:
+            doc += f" [{'|'.join(CHOICES[key])}]"
+        default = flat[key]
+        shown = "off" if default is None and key.startswith("clip") else default
+        option = typer.Option(None, f"--{key.replace('_', '-')}", help=f"{doc} (default: {shown})",
+                              show_default=False, rich_help_panel="Run config")
+        params.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                        annotation=Optional[str]))
+    return params
+
+
+def flat_overrides(kwargs: dict) -> dict:
+    return {k: v for k, v in kwargs.items() if k in C.FLAT_KEYS and v is not None}
+
+
+def train(out_dir: Optional[Path], track: bool, tracking_uri: str, experiment: str, **flags) -> None:
+    """Train one run, then print its outcome with the evidence and write its files."""
+    from gan_core.data import load_dataset
+    from gan_core.evaluator import Evaluator
+    from gan_core.trainer import Trainer, resolve_device
+
+    from .artifacts import write_run
+
+    # Everything a user can get wrong is checked before any file is written.
+    cfg = RunConfig.from_flat(flat_overrides(flags))
+    device = resolve_device(cfg.device)
+    folder = out_dir or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
+    if folder.exists() and any(folder.iterdir()):
+        raise UserError(f"output folder {folder} exists and is not empty")
+    tracker = None
+    if track:
+        from .tracking import SingleRunTracker
+
+        tracker = SingleRunTracker(tracking_uri, experiment)  # checks the URI before training
+    dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir)
+    err.print(f"data: {dataset.source}")
+    evaluator = Evaluator(dataset, device, log=err.print)
+    err.print(f"evaluator: {100 * evaluator.accuracy:.2f}% held-out accuracy; success needs FLD <= "
+              f"{evaluator.thresholds().success_fld:.1f} and all {dataset.num_classes} classes")
+
+    with epoch_progress() as progress:
+        task = progress.add_task("train", total=cfg.budget.epochs, line="")
+
+        def show(ev) -> None:
+            progress.update(task, completed=ev.record.epoch, line=epoch_line(ev))
+
+        callbacks = [show] + ([tracker.callback] if tracker else [])
+        trainer = Trainer(cfg, dataset, evaluator, callbacks)
+        if tracker:
+            tracker.start(cfg)
+        try:
+            result = trainer.run()
+        except BaseException as exc:
+            if tracker:
+                tracker.end_failed(exc)
+            raise
+    files = write_run(result, folder)
+    if tracker:
+        tracker.finish(result, files)
+    v, q = result.verdict, result.quality
+    out.print(f"[bold]{v.label}[/bold] (epoch {v.epoch}{', sealed early' if v.sealed else ''}): {v.evidence}")
+    if q is not None:
+        out.print("quality: " + "  ".join(f"{k} {val:.3g}" for k, val in dataclasses.asdict(q).items()))
+    last = result.history[-1]
+    out.print(f"{len(result.history)} epochs on {result.device}, {last.samples_per_s:.0f} samples/s; "
+              f"files in {folder}/ ({', '.join(p.name for p in files.values())})")
+    if tracker:
+        out.print(f"MLflow run {tracker.run_id} in experiment {experiment!r} at {tracking_uri}")
+
+
+def register(app: typer.Typer) -> None:
+    def command(**kwargs):
+        return train(kwargs.pop("out"), kwargs.pop("track"), kwargs.pop("tracking_uri"),
+                     kwargs.pop("experiment"), **kwargs)
+
+    fixed = [
+        inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path], default=typer.Option(
+            None, "--out", help="Output folder for samples.png, losses.png, summary.json (default runs/train-<time>).")),
+        inspect.Parameter("track", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
+            True, "--track/--no-track", help="Log the run to MLflow (--no-track needs no mlflow).")),
+        inspect.Parameter("tracking_uri", inspect.Parameter.KEYWORD_ONLY, annotation=str, default=typer.Option(
+            DEFAULT_TRACKING_URI, "--tracking-uri", help="MLflow tracking URI.")),
+        inspect.Parameter("experiment", inspect.Parameter.KEYWORD_ONLY, annotation=str, default=typer.Option(
+            "train", "--experiment", help="MLflow experiment for single runs.")),
+    ]
+    params = fixed + config_flag_params()
+    command.__signature__ = inspect.Signature(params)
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = train.__doc__
+    app.command("train", help="Train one run of the seed's GAN; every toggle is a flag.")(guarded(command))

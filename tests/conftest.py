@@ -1,0 +1,38 @@
+"""Shared fixtures. Everything runs on the CPU; the evaluator's classifier is trained once per
+checkout (cached under .pytest_cache) and reused by every test that needs it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("GAN_SWEEP_CACHE", str(ROOT / ".pytest_cache" / "gan-sweep"))
+os.environ.setdefault("GAN_SWEEP_OFFLINE", "1")  # tests never try the network
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    from gan_core.data import load_dataset
+
+    return load_dataset("mnist-10k")
+
+
+@pytest.fixture(scope="session")
+def evaluator(mnist):
+    from gan_core.evaluator import Evaluator
+
+    return Evaluator(mnist)
+
+
+@pytest.fixture
+def tiny_config():
+    """The seed's config, cut to a few batches so a run takes well under a second."""
+    from gan_core.config import RunConfig
+
+    return RunConfig().replace(dataset="mnist-10k", device="cpu", epochs=2, steps_per_epoch=8,
+                               eval_samples=200)

@@ -1,0 +1,70 @@
+"""`gan-sweep train`: one run end to end, and every user mistake as one line, exit 2, nothing written."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from sweeps.cli import app
+
+runner = CliRunner()
+QUICK = ["--dataset", "mnist-10k", "--device", "cpu", "--epochs", "2", "--steps-per-epoch", "5",
+         "--eval-samples", "200"]
+
+
+def test_train_writes_grid_summary_and_prints_the_outcome(tmp_path, evaluator):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--no-track", "--out", str(out), *QUICK, "--lr-d", "2e-4", "--clamp", "logits"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["outcome"] in ("diverged", "d_overpowered", "mode_collapse", "poor_quality", "success")
+    assert summary["config"]["lr_d"] == 2e-4 and summary["config"]["clamp"] == "logits"
+    assert len(summary["history"]) == summary["epochs_trained"] >= 1
+    assert (out / "samples.png").stat().st_size > 1000 and (out / "losses.png").is_file()
+    assert summary["outcome"] in result.stdout and summary["evidence"][:20] in result.stdout.replace("\n", "")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--clamp", "sometimes"], "clamp must be one of none, clamp, logits"),
+    (["--lr-d", "-1"], "lr_d must be > 0, got -1"),
+    (["--lr-g", "0"], "lr_g must be > 0, got 0"),
+    (["--epochs", "0"], "epochs must be > 0, got 0"),
+    (["--dataset", "cifar"], "unknown dataset 'cifar'"),
+    (["--data-dir", "/no/such/dir"], "data dir not found: /no/such/dir"),
+    (["--device", "cuda"], "no CUDA GPU is available here"),
+    (["--freeze", "ice"], "freeze must be one of requires_grad, eval_only"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, args, message):
+    out = tmp_path / "run"
+    base = ["--dataset", "mnist-10k", "--device", "cpu"]
+    result = runner.invoke(app, ["train", "--no-track", "--out", str(out), *base, *args])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert not out.exists()
+
+
+def test_unknown_flag_is_one_line_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "sweeps.cli", "train", "--warp-speed", "9"],
+                          capture_output=True, text=True, env=os.environ | {"COLUMNS": "200"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "--warp-speed" in proc.stderr
+
+
+def test_train_no_track_never_imports_optuna_or_mlflow(tmp_path, evaluator):
+    code = (
+        "import sys\n"
+        "from sweeps.cli import main\n"
+        "try:\n"
+        f"    main(['train', '--no-track', '--out', {str(tmp_path / 'r')!r}, *{QUICK!r}])\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "bad = [m for m in ('optuna', 'mlflow') if m in sys.modules]\n"
+        "print('IMPORTED', bad)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+    assert "IMPORTED []" in proc.stdout
