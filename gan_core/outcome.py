@@ -97,6 +97,13 @@ class Judge:
             self.sealed = self._sealed()
         return self.sealed
 
+    def wants_quality(self, rec: EpochRecord) -> bool:
+        """True when `rec` would seal the run as frozen (dead gradients) before any evaluation
+        was made of that state: the trainer then evaluates now, so the label reflects it."""
+        tail = (self.history + [rec])[-self.th.dead_window:]
+        return (rec.quality is None and not rec.diverged and len(tail) == self.th.dead_window
+                and all(r.grad_d_max <= self.th.dead_grad and r.grad_g_max <= self.th.dead_grad for r in tail))
+
     def _tail(self, n: int) -> list[EpochRecord]:
         return self.history[-n:] if len(self.history) >= n else []
 

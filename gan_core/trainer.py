@@ -14,10 +14,12 @@ G step's loss, as the seed's float(l) does. A fixed schedule reads nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -209,6 +211,8 @@ class RunResult:
     """Which data was used (e.g. the bundled 10k split)."""
     stopped_early: bool
     """True when the run stopped before its last epoch (sealed fate or a callback)."""
+    resumed_from: int = 0
+    """Epochs restored from a checkpoint (0: trained from scratch)."""
 
     def summary(self) -> dict:
         """A JSON-ready summary."""
@@ -221,6 +225,7 @@ class RunResult:
             "quality": self.quality.as_dict() if self.quality else None,
             "epochs_trained": len(self.history),
             "stopped_early": self.stopped_early,
+            "resumed_from": self.resumed_from,
             "seconds": self.seconds,
             "device": self.device,
             "dataset": self.dataset_source,
@@ -296,19 +301,61 @@ class Trainer:
             return None, grid
         return self.evaluator.quality(self.generate(self.cfg.budget.eval_samples)), grid
 
-    def run(self) -> RunResult:
+    # -- checkpoints --------------------------------------------------------------------------
+    def save_checkpoint(self, path: Path, history: list[EpochRecord]) -> None:
+        """Everything the run needs to go on exactly where it was (randomness is counter-based,
+        so no RNG state is needed); written atomically."""
+        rule = self.step.rule
+        blob = {
+            "config": _checkpoint_key(self.cfg), "G": self.G.state_dict(), "D": self.D.state_dict(),
+            "opt_d": self.step.opt_d.state_dict(), "opt_g": self.step.opt_g.state_dict(),
+            "rule": {"rest_k": getattr(rule, "rest_k", None), "batches": getattr(rule, "batches", None)},
+            "history": [dataclasses.asdict(r) for r in history],
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(blob, tmp)
+        tmp.replace(path)
+
+    def load_checkpoint(self, path: Path) -> list[EpochRecord] | None:
+        """Restore from `path` if it holds this very config; returns the history so far."""
+        try:
+            blob = torch.load(path, map_location=self.device, weights_only=False)
+        except (OSError, RuntimeError, EOFError):
+            return None
+        if blob.get("config") != _checkpoint_key(self.cfg):
+            return None
+        self.G.load_state_dict(blob["G"])
+        self.D.load_state_dict(blob["D"])
+        self.step.opt_d.load_state_dict(blob["opt_d"])
+        self.step.opt_g.load_state_dict(blob["opt_g"])
+        for k, v in blob["rule"].items():
+            if v is not None:
+                setattr(self.step.rule, k, v)
+        return [_record_from_dict(d) for d in blob["history"]]
+
+    def run(self, checkpoint: Path | None = None, checkpoint_every: int = 2) -> RunResult:
+        """Train to the end (or a sealed fate); with `checkpoint`, resume from it if it exists and
+        save to it every `checkpoint_every` epochs."""
         cfg = self.cfg
         judge = Judge(self.thresholds)
         history: list[EpochRecord] = []
-        quality, samples, stopped = None, None, False
+        if checkpoint is not None and checkpoint.is_file():
+            history = self.load_checkpoint(checkpoint) or []
+            for rec in history:
+                judge.observe(rec)
+        self.resumed_from = len(history)
+        evaluated = [r for r in history if r.quality is not None]
+        quality, samples, stopped = (evaluated[-1].quality if evaluated else None), None, False
         t0 = time.perf_counter()
-        global_step = 0
-        for epoch in range(cfg.budget.epochs):
+        global_step = history[-1].step if history else 0
+        for epoch in range(len(history), cfg.budget.epochs):
             rec = self.train_epoch(epoch, global_step)
             global_step = rec.step
             last = epoch + 1 == cfg.budget.epochs
             grid = None
-            if not rec.diverged and (last or (epoch + 1) % cfg.budget.eval_every == 0):
+            due = last or (epoch + 1) % cfg.budget.eval_every == 0 or judge.wants_quality(rec)
+            if not rec.diverged and due:
                 q, grid = self.evaluate()
                 quality, samples = q or quality, grid
                 rec = _with_quality(rec, q)
@@ -318,13 +365,26 @@ class Trainer:
             if (sealed and cfg.budget.stop_early) or stop:
                 stopped = not last
                 break
-        if quality is None and not history[-1].diverged:
-            quality, samples = self.evaluate()
+            if checkpoint is not None and not last and (epoch + 1) % checkpoint_every == 0:
+                self.save_checkpoint(checkpoint, history)
+        if (quality is None or samples is None) and not history[-1].diverged:
+            q, samples = self.evaluate()
+            quality = quality or q
         return RunResult(cfg, history, judge.final(), quality, samples, time.perf_counter() - t0,
-                         str(self.device), self.dataset.source, stopped)
+                         str(self.device), self.dataset.source, stopped, self.resumed_from)
 
 
 def _with_quality(rec: EpochRecord, q: Quality | None) -> EpochRecord:
-    from dataclasses import replace
+    return dataclasses.replace(rec, quality=q)
 
-    return replace(rec, quality=q)
+
+def _checkpoint_key(cfg: RunConfig) -> dict:
+    """What a checkpoint must match to be resumed: the whole config but the device."""
+    flat = cfg.to_flat()
+    flat.pop("device")
+    return flat
+
+
+def _record_from_dict(d: dict) -> EpochRecord:
+    q = d.get("quality")
+    return EpochRecord(**(d | {"quality": Quality(**q) if q else None}))

@@ -92,15 +92,27 @@ def load_study_data(study: optuna.Study) -> StudyData:
                      spec.get("metric", "fld"), direction)
 
 
+def numeric(df: pd.DataFrame, column: str) -> pd.Series:
+    """A column as floats; all NaN when no trial recorded it (e.g. every trial crashed)."""
+    if column not in df:
+        return pd.Series(float("nan"), index=df.index, dtype=float)
+    return pd.to_numeric(df[column], errors="coerce").astype(float)
+
+
 def is_log_scale(values: pd.Series) -> bool:
     """Positive numbers spanning more than a decade (learning rates): bin by decade."""
     v = pd.to_numeric(values, errors="coerce").dropna()
     return len(v) > 0 and len(v) == values.dropna().shape[0] and (v > 0).all() and v.max() / v.min() > 10
 
 
+BIN_ABOVE = 6
+"""A key with more distinct values than this (sampled, not gridded) is grouped into bins."""
+
+
 def level_column(df: pd.DataFrame, key: str) -> pd.Series:
-    """The levels a table groups `key` by: decades (1e-4, 1e-3 ...) for log-scale keys, else the values."""
-    if key in df and is_log_scale(df[key]):
+    """The levels a table groups `key` by: its values, or for a log-scale key with many distinct
+    values (a sampled learning rate) decades written [1e-4, 1e-3)."""
+    if key in df and is_log_scale(df[key]) and df[key].nunique() > BIN_ABOVE:
         decade = pd.to_numeric(df[key]).map(lambda x: math.floor(math.log10(x) + 1e-9))
-        return decade.map(lambda d: f"1e{d:+d}".replace("+", ""))
+        return decade.map(lambda d: f"[1e{d}, 1e{d + 1})")
     return df[key].astype(str) if key in df else pd.Series(dtype=str)

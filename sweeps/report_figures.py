@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 
 from gan_core.outcome import LABELS  # noqa: E402
 
-from .report_data import FAIL, StudyData, is_log_scale  # noqa: E402
+from .report_data import FAIL, StudyData, is_log_scale, numeric  # noqa: E402
 
 COLORS = {"success": "#2ca02c", "poor_quality": "#ff7f0e", "mode_collapse": "#9467bd",
           "d_overpowered": "#1f77b4", "diverged": "#d62728", FAIL: "#7f7f7f"}
@@ -40,7 +40,7 @@ def outcome_by_param(data: StudyData):
     for ax, key in zip(axes[0], keys):
         x, labels, log = _x(df, key)
         jitter = x * (1 + rng.uniform(-0.08, 0.08, len(x))) if log else x + rng.uniform(-0.15, 0.15, len(x))
-        y = pd.to_numeric(df.get(metric), errors="coerce").to_numpy(float)
+        y = numeric(df, metric).to_numpy(float)
         top = np.nanmax(y) * 1.6 if np.isfinite(y).any() else 1.0
         y = np.where(np.isfinite(y), y, top)  # runs without a quality (diverged, crashed) sit on top
         for label in LABELS + (FAIL,):
@@ -99,6 +99,8 @@ def curves_by_outcome(histories: dict[str, pd.DataFrame], outcomes: dict[str, st
             axes[2].plot(h.index, h["d_real"], **kw)
             axes[2].plot(h.index, h["d_fake"], ls="--", **{k: v for k, v in kw.items() if k != "label"})
     axes[0].axhline(math.log(4), color="grey", lw=0.8, ls=":")
+    for ax in axes[:2]:
+        ax.set_yscale("symlog", linthresh=1.0)  # failed runs' losses reach the thousands
     for ax, title in zip(axes, ("loss_d (log 4 dotted)", "loss_g", "D(x) solid, D(G(z)) dashed")):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")

@@ -11,7 +11,7 @@ import pandas as pd
 from gan_core.config import RunConfig
 from gan_core.outcome import LABELS
 
-from .report_data import FAIL, StudyData, is_log_scale, level_column
+from .report_data import FAIL, StudyData, is_log_scale, level_column, numeric
 from .report_stats import bootstrap_diff, newcombe, wilson
 
 
@@ -34,20 +34,14 @@ def outcome_table(data: StudyData, key: str) -> pd.DataFrame:
 
 
 def _ordered_groups(df: pd.DataFrame, key: str):
-    """Groups in a natural order: numeric levels ascending, others as first seen."""
+    """Groups in a natural order: numeric levels ascending, others as first seen (the grid's order)."""
     levels = list(dict.fromkeys(df["level"]))
-    if key in df:
-        order = df.groupby("level")[key].agg(lambda s: _sort_key(s.iloc[0]))
-        levels.sort(key=lambda lv: order[lv])
+    values = pd.to_numeric(df[key], errors="coerce") if key in df else pd.Series(dtype=float)
+    if len(values) and values.notna().all():
+        first = values.groupby(df["level"]).min()
+        levels.sort(key=lambda lv: first[lv])
     for lv in levels:
         yield lv, df[df["level"] == lv]
-
-
-def _sort_key(v):
-    try:
-        return (0, float(v), "")
-    except (TypeError, ValueError):
-        return (1, 0.0, str(v))
 
 
 def config_table(data: StudyData) -> pd.DataFrame:
@@ -60,11 +54,11 @@ def config_table(data: StudyData) -> pd.DataFrame:
     for values, g in df.groupby(data.swept, sort=False, dropna=False):
         values = values if isinstance(values, tuple) else (values,)
         row = dict(zip(data.swept, values))
-        q = pd.to_numeric(g.get(metric, pd.Series(dtype=float)), errors="coerce")
+        q = numeric(g, metric)
         row |= {"seeds": len(g), "outcomes": _outcome_summary(g["outcome"]),
                 "success": f"{int((g['outcome'] == 'success').sum())}/{len(g)}",
                 f"{data.metric}_mean": q.mean(), f"{data.metric}_std": q.std(ddof=1) if q.notna().sum() > 1 else math.nan,
-                "coverage_mean": pd.to_numeric(g.get("final_coverage"), errors="coerce").mean()}
+                "coverage_mean": numeric(g, "final_coverage").mean()}
         rows.append(row)
     out = pd.DataFrame(rows)
     ascending = data.direction == "minimize"
@@ -103,8 +97,8 @@ def effect_table(data: StudyData) -> pd.DataFrame:
             g = df[levels == level]
             d, lo, hi = newcombe(int((g["outcome"] == "success").sum()), len(g),
                                  int((b["outcome"] == "success").sum()), len(b))
-            m, mlo, mhi = bootstrap_diff(pd.to_numeric(g.get(metric), errors="coerce").tolist(),
-                                         pd.to_numeric(b.get(metric), errors="coerce").tolist())
+            m, mlo, mhi = bootstrap_diff(numeric(g, metric).tolist(),
+                                         numeric(b, metric).tolist())
             rows.append({"key": key, "level": level, "baseline": base_level, "runs": len(g), "baseline_runs": len(b),
                          "success_diff": d, "success_ci_low": lo, "success_ci_high": hi,
                          f"{data.metric}_diff": m, f"{data.metric}_ci_low": mlo, f"{data.metric}_ci_high": mhi})

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .report_data import StudyData, level_column
+from .report_data import StudyData, level_column, numeric
+from .report_tables import baseline_value
 from .report_stats import fmt_ci, newcombe, seeds_needed, wilson
 
 MIN_RUNS = 3
@@ -63,13 +64,33 @@ def _arm(df: pd.DataFrame, name: str, mask: pd.Series, labels: tuple[str, ...]) 
     return Arm(name, int(g["outcome"].isin(labels).sum()), len(g))
 
 
+def _pts(x: float) -> str:
+    return f"{100 * x:+.1f}" if abs(100 * x) < 10 else f"{100 * x:+.0f}"
+
+
+def by_other_keys(data: StudyData, df: pd.DataFrame, key: str, bad: str, good: str, labels: tuple[str, ...],
+                  what: str) -> str:
+    """The comparison within each level of the other swept keys (where does the effect show?)."""
+    parts = []
+    lv = level_column(df, key)
+    for other in (k for k in data.swept if k != key and k in df):
+        olv = level_column(df, other)
+        for level in dict.fromkeys(olv):
+            b = df[(lv == bad) & (olv == level)]
+            g = df[(lv == good) & (olv == level)]
+            if len(b) and len(g):
+                parts.append(f"at {other} = {level}, {bad} {int(b['outcome'].isin(labels).sum())}/{len(b)} "
+                             f"vs {good} {int(g['outcome'].isin(labels).sum())}/{len(g)} {what}")
+    return ("By condition: " + "; ".join(parts) + ".") if parts else ""
+
+
 def _decide(bad: Arm, good: Arm) -> tuple[str, str]:
     """supported / contradicted / inconclusive from the difference bad - good (Newcombe)."""
     if min(bad.n, good.n) < MIN_RUNS:
         need = MIN_RUNS - min(bad.n, good.n)
         return "inconclusive", f"too few runs for a verdict: run at least {need} more seed(s) per arm"
     d, low, high = newcombe(bad.k, bad.n, good.k, good.n)
-    diff = f"difference {100 * d:+.0f} points, 95% CI {100 * low:+.0f} to {100 * high:+.0f}"
+    diff = f"difference {_pts(d)} points, 95% CI {_pts(low)} to {_pts(high)}"
     if low > 0:
         return "supported", f"the data support the seed ({diff})"
     if high < 0:
@@ -111,7 +132,8 @@ def _clamp(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
                  f"zeroed every gradient): the clamp trades the NaN for a dead D.")
     if (lv == "logits").any():
         text += " " + _arm(df, "With stable logits", lv == "logits", ("diverged",)).text("diverged") + "."
-    return Verdict(1, claim, status, f"{text} So {why}.")
+    cond = by_other_keys(data, df, "clamp", "none", "clamp", ("diverged",), "diverged")
+    return Verdict(1, claim, status, f"{text} {cond} So {why}.".replace("  ", " "))
 
 
 def _clip(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
@@ -123,26 +145,26 @@ def _clip(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
     bad = _arm(df, "Without clipping", off, ("diverged",))
     good = _arm(df, "with clipping", ~off, ("diverged",))
     status, why = _decide(bad, good)
-    peak = pd.to_numeric(df.get("grad_d_peak"), errors="coerce")
+    peak = numeric(df, "grad_d_peak")
     text = f"{bad.text('diverged')}; {good.text('diverged')}."
     if peak.notna().any() and off.any() and (~off).any():
         text += (f" Median peak pre-clip norm of D's gradient: {peak[off].median():.3g} unclipped vs "
                  f"{peak[~off].median():.3g} clipped.")
-    return Verdict(2, claim, status, f"{text} So {why}.")
+    base = str(baseline_value(data, key)) if key in data.swept else "1.0"
+    cond = by_other_keys(data, df, key, "off", base, ("diverged",), "diverged")
+    return Verdict(2, claim, status, f"{text} {cond} So {why}.".replace("  ", " "))
 
 
 def _overpowered(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
     key = next((k for k in ("schedule", "lr_d", "g_loop_cap", "d_steps") if k in data.swept), data.swept[0])
     lv = _levels(data, key)
-    from .report_tables import baseline_value
-
     base = str(baseline_value(data, key))
     base_level = level_column(pd.DataFrame({key: [baseline_value(data, key)]}), key).iloc[0] \
         if key.startswith("lr") else base
     bad = _arm(df, f"With the seed's {key} = {base_level}", lv == base_level, ("d_overpowered",))
     good = _arm(df, f"with the other {key} settings", lv != base_level, ("d_overpowered",))
     status, why = _decide(bad, good)
-    capped = pd.to_numeric(df.get("g_capped"), errors="coerce")
+    capped = numeric(df, "g_capped")
     text = f"{bad.text('ended with D overpowered (loss ~0 and D(G(z)) ~0 for 2+ epochs)')}; {good.text('did')}."
     if capped.notna().any() and capped.sum() > 0:
         text += f" The inner G loop hit its cap on {int(capped.sum())} batches in all (the seed's loop has no cap)."
@@ -181,8 +203,8 @@ def _freeze(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
         return Verdict(5, claim, "not tested", "This study does not sweep freeze.")
     lv = _levels(data, "freeze")
     ev, rg = lv == "eval_only", lv == "requires_grad"
-    wasted = pd.to_numeric(df.get("last_frozen_grad_g"), errors="coerce")
-    speed = pd.to_numeric(df.get("samples_per_s"), errors="coerce")
+    wasted = numeric(df, "last_frozen_grad_g")
+    speed = numeric(df, "samples_per_s")
     bad = Arm("With only eval()", int((wasted[ev] > 0).sum()), int(ev.sum()))
     good = Arm("with requires_grad_(False)", int((wasted[rg] > 0).sum()), int(rg.sum()))
     status, why = _decide(bad, good)
@@ -191,7 +213,7 @@ def _freeze(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
         text += f" Training speed: {speed[ev].mean() / speed[rg].mean():.2f}x of the requires_grad_(False) runs."
     if "zero_grad" in data.swept:
         z = _levels(data, "zero_grad")
-        leak = pd.to_numeric(df.get("last_leak_g"), errors="coerce")
+        leak = numeric(df, "last_leak_g")
         mask = ev & (z == "own_after_step")
         if mask.any():
             text += (f" Combined with clearing only its own gradients, the stale gradient leaked into G's update in "

@@ -16,6 +16,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -23,9 +24,11 @@ from optuna.trial import TrialState
 
 from gan_core.data import Dataset
 from gan_core.evaluator import Evaluator
+from gan_core.population import PopulationTrainer, split_into_populations, unsupported_reason
 from gan_core.trainer import EpochEvent, RunResult, Trainer
 
-from .storage import StudyHandle, enqueue_missing_seeds, git_commit, pop_waiting, sampled_configs
+from .storage import (HEARTBEAT_S, StudyHandle, checkpoint_name, enqueue_missing_seeds, fail_stale, git_commit,
+                      heartbeat, pop_waiting, sampled_configs)
 from .tracking import Tracker
 
 
@@ -71,6 +74,16 @@ class RunContext:
     """Orchestration cost so far."""
     outcomes: Counter = field(default_factory=Counter)
     """Outcome labels of this invocation's trials."""
+    engine: str = "reference"
+    """reference (one trial at a time) or population."""
+    population_size: int = 64
+    """Most members per population."""
+    checkpoint_dir: Path | None = None
+    """Where trials checkpoint (shared between workers, so a retry resumes); None: no checkpoints."""
+    checkpoint_every: int = 2
+    """Epochs between checkpoints."""
+    heartbeat_s: int = HEARTBEAT_S
+    """Seconds between heartbeats of running trials."""
 
 
 class _timed:
@@ -90,6 +103,7 @@ def next_trial(ctx: RunContext) -> optuna.Trial | None:
     """The next trial to run: an enqueued one, else (tpe / random) a newly sampled configuration."""
     h = ctx.handle
     with _timed(ctx.overhead, "optuna_s"):
+        fail_stale(h.study)  # a dead worker's trial becomes FAIL and is enqueued again
         trial = pop_waiting(h)
         if trial is not None or h.spec.sampler == "grid":
             return trial
@@ -101,8 +115,19 @@ def next_trial(ctx: RunContext) -> optuna.Trial | None:
     return trial
 
 
-def run_trial(ctx: RunContext, trial: optuna.Trial) -> str:
-    """Train one trial and tell Optuna its result; returns the outcome label (or 'FAIL')."""
+@dataclass
+class Prepared:
+    """A trial ready to train: its config, MLflow child run and checkpoint file."""
+
+    trial: optuna.Trial
+    cfg: Any
+    params: dict[str, Any]
+    child: str | None = None
+    checkpoint: Any = None
+
+
+def prepare(ctx: RunContext, trial: optuna.Trial) -> Prepared:
+    """Read a trial's parameters and seed, and open its MLflow child run."""
     h, o = ctx.handle, ctx.overhead
     with _timed(o, "optuna_s"):
         params = {p.name: p.suggest(trial) for p in h.spec.space}
@@ -110,50 +135,106 @@ def run_trial(ctx: RunContext, trial: optuna.Trial) -> str:
         if trial.user_attrs.get("sampled"):
             enqueue_missing_seeds(h)  # this new configuration's other seeds
         trial.set_user_attr("git_commit", git_commit())
-    child = None
+    prep = Prepared(trial, None, params)
+    prep.cfg = h.spec.run_config(params, seed, h.profile, **ctx.overrides)
+    with _timed(o, "mlflow_s"):
+        prep.child = ctx.tracker.start_run(
+            f"trial-{trial.number}", parent=ctx.parent_run, params=prep.cfg.to_flat(),
+            tags={"optuna_trial": trial.number, "optuna_study": h.name, "seed": seed, "git_commit": git_commit(),
+                  **{f"swept.{k}": v for k, v in params.items()}})
+    with _timed(o, "optuna_s"):
+        trial.set_user_attr("mlflow_run_id", prep.child)
+    if ctx.checkpoint_dir is not None:
+        prep.checkpoint = ctx.checkpoint_dir / checkpoint_name(prep.cfg.to_flat())
+    return prep
+
+
+def observer(ctx: RunContext, prep: Prepared) -> Callable[[EpochEvent], None]:
+    """Per epoch: metrics and samples to MLflow, quality to Optuna, a line to the progress display."""
+    h, o = ctx.handle, ctx.overhead
+
+    def observe(ev: EpochEvent) -> None:
+        with _timed(o, "mlflow_s"):
+            ctx.tracker.log_epoch(prep.child, ev)
+        q = ev.record.quality
+        if q is not None and math.isfinite(getattr(q, h.spec.metric)):
+            with _timed(o, "optuna_s"):
+                prep.trial.report(getattr(q, h.spec.metric), ev.record.epoch)
+        if ctx.on_epoch:
+            ctx.on_epoch(ev)
+
+    return observe
+
+
+def finish(ctx: RunContext, prep: Prepared, result: RunResult) -> str:
+    with _timed(ctx.overhead, "mlflow_s"):
+        ctx.tracker.log_result(prep.child, result)
+    label = tell(ctx, prep.trial, result)
+    with _timed(ctx.overhead, "mlflow_s"):
+        ctx.tracker.end(prep.child, "FINISHED")
+    if prep.checkpoint is not None:
+        prep.checkpoint.unlink(missing_ok=True)
+    return label
+
+
+def _trial_ids(ctx: RunContext, trials: list[optuna.Trial]) -> list[int]:
+    storage = ctx.handle.storage
+    study_id = storage.get_study_id_from_name(ctx.handle.name)
+    return [storage.get_trial_id_from_study_id_trial_number(study_id, t.number) for t in trials]
+
+
+def _training(ctx: RunContext, fn):
+    """Run `fn` and charge its time, less the tracking calls it made, to training."""
+    o = ctx.overhead
+    t0, tracked = time.perf_counter(), o.mlflow_s + o.optuna_s
+    out = fn()
+    o.train_s += time.perf_counter() - t0 - (o.mlflow_s + o.optuna_s - tracked)
+    return out
+
+
+def run_trial(ctx: RunContext, trial: optuna.Trial) -> str:
+    """Train one trial on the reference engine and tell Optuna its result (the label, or 'FAIL')."""
+    prep = None
     try:
-        cfg = h.spec.run_config(params, seed, h.profile, **ctx.overrides)
-        with _timed(o, "mlflow_s"):
-            child = ctx.tracker.start_run(
-                f"trial-{trial.number}", parent=ctx.parent_run, params=cfg.to_flat(),
-                tags={"optuna_trial": trial.number, "optuna_study": h.name, "seed": seed,
-                      "git_commit": git_commit(), **{f"swept.{k}": v for k, v in params.items()}})
-        with _timed(o, "optuna_s"):
-            trial.set_user_attr("mlflow_run_id", child)
-
-        def observe(ev: EpochEvent) -> None:
-            with _timed(o, "mlflow_s"):
-                ctx.tracker.log_epoch(child, ev)
-            q = ev.record.quality
-            if q is not None:
-                value = getattr(q, h.spec.metric)
-                if math.isfinite(value):
-                    with _timed(o, "optuna_s"):
-                        trial.report(value, ev.record.epoch)
-            if ctx.on_epoch:
-                ctx.on_epoch(ev)
-
-        t0 = time.perf_counter()
-        tracked_before = o.mlflow_s + o.optuna_s
-        result = Trainer(cfg, ctx.dataset, ctx.evaluator, [observe]).run()
-        o.train_s += time.perf_counter() - t0 - (o.mlflow_s + o.optuna_s - tracked_before)
-        with _timed(o, "mlflow_s"):
-            ctx.tracker.log_result(child, result)
-        label = tell(ctx, trial, result)
-        with _timed(o, "mlflow_s"):
-            ctx.tracker.end(child, "FINISHED")
-        return label
+        prep = prepare(ctx, trial)
+        trainer = Trainer(prep.cfg, ctx.dataset, ctx.evaluator, [observer(ctx, prep)])
+        with heartbeat(ctx.handle.storage, _trial_ids(ctx, [trial]), ctx.heartbeat_s):
+            result = _training(ctx, lambda: trainer.run(prep.checkpoint, ctx.checkpoint_every))
+        return finish(ctx, prep, result)
     except KeyboardInterrupt:
-        fail(ctx, trial, child, "interrupted", "KILLED")
+        fail(ctx, trial, prep.child if prep else None, "interrupted", "KILLED")
         raise
     except Exception as exc:  # noqa: BLE001 - a crash of our code: FAIL with the error, keep sweeping
-        fail(ctx, trial, child, f"{type(exc).__name__}: {exc}", "FAILED", traceback.format_exc())
+        fail(ctx, trial, prep.child if prep else None, f"{type(exc).__name__}: {exc}", "FAILED",
+             traceback.format_exc())
         return "FAIL"
+
+
+def run_population(ctx: RunContext, trials: list[optuna.Trial]) -> list[tuple[int, str]]:
+    """Train trials of one structure as one population; each is told its own result."""
+    preps: list[Prepared] = []
+    try:
+        preps = [prepare(ctx, t) for t in trials]
+        observers = [observer(ctx, p) for p in preps]
+        trainer = PopulationTrainer([p.cfg for p in preps], ctx.dataset, ctx.evaluator,
+                                    [lambda i, ev: observers[i](ev)])
+        with heartbeat(ctx.handle.storage, _trial_ids(ctx, trials), ctx.heartbeat_s):
+            results = _training(ctx, trainer.run)
+        return [(p.trial.number, finish(ctx, p, r)) for p, r in zip(preps, results)]
+    except KeyboardInterrupt:
+        for t, p in zip(trials, preps + [None] * len(trials)):
+            fail(ctx, t, p.child if p else None, "interrupted", "KILLED")
+        raise
+    except Exception as exc:  # noqa: BLE001
+        for t, p in zip(trials, preps + [None] * len(trials)):
+            fail(ctx, t, p.child if p else None, f"{type(exc).__name__}: {exc}", "FAILED", traceback.format_exc())
+        return [(t.number, "FAIL") for t in trials]
 
 
 def tell(ctx: RunContext, trial: optuna.Trial, result: RunResult) -> str:
     h, v = ctx.handle, result.verdict
     attrs = {"outcome": v.label, "outcome_epoch": v.epoch, "evidence": v.evidence, "sealed": v.sealed,
+             "resumed_from_epoch": result.resumed_from,
              "mechanism": v.signals.get("mechanism", v.label), "epochs_trained": len(result.history),
              "seconds": round(result.seconds, 3), "device": result.device, "dataset": result.dataset_source,
              "samples_per_s": round(sum(r.samples_per_s for r in result.history) / len(result.history), 1)}
@@ -204,18 +285,42 @@ def fail(ctx: RunContext, trial: optuna.Trial, child: str | None, reason: str, m
 
 def run_trials(ctx: RunContext, limit: int | None = None,
                on_trial: Callable[[int, str], None] | None = None) -> int:
-    """Run trials until the study has no work left (or `limit` trials ran); returns how many ran."""
+    """Run trials until the study has no work left (or `limit` trials ran); returns how many ran.
+
+    The reference engine takes one trial at a time; the population engine takes up to
+    `population_size`, trains those it supports as populations and the rest one by one."""
     ran = 0
     with interrupt_on_sigterm():
         while limit is None or ran < limit:
-            trial = next_trial(ctx)
-            if trial is None:
+            want = 1 if ctx.engine == "reference" else min(ctx.population_size, (limit or 10**9) - ran)
+            batch = []
+            while len(batch) < want:
+                trial = next_trial(ctx)
+                if trial is None:
+                    break
+                batch.append(trial)
+            if not batch:
                 break
-            label = run_trial(ctx, trial)
-            ran += 1
-            if on_trial:
-                on_trial(trial.number, label)
+            for number, label in _run_batch(ctx, batch):
+                ran += 1
+                if on_trial:
+                    on_trial(number, label)
     return ran
+
+
+def _run_batch(ctx: RunContext, batch: list[optuna.Trial]) -> list[tuple[int, str]]:
+    if ctx.engine == "reference" or len(batch) == 1:
+        return [(t.number, run_trial(ctx, t)) for t in batch]
+    h = ctx.handle
+    cfgs = [h.spec.run_config({p.name: p.suggest(t) for p in h.spec.space},
+                              t.user_attrs.get("seed", h.spec.seeds[0]), h.profile, **ctx.overrides) for t in batch]
+    alone = [t for t, c in zip(batch, cfgs) if unsupported_reason(c)]
+    together = [(t, c) for t, c in zip(batch, cfgs) if not unsupported_reason(c)]
+    out = [(t.number, run_trial(ctx, t)) for t in alone]
+    for group in split_into_populations([c for _, c in together], ctx.population_size):
+        members = [together[i][0] for i in group]
+        out += run_population(ctx, members) if len(members) > 1 else [(members[0].number, run_trial(ctx, members[0]))]
+    return out
 
 
 class interrupt_on_sigterm:

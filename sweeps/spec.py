@@ -177,6 +177,9 @@ class StudySpec:
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
     def describe_space(self) -> list[str]:
+        if self.configs is not None:
+            return [f"config {i + 1}: " + ", ".join(f"{k} = {v}" for k, v in c.items())
+                    for i, c in enumerate(self.configs)]
         lines = []
         for p in self.space:
             what = (", ".join(map(str, p.values)) if p.kind == "values" else f"{p.kind} [{p.low:g}, {p.high:g}]")
@@ -345,7 +348,7 @@ def _build(source: str, raw: dict, validate_overrides: bool = True) -> StudySpec
     for k, v in fixed.items():
         _check_value(source, f"fixed.{k}", k, v)
 
-    baseline = _check_keys(source, "baseline", raw.get("baseline", {}), set(p.name for p in space))
+    baseline = _check_keys(source, "baseline", raw.get("baseline", {}), set(swept))
     for k, v in baseline.items():
         _check_value(source, f"baseline.{k}", k, v)
 

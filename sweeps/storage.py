@@ -8,8 +8,13 @@ PostgreSQL it runs under a row lock).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import subprocess
+import threading
+import time
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,14 +30,35 @@ DEFAULT_STORAGE = "sqlite:///gan_sweep.db"
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 PENDING = (TrialState.WAITING, TrialState.RUNNING)
 HEARTBEAT_S = 20
-GRACE_S = 60
+"""Seconds between a running trial's heartbeats; a trial silent for 3x this is stale."""
+MAX_RETRY = 3
+"""A configuration whose trial died (stale heartbeat) is retried at most this often."""
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage:
+class StaleTrials:
+    """Optuna's callback for a trial whose worker died (its heartbeat went stale): record why, end
+    its MLflow run as FAILED (nobody else will), and enqueue a retry with the same parameters and
+    seed, which resumes from the dead trial's checkpoint."""
+
+    def __init__(self) -> None:
+        self.tracker = None  # set once the MLflow tracker is open
+        self.retry = optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        study.set_user_attr(f"stale_trial_{trial.number}", time.strftime("%Y-%m-%d %H:%M:%S"))
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if self.tracker is not None and run_id:
+            with contextlib.suppress(Exception):  # the retry matters more than the tag
+                self.tracker.end(run_id, "FAILED", fail_reason="worker died (heartbeat stale)")
+        self.retry(study, trial)
+
+
+def open_storage(url: str, heartbeat: bool = True, heartbeat_s: int = HEARTBEAT_S,
+                 stale: StaleTrials | None = None) -> optuna.storages.RDBStorage:
     """An RDB storage (sqlite or PostgreSQL); with heartbeats, so a dead worker's trial can be
-    found stale and failed. Any error opening it is the user's URL: one line."""
+    found stale, failed and retried. Any error opening it is the user's URL: one line."""
     if url.startswith("sqlite:///"):
         folder = Path(url[len("sqlite:///"):]).resolve().parent
         if not folder.is_dir():
@@ -41,13 +67,89 @@ def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage
         raise UserError(f"storage URL {url!r} is not supported (use sqlite:///file.db or postgresql://user@host/db)")
     kwargs: dict[str, Any] = {}
     if heartbeat:
-        kwargs.update(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        kwargs.update(heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,
+                      heartbeat_stale_trial_callback=stale or StaleTrials())
     engine = {"connect_args": {"connect_timeout": 10}} if url.startswith("postgresql") else {}
+    for attempt in range(6):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - sqlalchemy/driver errors all mean: this URL does not work
+            text = str(exc)
+            # Two workers creating the schema at once: the loser sees "already exists"; try again.
+            if attempt < 5 and any(w in text for w in ("already exists", "UniqueViolation", "duplicate key",
+                                                       "database is locked")):
+                time.sleep(0.3 * (attempt + 1))
+                continue
+            first = (text.strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"cannot open storage {url}: {first[:300]}") from None
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def planning_lock(storage: optuna.storages.RDBStorage, url: str):
+    """One planner at a time: two `run`s started together must not both enqueue the grid.
+    PostgreSQL: an advisory lock; sqlite: a file lock beside the database."""
+    key = zlib.crc32(b"gan-sweep-plan")
+    if url.startswith("postgresql"):
+        from sqlalchemy import text
+
+        with storage.engine.connect() as conn:
+            conn.execute(text(f"SELECT pg_advisory_lock({key})"))
+            try:
+                yield
+            finally:
+                conn.execute(text(f"SELECT pg_advisory_unlock({key})"))
+                conn.commit()
+    elif url.startswith("sqlite:///"):
+        import fcntl
+
+        with open(Path(url[len("sqlite:///"):]).resolve().with_suffix(".plan.lock"), "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+    else:
+        yield
+
+
+@contextlib.contextmanager
+def heartbeat(storage: optuna.storages.BaseStorage, trial_ids: list[int], interval: float):
+    """Record the trials' heartbeats every `interval` seconds while the block runs (Optuna does
+    this only inside `optimize`; ask-and-tell and the population engine must do it themselves)."""
+    if not isinstance(storage, optuna.storages.RDBStorage) or storage.get_heartbeat_interval() is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for tid in trial_ids:
+                with contextlib.suppress(Exception):  # a missed beat is retried next interval
+                    storage.record_heartbeat(tid)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, daemon=True, name="gan-sweep-heartbeat")
+    thread.start()
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - sqlalchemy/driver errors all mean: this URL does not work
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"cannot open storage {url}: {first[:300]}") from None
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def fail_stale(study: optuna.Study) -> None:
+    """Fail trials whose worker died, which retries them (see StaleTrials)."""
+    with contextlib.suppress(Exception):
+        optuna.storages.fail_stale_trials(study)
+
+
+def checkpoint_name(config_flat: dict[str, Any]) -> str:
+    """A trial's checkpoint file name: a hash of its config (seed included, device excluded), so a
+    retry of the same configuration finds it and no other trial does."""
+    key = {k: v for k, v in config_flat.items() if k != "device"}
+    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20] + ".pt"
 
 
 @lru_cache(maxsize=1)

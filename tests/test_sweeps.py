@@ -88,11 +88,11 @@ def test_an_interrupted_run_is_closed_and_a_rerun_completes_exactly_the_missing_
     real_run = gan_core.trainer.Trainer.run
     calls = {"n": 0}
 
-    def interrupt_second(self):
+    def interrupt_second(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real_run(self)
+        return real_run(self, *args, **kwargs)
 
     monkeypatch.setattr(gan_core.trainer.Trainer, "run", interrupt_second)
     first = run(tmp_path)

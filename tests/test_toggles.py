@@ -220,3 +220,29 @@ def test_same_seed_same_history_and_different_seeds_differ(tiny_config, mnist):
 
     assert losses(3) == losses(3)
     assert losses(3) != losses(4)
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+
+def test_a_run_resumed_from_its_checkpoint_equals_the_uninterrupted_run(tiny_config, mnist, tmp_path):
+    cfg = tiny_config.replace(epochs=4, steps_per_epoch=6, stop_early=False)
+    whole = Trainer(cfg, mnist).run()
+
+    class Killed(Exception):
+        pass
+
+    def die_after_three(ev):
+        if ev.record.epoch == 3:
+            raise Killed
+
+    ckpt = tmp_path / "trial.pt"
+    with pytest.raises(Killed):
+        Trainer(cfg, mnist, callbacks=[die_after_three]).run(checkpoint=ckpt, checkpoint_every=2)
+    assert ckpt.is_file()
+    resumed = Trainer(cfg, mnist).run(checkpoint=ckpt, checkpoint_every=2)
+    assert resumed.resumed_from == 2  # epochs 1-2 restored, 3-4 trained again
+    key = lambda h: [(r.epoch, r.loss_d, r.loss_g, r.d_real, r.d_fake, r.g_steps) for r in h]  # noqa: E731
+    assert key(resumed.history) == key(whole.history)
+    # a checkpoint of another config is ignored, not misapplied
+    other = Trainer(cfg.replace(lr_d=2e-4), mnist).run(checkpoint=ckpt)
+    assert other.resumed_from == 0

@@ -1,0 +1,236 @@
+"""`gan-sweep bench`: how fast this machine trains the seed's GAN, side by side in one run.
+
+(a) the seed's loop as its users write it: torchvision's MNIST dataset and a DataLoader, the
+    seed's clamps, the well-known grad_clipping helper (whose `if norm > theta` reads the
+    device), requires_grad toggling, and `.item()` on every loss for the epoch's averages;
+(b) our reference trainer (whole data set on the device, no per-step host sync);
+(c) the population engine at several sizes.
+
+All three run the same model and, so that every step does the same work, one G step per
+batch (the fixed schedule with k = 1; the adaptive rule's variable inner loop would make the
+step counts differ). Each timing is the median of several timed blocks after a warm-up, on
+the bundled data, so it runs offline and where only torch, typer and rich are installed.
+Figures are ratios against (a) measured in the same process.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from gan_core.config import RunConfig
+from gan_core.data import BUNDLED_MNIST, load_dataset
+from gan_core.population import PopulationTrainer
+from gan_core.probes import Probes
+from gan_core.trainer import Trainer, resolve_device
+
+SEED_BUDGET_STEPS = 120 * (60_000 // 64)
+"""The seed's budget: 120 epochs of the 60k training split in batches of 64."""
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_ms(step_block, steps: int, repeats: int, device: torch.device) -> float:
+    """Median milliseconds per step over `repeats` blocks of `steps` steps (after one warm-up block)."""
+    step_block(max(steps // 4, 2))
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step_block(steps)
+        _sync(device)
+        times.append((time.perf_counter() - t0) * 1000 / steps)
+    return statistics.median(times)
+
+
+# -- (a) the seed's loop, as written -----------------------------------------------------------
+
+def grad_clipping(net: torch.nn.Module, theta: float) -> None:
+    """The well-known helper the seed calls (d2l's): its `if norm > theta` is a host read."""
+    params = [p for p in net.parameters() if p.requires_grad and p.grad is not None]
+    norm = torch.sqrt(sum(torch.sum(p.grad ** 2) for p in params))
+    if norm > theta:
+        for p in params:
+            p.grad[:] *= theta / norm
+
+
+def seed_style(device: torch.device, steps: int, repeats: int) -> float:
+    import torchvision
+    from torch import nn
+
+    root = Path(tempfile.mkdtemp(prefix="gan-sweep-bench-"))
+    try:
+        raw = root / "MNIST" / "raw"
+        raw.mkdir(parents=True)
+        for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+            with gzip.open(BUNDLED_MNIST / f"{name}.gz") as src, open(raw / name, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        data = torchvision.datasets.MNIST(str(root), train=False, download=False,
+                                          transform=torchvision.transforms.ToTensor())
+        loader = torch.utils.data.DataLoader(data, batch_size=64, shuffle=True, drop_last=True)
+        torch.manual_seed(0)
+        G = nn.Sequential(nn.Linear(100, 256), nn.ReLU(), nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 784),
+                          nn.Sigmoid()).to(device)
+        D = nn.Sequential(nn.Linear(784, 256), nn.LeakyReLU(0.2), nn.Linear(256, 1), nn.Sigmoid()).to(device)
+        opt_d, opt_g = torch.optim.Adam(D.parameters(), 1e-4), torch.optim.Adam(G.parameters(), 1e-4)
+        state = {"it": iter(loader), "sum_d": 0.0, "sum_g": 0.0}
+
+        def block(n: int) -> None:
+            for _ in range(n):
+                try:
+                    X, _ = next(state["it"])
+                except StopIteration:
+                    state["it"] = iter(loader)
+                    X, _ = next(state["it"])
+                X = X.view(len(X), -1)
+                D.train(); D.requires_grad_(True)
+                opt_g.zero_grad(); opt_d.zero_grad()
+                X = X.to(device)
+                y = torch.clamp(D(X), 1e-3, 1)
+                l = -torch.log(y).mean()
+                l.backward(); grad_clipping(D, 1); opt_d.step()
+                state["sum_d"] += l.item()
+                G.eval(); opt_g.zero_grad(); opt_d.zero_grad(); G.requires_grad_(False)
+                Z = torch.randn(len(X), 100)
+                y = torch.clamp(D(G(Z.to(device))), 0, 1 - 1e-3)
+                l = -torch.log(1 - y).mean()
+                l.backward(); grad_clipping(D, 1); opt_d.step()
+                state["sum_d"] += l.item()
+                D.eval(); G.train()
+                G.requires_grad_(True); opt_g.zero_grad(); opt_d.zero_grad(); D.requires_grad_(False)
+                Z = torch.randn(len(X), 100)
+                y = torch.clamp(D(G(Z.to(device))), 0, 1 - 1e-3)
+                l = torch.log(1 - y).mean()
+                l.backward(); grad_clipping(G, 1); opt_g.step()
+                state["sum_g"] += l.item()
+
+        return _median_ms(block, steps, repeats, device)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# -- (b) the reference trainer and (c) the population ------------------------------------------
+
+def bench_config(device: str) -> RunConfig:
+    return RunConfig().replace(dataset="mnist-10k", device=device, schedule="fixed", d_steps=1)
+
+
+def reference(cfg: RunConfig, dataset, steps: int, repeats: int, device: torch.device) -> float:
+    trainer = Trainer(cfg, dataset)
+    state = {"b": 0}
+    perm = torch.randperm(len(trainer.data), device=device)
+
+    def block(n: int) -> None:
+        probes = Probes()
+        B = cfg.data.batch_size
+        for _ in range(n):
+            b = state["b"] % trainer.steps_per_epoch
+            x = trainer.data[perm[b * B:(b + 1) * B]]
+            step = state["b"]
+            trainer.step.batch(x, lambda draw, step=step: trainer.noise(step, draw), probes)
+            state["b"] += 1
+        probes.summary()  # the per-epoch read, charged to these steps
+
+    return _median_ms(block, steps, repeats, device)
+
+
+def population(cfg: RunConfig, dataset, size: int, steps: int, repeats: int, device: torch.device) -> float:
+    configs = [cfg.replace(seed=i, lr_d=10 ** (-5 + 3 * i / max(size - 1, 1))) for i in range(size)]
+    pop = PopulationTrainer(configs, dataset)
+    state = {"b": 0}
+    perm = torch.stack([torch.randperm(len(pop.data), device=device) for _ in range(size)])
+
+    def block(n: int) -> None:
+        acc = {k: [] for k in ("loss_d", "loss_g", "loss_g_bad", "d_real", "d_fake", "grad_d", "grad_g",
+                               "grad_g_max", "clamp_hits", "clamp_hits_g", "bad", "g_steps", "g_batches",
+                               "g_capped", "updated")}
+        B = pop.B
+        for _ in range(n):
+            b = state["b"] % pop.steps_per_epoch
+            pop.batch(pop.data[perm[:, b * B:(b + 1) * B]], state["b"], acc)
+            state["b"] += 1
+        pop._summarise(acc)  # noqa: SLF001 - the per-epoch read, charged to these steps
+
+    return _median_ms(block, steps, repeats, device)
+
+
+def run_bench(device: str, sizes: list[int], steps: int, repeats: int, log=print) -> dict:
+    dev = resolve_device(device)
+    cfg = bench_config(str(dev))
+    dataset = load_dataset("mnist-10k")
+    rows = []
+    log(f"bench on {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads), batch 64, one G step per batch")
+    a = seed_style(dev, steps, repeats)
+    rows.append({"engine": "seed-style loop (a)", "members": 1, "ms_per_step": a})
+    log(f"(a) seed-style loop: {a:.2f} ms/step")
+    b = reference(cfg, dataset, steps, repeats, dev)
+    rows.append({"engine": "reference trainer (b)", "members": 1, "ms_per_step": b})
+    log(f"(b) reference trainer: {b:.2f} ms/step")
+    for size in sizes:
+        ms = population(cfg, dataset, size, max(steps // 2, 4), repeats, dev)
+        rows.append({"engine": f"population (c)", "members": size, "ms_per_step": ms})
+        log(f"(c) population of {size}: {ms:.2f} ms/step ({size * 1000 / ms:.0f} member-steps/s)")
+    for r in rows:
+        r["member_steps_per_s"] = r["members"] * 1000 / r["ms_per_step"]
+        r["ratio_vs_seed_loop"] = r["member_steps_per_s"] / rows[0]["member_steps_per_s"]
+    best = max(rows, key=lambda r: r["member_steps_per_s"])
+    minutes_128 = 128 * SEED_BUDGET_STEPS / best["member_steps_per_s"] / 60
+    return {
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "steps": steps, "repeats": repeats,
+        "rows": rows, "best": best,
+        "estimate": {"what": "a full-budget 128-trial lr-study (120 epochs x 937 steps each) at the best rate",
+                     "minutes": minutes_128,
+                     "seed_style_minutes": 128 * SEED_BUDGET_STEPS / rows[0]["member_steps_per_s"] / 60},
+    }
+
+
+def register(app) -> None:
+    import typer
+
+    from .console import out
+    from .errors import UserError, guarded
+
+    @app.command("bench", help="Time the seed-style loop, the reference trainer and the population engine.")
+    @guarded
+    def bench_cmd(
+        device: str = typer.Option("auto", help="cpu, cuda or auto."),
+        sizes: str = typer.Option("8,32,128,512", help="Population sizes to time."),
+        steps: int = typer.Option(40, help="Steps per timed block."),
+        repeats: int = typer.Option(3, help="Timed blocks (the median is reported)."),
+        out_file: Path = typer.Option(Path("bench.json"), "--out", help="JSON results."),
+    ) -> None:
+        try:
+            size_list = [int(s) for s in sizes.split(",")]
+        except ValueError:
+            raise UserError(f"--sizes must be comma-separated integers, got {sizes!r}") from None
+        if not size_list or min(size_list) < 1 or steps < 2 or repeats < 1:
+            raise UserError("--sizes must be >= 1, --steps >= 2 and --repeats >= 1")
+        result = run_bench(device, size_list, steps, repeats, log=lambda s: out.print(s))
+        from rich.table import Table
+
+        table = Table(title=f"gan-sweep bench on {result['device_name']} ({result['device']})", box=None)
+        for col in ("engine", "members", "ms/step", "member-steps/s", "vs (a)"):
+            table.add_column(col, justify="right")
+        for r in result["rows"]:
+            table.add_row(r["engine"], str(r["members"]), f"{r['ms_per_step']:.2f}", f"{r['member_steps_per_s']:.0f}",
+                          f"{r['ratio_vs_seed_loop']:.1f}x")
+        out.print(table)
+        est = result["estimate"]
+        out.print(f"128-trial lr-study at the seed's budget: ~{est['minutes']:.0f} min at the best rate "
+                  f"(seed-style loop: ~{est['seed_style_minutes']:.0f} min)")
+        out_file.write_text(json.dumps(result, indent=1))
+        out.print(f"written to {out_file}")

@@ -1,0 +1,260 @@
+"""A study's report from storage: trials.csv, report.md (+ figure PNGs) and a self-contained
+report.html, with the key tables printed in the terminal."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from rich.table import Table
+
+from gan_core.outcome import LABELS
+
+from .console import err, out
+from .errors import UserError
+from .report_data import FAIL, StudyData, load_study_data, numeric
+from .report_tables import best_worst, config_table, effect_table, outcome_table
+from .report_verdicts import Verdict, verdict
+
+
+@dataclass
+class Report:
+    """A built report: its data, tables, verdict and figures."""
+
+    data: StudyData
+    """The trials."""
+    outcome_tables: dict[str, pd.DataFrame]
+    """Per swept key: outcomes per level."""
+    configs: pd.DataFrame
+    """Per configuration: quality over seeds."""
+    effects: pd.DataFrame
+    """Each level against the baseline."""
+    best: pd.DataFrame
+    """Best configurations."""
+    worst: pd.DataFrame
+    """Worst configurations."""
+    verdict: Verdict | None
+    """The pitfall's verdict, if the study tests one."""
+    figures: dict[str, object] = field(default_factory=dict)
+    """name -> matplotlib figure."""
+    notes: list[str] = field(default_factory=list)
+    """Things the reader must know (partial study, crashes, missing tracking data)."""
+
+
+def build(data: StudyData, tracking_uri: str | None) -> Report:
+    from . import report_figures as F
+
+    tables = {k: outcome_table(data, k) for k in data.swept}
+    best, worst = best_worst(data)
+    rep = Report(data, tables, config_table(data), effect_table(data), best, worst, verdict(data))
+    n = len(data.trials)
+    done = len(data.finished)
+    if data.partial:
+        rep.notes.append(f"Partial: {done} of {n} trials finished; the study is still running or was stopped "
+                         f"(rerun `gan-sweep run` to finish it).")
+    fails = int((data.trials["outcome"] == FAIL).sum())
+    if fails:
+        rep.notes.append(f"{fails} trial(s) failed (a crash or an interrupt): counted in the FAIL column, "
+                         f"left out of the rates; their reasons are in trials.csv (evidence).")
+    rep.figures["outcome_by_param"] = F.outcome_by_param(data)
+    rep.figures["outcome_counts"] = F.outcome_counts(data, tables)
+    rep.figures["effects"] = F.effects(rep.effects)
+    if tracking_uri:
+        try:
+            histories, grids = _from_mlflow(data, tracking_uri)
+            outcomes = dict(zip(data.trials["mlflow_run_id"], data.trials["outcome"]))
+            rep.figures["curves_by_outcome"] = F.curves_by_outcome(histories, outcomes)
+            rep.figures["samples"] = _samples_figure(grids)
+        except Exception as exc:  # noqa: BLE001 - the tables stand without MLflow's curves
+            rep.notes.append(f"MLflow data unavailable ({type(exc).__name__}: {str(exc)[:120]}); curves and samples left out.")
+    rep.figures = {k: v for k, v in rep.figures.items() if v is not None}
+    return rep
+
+
+def _from_mlflow(data: StudyData, tracking_uri: str):
+    """Per-epoch curves of every finished run, and the last sample grid of the best run and of one
+    run per failure kind."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    df = data.finished.dropna(subset=["mlflow_run_id"])
+    histories = {}
+    for run_id in df["mlflow_run_id"]:
+        cols = {}
+        for key in ("loss_d", "loss_g", "d_real", "d_fake"):
+            cols[key] = pd.Series({m.step: m.value for m in client.get_metric_history(run_id, key)})
+        histories[run_id] = pd.DataFrame(cols).sort_index()
+    picks = {}
+    metric = f"final_{data.metric}"
+    ranked = df.assign(_m=numeric(df, metric)).sort_values(
+        "_m", ascending=data.direction == "minimize", na_position="last")
+    succ = ranked[ranked["outcome"] == "success"]
+    if not ranked.empty:
+        picks["best run" if succ.empty else "best success"] = (succ if not succ.empty else ranked).iloc[0]
+    shown = {int(r["trial"]) for r in picks.values()}
+    for label in LABELS[:-1]:
+        g = ranked[(ranked["outcome"] == label) & ~ranked["trial"].isin(shown)]
+        if not g.empty:
+            picks[label] = g.iloc[0]
+    grids = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        import matplotlib.image as mpimg
+
+        for name, row in picks.items():
+            try:
+                path = client.download_artifacts(row["mlflow_run_id"], "samples.png", tmp)
+            except Exception:  # noqa: BLE001 - a run without a grid (diverged before its first evaluation)
+                continue
+            grids[f"{name}: trial {int(row['trial'])}"] = mpimg.imread(path)
+    return histories, grids
+
+
+def _samples_figure(grids: dict):
+    if not grids:
+        return None
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 3.5), squeeze=False)
+    for ax, (title, img) in zip(axes[0], grids.items()):
+        ax.imshow(img, cmap="gray")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+# -- output ---------------------------------------------------------------------------------
+
+def _fmt_table(df: pd.DataFrame) -> pd.DataFrame:
+    out_df = df.copy()
+    for col in out_df.columns:
+        if col in ("success_rate", "ci_low", "ci_high"):
+            out_df[col] = out_df[col].map(lambda x: "" if pd.isna(x) else f"{100 * x:.0f}%")
+        elif col.startswith("success_") and out_df[col].dtype != object:
+            out_df[col] = out_df[col].map(lambda x: "" if pd.isna(x) else f"{100 * x:+.0f} pts")
+        elif out_df[col].dtype.kind == "f":
+            out_df[col] = out_df[col].map(lambda x: "" if pd.isna(x) else f"{x:.4g}")
+    return out_df
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    return buf.getvalue()
+
+
+def _sections(rep: Report) -> list[tuple[str, pd.DataFrame | str]]:
+    """The report's sections, in order: (title, table or text)."""
+    d = rep.data
+    spec = d.spec
+    counts = d.trials["outcome"].value_counts()
+    summary = ", ".join(f"{k} {counts[k]}" for k in LABELS + (FAIL, "RUNNING", "WAITING") if k in counts)
+    head = (f"{spec.get('description', '')}\n\nSource: {spec.get('source', '?')}; profile {spec.get('profile', '?')}; "
+            f"objective: {d.direction} {d.metric}. Trials: {len(d.trials)} ({summary or 'none'}).")
+    sections: list[tuple[str, pd.DataFrame | str]] = [("Study", head)]
+    if rep.notes:
+        sections.append(("Notes", "\n".join(f"- {n}" for n in rep.notes)))
+    if rep.verdict:
+        v = rep.verdict
+        sections.append((f"Verdict on the seed's pitfall {v.pitfall}: {v.status}", f'The seed: "{v.claim}"\n\n{v.sentence}'))
+    for key, t in rep.outcome_tables.items():
+        sections.append((f"Outcomes by {key}", t))
+    sections.append(("Quality per configuration (over seeds)", rep.configs))
+    if not rep.effects.empty:
+        sections.append(("Effect of each setting against the seed's baseline", rep.effects))
+    sections.append(("Best configurations", rep.best))
+    sections.append(("Worst configurations", rep.worst))
+    return sections
+
+
+def write(rep: Report, folder: Path) -> dict[str, Path]:
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"csv": folder / "trials.csv", "md": folder / "report.md", "html": folder / "report.html"}
+    rep.data.trials.to_csv(files["csv"], index=False)
+    pngs = {name: _png(fig) for name, fig in rep.figures.items()}
+    for fig in rep.figures.values():
+        plt.close(fig)
+    (folder / "figures").mkdir(exist_ok=True)
+    for name, blob in pngs.items():
+        (folder / "figures" / f"{name}.png").write_bytes(blob)
+
+    title = f"Report: {rep.data.name}"
+    md = [f"# {title}", ""]
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    for heading, content in _sections(rep):
+        md += [f"## {heading}", ""]
+        body.append(f"<h2>{html.escape(heading)}</h2>")
+        if isinstance(content, str):
+            md += [content, ""]
+            body += [f"<p>{html.escape(p)}</p>" for p in content.split("\n") if p.strip()]
+        elif content.empty:
+            md += ["(no finished runs yet)", ""]
+            body.append("<p>(no finished runs yet)</p>")
+        else:
+            shown = _fmt_table(content)
+            md += [shown.to_markdown(index=False), ""]
+            body.append(shown.to_html(index=False, border=0, classes="t"))
+    md += ["## Figures", ""]
+    body.append("<h2>Figures</h2>")
+    for name, blob in pngs.items():
+        md += [f"![{name}](figures/{name}.png)", ""]
+        body.append(f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(blob).decode()}">'
+                    f"<figcaption>{name.replace('_', ' ')}</figcaption></figure>")
+    files["md"].write_text("\n".join(md))
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{border:1px solid #ccc;"
+             "padding:2px 6px}img{max-width:100%}")
+    files["html"].write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                             f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
+    return files
+
+
+SHORT = {"diverged": "diverged", "d_overpowered": "D wins", "mode_collapse": "collapse",
+         "poor_quality": "poor", "success": "ok"}
+
+
+def print_summary(rep: Report) -> None:
+    for key, t in rep.outcome_tables.items():
+        if t.empty:
+            continue
+        table = Table(title=f"outcomes by {key}", box=None, header_style="bold")
+        for col in (key, "runs", *SHORT.values(), FAIL, "success", "95% CI"):
+            table.add_column(col, justify="right")
+        for r in t.itertuples(index=False):
+            row = r._asdict()
+            rate = "" if pd.isna(row["success_rate"]) else f"{100 * row['success_rate']:.0f}%"
+            ci = "" if pd.isna(row["ci_low"]) else f"{100 * row['ci_low']:.0f}-{100 * row['ci_high']:.0f}%"
+            table.add_row(str(row[key]), str(row["runs"]), *(str(row[lb]) for lb in LABELS), str(row[FAIL]), rate, ci)
+        out.print(table)
+    if rep.verdict:
+        out.print(f"[bold]pitfall {rep.verdict.pitfall} ({rep.verdict.status})[/bold]: {rep.verdict.sentence}")
+    for note in rep.notes:
+        out.print(f"[yellow]note[/yellow]: {note}")
+
+
+def report_study(name: str, storage_url: str, tracking_uri: str | None, out_dir: Path) -> dict[str, Path]:
+    """Build, write and print the report of a study in storage."""
+    import optuna
+
+    from .storage import open_storage
+
+    storage = open_storage(storage_url, heartbeat=False)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        known = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage)) or "none"
+        raise UserError(f"no study {name!r} in {storage_url} (studies there: {known})") from None
+    rep = build(load_study_data(study), tracking_uri)
+    files = write(rep, out_dir / name)
+    print_summary(rep)
+    out.print(f"report: {files['html']} (also {files['md'].name}, {files['csv'].name})")
+    return files
+
+

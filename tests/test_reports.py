@@ -1,0 +1,146 @@
+"""Reports on a study fixture with known outcomes: exact counts, rates, intervals and verdicts."""
+
+import base64
+import math
+import re
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState, create_trial
+
+from sweeps.report import build, write
+from sweeps.report_data import load_study_data
+from sweeps.report_stats import newcombe, seeds_needed, wilson
+from sweeps.report_tables import config_table, effect_table, outcome_table
+
+DIST = {"clamp": CategoricalDistribution(["none", "clamp", "logits"])}
+
+
+def add(study, number, clamp, seed, outcome, fld, state=TrialState.COMPLETE, **attrs):
+    sealed = outcome in ("diverged", "d_overpowered")
+    ua = {"seed": seed, "outcome": outcome, "outcome_epoch": 2, "evidence": f"{outcome} evidence",
+          "sealed": sealed, "mechanism": attrs.pop("mechanism", outcome), "final_fld": fld,
+          "final_coverage": 10 if outcome == "success" else 2, "seconds": 1.0, "samples_per_s": 1000.0,
+          "mlflow_run_id": f"run{number}", "config": {"clamp": clamp, "seed": seed}, **attrs}
+    if state == TrialState.FAIL:
+        ua = {"seed": seed, "fail_reason": "RuntimeError: boom", "mlflow_run_id": f"run{number}"}
+    value = fld if state == TrialState.COMPLETE else None
+    study.add_trial(create_trial(params={"clamp": clamp}, distributions=DIST, value=value, state=state,
+                                 user_attrs=ua))
+
+
+@pytest.fixture
+def study():
+    s = optuna.create_study(direction="minimize")
+    s.set_user_attr("spec", {"source": "fixture", "description": "known outcomes", "profile": "quick",
+                             "metric": "fld", "pitfall": 1, "baseline": {"clamp": "clamp"}, "fixed": {}})
+    # none: 4 of 5 diverged, 1 poor; clamp: 1 success of 5 (2 dead-gradient poor, 2 collapse); logits: 3 of 5 success.
+    n = 0
+    for seed, outcome in enumerate(["diverged", "diverged", "diverged", "diverged", "poor_quality"]):
+        add(s, n, "none", seed, outcome, math.nan if outcome == "diverged" else 900.0,
+            state=TrialState.PRUNED if outcome == "diverged" else TrialState.COMPLETE); n += 1
+    for seed, (outcome, fld) in enumerate([("success", 100.0), ("poor_quality", 2000.0), ("poor_quality", 2100.0),
+                                          ("mode_collapse", 1200.0), ("mode_collapse", 1300.0)]):
+        mech = "dead_gradients" if outcome == "poor_quality" else outcome
+        add(s, n, "clamp", seed, outcome, fld, mechanism=mech); n += 1
+    for seed, (outcome, fld) in enumerate([("success", 80.0), ("success", 90.0), ("success", 120.0),
+                                          ("mode_collapse", 1000.0), ("poor_quality", 700.0)]):
+        add(s, n, "logits", seed, outcome, fld); n += 1
+    add(s, n, "logits", 5, None, None, state=TrialState.FAIL)
+    return s
+
+
+def test_outcome_table_has_the_exact_counts_rates_and_wilson_intervals(study):
+    t = outcome_table(load_study_data(study), "clamp").set_index("clamp")
+    assert list(t.index) == ["none", "clamp", "logits"]
+    assert t.loc["none", ["runs", "diverged", "poor_quality", "success"]].tolist() == [5, 4, 1, 0]
+    assert t.loc["logits", ["runs", "success", "mode_collapse", "poor_quality", "FAIL"]].tolist() == [5, 3, 1, 1, 1]
+    assert t.loc["logits", "success_rate"] == pytest.approx(0.6)
+    # Wilson 95% for 3/5, by hand: centre (0.6 + 1.96^2/10) / (1 + 1.96^2/5), half-width as in the formula
+    z = 1.959963984540054
+    centre = (0.6 + z * z / 10) / (1 + z * z / 5)
+    half = z * math.sqrt(0.6 * 0.4 / 5 + z * z / 100) / (1 + z * z / 5)
+    assert t.loc["logits", "ci_low"] == pytest.approx(centre - half) == pytest.approx(0.2307, abs=1e-4)
+    assert t.loc["logits", "ci_high"] == pytest.approx(centre + half) == pytest.approx(0.8824, abs=1e-4)
+    assert t.loc["none", ["ci_low", "ci_high"]].tolist() == pytest.approx([0.0, 0.4345], abs=1e-4)
+
+
+def test_wilson_and_newcombe_match_published_values():
+    # Newcombe (1998), table II, example (a): 56/70 vs 48/80 -> 0.2, 95% CI 0.0524 to 0.3339
+    d, lo, hi = newcombe(56, 70, 48, 80)
+    assert (d, round(lo, 4), round(hi, 4)) == (pytest.approx(0.2), 0.0524, 0.3339)
+    assert wilson(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    # (1.96 + 0.8416)^2 * (0.09 + 0.09) / 0.8^2 = 2.21 -> 3 runs per arm
+    assert seeds_needed(0.5, 0.5) is None and seeds_needed(0.9, 0.1) == 3
+
+
+def test_config_table_gives_quality_mean_and_spread_over_seeds(study):
+    t = config_table(load_study_data(study)).set_index("clamp")
+    assert t.loc["logits", "seeds"] == 5 and t.loc["logits", "success"] == "3/5"
+    assert t.loc["logits", "fld_mean"] == pytest.approx((80 + 90 + 120 + 1000 + 700) / 5)
+    assert t.loc["clamp", "fld_std"] == pytest.approx(pd.Series([100.0, 2000, 2100, 1200, 1300]).std())
+    assert t.index[0] == "logits"  # best first (lowest mean FLD); none has NaNs from diverged runs
+
+
+def test_effects_against_the_baseline_use_newcombe_and_a_bootstrap(study):
+    t = effect_table(load_study_data(study)).set_index("level")
+    assert set(t.index) == {"none", "logits"} and (t["baseline"] == "clamp").all()
+    d, lo, hi = newcombe(3, 5, 1, 5)
+    assert t.loc["logits", ["success_diff", "success_ci_low", "success_ci_high"]].tolist() == pytest.approx([d, lo, hi])
+    assert t.loc["logits", "fld_diff"] == pytest.approx((80 + 90 + 120 + 1000 + 700) / 5 - (100 + 2000 + 2100 + 1200 + 1300) / 5)
+    assert t.loc["logits", "fld_ci_low"] < t.loc["logits", "fld_diff"] < t.loc["logits", "fld_ci_high"]
+
+
+def test_the_clamp_verdict_is_a_sentence_with_its_numbers(study):
+    rep = build(load_study_data(study), tracking_uri=None)
+    v = rep.verdict
+    assert v.pitfall == 1 and v.status == "supported"
+    assert "Without clamping, 4 of 5 runs diverged" in v.sentence
+    assert "with the seed's clamp, 0 of 5 runs diverged" in v.sentence
+    assert "2 of 5 runs froze with dead gradients" in v.sentence
+    assert any("1 trial(s) failed" in n for n in rep.notes)  # crashes are counted, not dropped
+
+
+def test_verdict_asks_for_more_seeds_when_the_data_cannot_tell():
+    s = optuna.create_study()
+    s.set_user_attr("spec", {"pitfall": 1, "metric": "fld", "fixed": {}})
+    for i, (clamp, outcome) in enumerate([("none", "diverged"), ("none", "success"), ("none", "success"),
+                                          ("clamp", "success"), ("clamp", "success"), ("clamp", "success")]):
+        add(s, i, clamp, i, outcome, 100.0)
+    v = build(load_study_data(s), tracking_uri=None).verdict
+    assert v.status == "inconclusive" and re.search(r"about \d+ more seeds per arm", v.sentence)
+
+
+def test_report_files_csv_round_trips_markdown_has_tables_html_is_self_contained(study, tmp_path):
+    rep = build(load_study_data(study), tracking_uri=None)
+    files = write(rep, tmp_path)
+    back = pd.read_csv(files["csv"])
+    assert len(back) == 16 and back["trial"].tolist() == list(range(16))
+    assert back["outcome"].value_counts().to_dict() == load_study_data(study).trials["outcome"].value_counts().to_dict()
+    md = files["md"].read_text()
+    assert "| clamp " in md and "|:-" in md or "|--" in md
+    assert "## Verdict on the seed's pitfall 1: supported" in md
+    page = files["html"].read_text()
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) >= 3 and all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in images)
+    assert "src=\"http" not in page and "<link" not in page  # nothing fetched: opens offline
+
+
+def test_a_partial_study_says_so(study):
+    study.enqueue_trial({"clamp": "none"}, user_attrs={"seed": 9})
+    rep = build(load_study_data(study), tracking_uri=None)
+    assert any(n.startswith("Partial: 15 of 17 trials finished") for n in rep.notes)
+
+
+def test_a_study_whose_every_trial_crashed_still_reports(tmp_path):
+    s = optuna.create_study()
+    s.set_user_attr("spec", {"pitfall": 1, "metric": "fld", "fixed": {}})
+    for i in range(3):
+        add(s, i, "none", i, None, None, state=TrialState.FAIL)
+    rep = build(load_study_data(s), tracking_uri=None)
+    files = write(rep, tmp_path)
+    assert outcome_table(rep.data, "clamp")["FAIL"].tolist() == [3]
+    assert any("3 trial(s) failed" in n for n in rep.notes)
+    assert rep.verdict.status == "not tested" and files["html"].is_file()
