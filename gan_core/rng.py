@@ -42,11 +42,23 @@ def _key(seed: torch.Tensor, *counters: int | torch.Tensor) -> torch.Tensor:
     return h
 
 
+_INDEX_CACHE: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def _mixed_index(n: int, device: torch.device) -> torch.Tensor:
+    """_mix(arange(n)): the same for every draw of a given size, so computed once."""
+    key = (n, str(device))
+    if key not in _INDEX_CACHE:
+        if len(_INDEX_CACHE) > 64:
+            _INDEX_CACHE.clear()
+        _INDEX_CACHE[key] = _mix(torch.arange(n, dtype=torch.int64, device=device))
+    return _INDEX_CACHE[key]
+
+
 def uint32(seed: torch.Tensor, counters: tuple[int | torch.Tensor, ...], n: int) -> torch.Tensor:
     """[P, n] pseudo-random 32-bit values for the P seeds in `seed` at these counters."""
     key = _key(seed, *counters)
-    index = torch.arange(n, dtype=torch.int64, device=seed.device)
-    return _mix(_mix(key[:, None] ^ _mix(index)[None, :]) + 0x6A09E667 & _MASK)
+    return _mix(_mix(key[:, None] ^ _mixed_index(n, seed.device)[None, :]) + 0x6A09E667 & _MASK)
 
 
 def normal(seed: torch.Tensor, counters: tuple[int | torch.Tensor, ...], shape: tuple[int, ...],
