@@ -172,29 +172,35 @@ def _overpowered(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
 
 
 def _lr(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
+    """Results poor at the smallest lr (runs that did not succeed, against the best lr), and the
+    losses' magnitudes there against the best lr's."""
     key = next((k for k in ("lr_d", "lr_g") if k in data.swept), None)
     if key is None:
         return Verdict(4, claim, "not tested", "This study does not sweep the learning rate.")
     lv = _levels(data, key)
-    numeric = pd.to_numeric(df[key])
-    smallest = lv[numeric == numeric.min()].iloc[0]
-    others = lv != smallest
-    success_by_level = df.groupby(lv)["outcome"].apply(lambda s: (s == "success").mean())
-    best = success_by_level.drop(smallest, errors="ignore").idxmax() if len(success_by_level) > 1 else None
-    bad = _arm(df, f"At the smallest lr ({smallest})", lv == smallest, ("poor_quality",))
-    good = _arm(df, "at the larger lrs", others, ("poor_quality",))
+    numeric_lr = pd.to_numeric(df[key])
+    smallest = lv[numeric_lr == numeric_lr.min()].iloc[0]
+    success = df.groupby(lv)["outcome"].apply(lambda s: (s == "success").mean())
+    best = success.drop(smallest, errors="ignore").idxmax() if len(success) > 1 else None
+    if best is None:
+        return Verdict(4, claim, "not tested", "Only one learning rate was run.")
+    fails = tuple(lb for lb in ("diverged", "d_overpowered", "mode_collapse", "poor_quality"))
+    bad = _arm(df, f"At the smallest lr ({smallest})", lv == smallest, fails)
+    good = _arm(df, f"at the best lr ({best})", lv == best, fails)
     status, why = _decide(bad, good)
 
     def absmean(col: str, mask) -> float:
-        return pd.to_numeric(df.loc[mask, col], errors="coerce").abs().mean()
+        return numeric(df, col)[mask].abs().mean()
 
-    text = f"{bad.text('were poor_quality')}; {good.text('were')}."
-    if best is not None:
-        b = lv == best
-        text += (f" |loss_d| {absmean('last_loss_d', lv == smallest):.3g} and |loss_g| "
-                 f"{absmean('last_loss_g', lv == smallest):.3g} at the smallest lr vs {absmean('last_loss_d', b):.3g} "
-                 f"and {absmean('last_loss_g', b):.3g} at {best}, where {int((df.loc[b, 'outcome'] == 'success').sum())} "
-                 f"of {int(b.sum())} runs succeeded.")
+    small_l = (absmean("last_loss_d", lv == smallest), absmean("last_loss_g", lv == smallest))
+    best_l = (absmean("last_loss_d", lv == best), absmean("last_loss_g", lv == best))
+    labels = df.loc[lv == smallest, "outcome"].value_counts()
+    text = (f"{bad.text('did not succeed')} ({', '.join(f'{k} {v}' for k, v in labels.items())}); "
+            f"{good.text('did not')}. |loss_d| and |loss_g| at the end: {small_l[0]:.3g} and {small_l[1]:.3g} at the "
+            f"smallest lr vs {best_l[0]:.3g} and {best_l[1]:.3g} at {best}.")
+    higher = small_l[0] > best_l[0] and small_l[1] > best_l[1]
+    if status == "supported" and not higher:
+        status, why = "inconclusive", why + ", but the losses are not higher at the small lr, as the seed says they are"
     return Verdict(4, claim, status, f"{text} So {why}.")
 
 

@@ -27,8 +27,8 @@ from gan_core.evaluator import Evaluator
 from gan_core.population import PopulationTrainer, split_into_populations, unsupported_reason
 from gan_core.trainer import EpochEvent, RunResult, Trainer
 
-from .storage import (HEARTBEAT_S, StudyHandle, checkpoint_name, enqueue_missing_seeds, fail_stale, git_commit,
-                      heartbeat, pop_waiting, sampled_configs)
+from .storage import (HEARTBEAT_S, StudyHandle, beat_now, checkpoint_name, enqueue_missing_seeds, fail_stale,
+                      git_commit, heartbeat, pop_waiting, sampled_configs)
 from .tracking import Tracker
 
 
@@ -99,20 +99,28 @@ class _timed:
         setattr(self.o, self.name, getattr(self.o, self.name) + time.perf_counter() - self.t)
 
 
-def next_trial(ctx: RunContext) -> optuna.Trial | None:
-    """The next trial to run: an enqueued one, else (tpe / random) a newly sampled configuration."""
+def next_trial(ctx: RunContext, wait: bool = True) -> optuna.Trial | None:
+    """The next trial to run: an enqueued one, else (tpe / random) a newly sampled configuration.
+
+    With `wait`, and while another worker's trials are still running, keep looking: such a trial
+    may die, go stale and come back as a retry. None means the study is done."""
     h = ctx.handle
-    with _timed(ctx.overhead, "optuna_s"):
-        fail_stale(h.study)  # a dead worker's trial becomes FAIL and is enqueued again
-        trial = pop_waiting(h)
-        if trial is not None or h.spec.sampler == "grid":
-            return trial
-        if sampled_configs(h.study) >= (h.profile.trials or 0):
+    while True:
+        with _timed(ctx.overhead, "optuna_s"):
+            fail_stale(h.study)  # a dead worker's trial becomes FAIL and is enqueued again
+            trial = pop_waiting(h)
+            if trial is not None:
+                return trial
+            if h.spec.sampler != "grid" and sampled_configs(h.study) < (h.profile.trials or 0):
+                trial = h.study.ask()
+                beat_now(h.storage, _trial_ids(ctx, [trial])[0])
+                trial.set_user_attr("seed", h.spec.seeds[0])
+                trial.set_user_attr("sampled", True)  # its other seeds are enqueued once its params exist
+                return trial
+            running = h.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not wait or not running:
             return None
-        trial = h.study.ask()
-        trial.set_user_attr("seed", h.spec.seeds[0])
-        trial.set_user_attr("sampled", True)  # its other seeds are enqueued once its params exist
-    return trial
+        time.sleep(min(ctx.heartbeat_s, 5))
 
 
 @dataclass
@@ -295,7 +303,7 @@ def run_trials(ctx: RunContext, limit: int | None = None,
             want = 1 if ctx.engine == "reference" else min(ctx.population_size, (limit or 10**9) - ran)
             batch = []
             while len(batch) < want:
-                trial = next_trial(ctx)
+                trial = next_trial(ctx, wait=not batch)  # our own claimed trials are RUNNING too
                 if trial is None:
                     break
                 batch.append(trial)

@@ -14,6 +14,7 @@ import json
 import subprocess
 import threading
 import time
+import warnings
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,6 +25,7 @@ import optuna
 from optuna.trial import TrialState
 
 from .errors import UserError
+from .locks import sqlite_lock
 from .spec import Profile, StudySpec
 
 DEFAULT_STORAGE = "sqlite:///gan_sweep.db"
@@ -35,6 +37,8 @@ MAX_RETRY = 3
 """A configuration whose trial died (stale heartbeat) is retried at most this often."""
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Heartbeats and fail_stale_trials are marked experimental; they are what scale-out rests on.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 class StaleTrials:
@@ -44,7 +48,7 @@ class StaleTrials:
 
     def __init__(self) -> None:
         self.tracker = None  # set once the MLflow tracker is open
-        self.retry = optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)
+        self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         study.set_user_attr(f"stale_trial_{trial.number}", time.strftime("%Y-%m-%d %H:%M:%S"))
@@ -53,6 +57,27 @@ class StaleTrials:
             with contextlib.suppress(Exception):  # the retry matters more than the tag
                 self.tracker.end(run_id, "FAILED", fail_reason="worker died (heartbeat stale)")
         self.retry(study, trial)
+
+
+def probe_storage(url: str) -> None:
+    """Check a storage URL without creating anything (a one-line UserError if it cannot work)."""
+    if url.startswith("sqlite:///"):
+        folder = Path(url[len("sqlite:///"):]).resolve().parent
+        if not folder.is_dir():
+            raise UserError(f"storage {url}: folder {folder} does not exist")
+        return
+    if not url.startswith(("postgresql://", "postgresql+psycopg2://", "mysql://", "mysql+pymysql://")):
+        raise UserError(f"storage URL {url!r} is not supported (use sqlite:///file.db or postgresql://user@host/db)")
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 10} if "postgresql" in url else {})
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any failure: the URL does not work from here
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"cannot reach storage {url}: {first[:300]}") from None
 
 
 def open_storage(url: str, heartbeat: bool = True, heartbeat_s: int = HEARTBEAT_S,
@@ -72,7 +97,8 @@ def open_storage(url: str, heartbeat: bool = True, heartbeat_s: int = HEARTBEAT_
     engine = {"connect_args": {"connect_timeout": 10}} if url.startswith("postgresql") else {}
     for attempt in range(6):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
+            with sqlite_lock(url, "schema"):
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
         except Exception as exc:  # noqa: BLE001 - sqlalchemy/driver errors all mean: this URL does not work
             text = str(exc)
             # Two workers creating the schema at once: the loser sees "already exists"; try again.
@@ -100,17 +126,9 @@ def planning_lock(storage: optuna.storages.RDBStorage, url: str):
             finally:
                 conn.execute(text(f"SELECT pg_advisory_unlock({key})"))
                 conn.commit()
-    elif url.startswith("sqlite:///"):
-        import fcntl
-
-        with open(Path(url[len("sqlite:///"):]).resolve().with_suffix(".plan.lock"), "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
     else:
-        yield
+        with sqlite_lock(url, "plan"):
+            yield
 
 
 @contextlib.contextmanager
@@ -270,8 +288,17 @@ def pop_waiting(handle: StudyHandle) -> optuna.Trial | None:
         except Exception:  # noqa: BLE001 - lost a race on a storage without row locks: try the next
             continue
         if claimed:
+            beat_now(storage, trial_id)
             return optuna.Trial(handle.study, trial_id)
     return None
+
+
+def beat_now(storage: optuna.storages.BaseStorage, trial_id: int) -> None:
+    """A first heartbeat the moment a trial is claimed: a worker killed before its heartbeat thread
+    starts must still leave a trial that goes stale (one that never beat would never be retried)."""
+    if isinstance(storage, optuna.storages.RDBStorage) and storage.get_heartbeat_interval() is not None:
+        with contextlib.suppress(Exception):
+            storage.record_heartbeat(trial_id)
 
 
 def counts(study: optuna.Study) -> dict[str, int]:

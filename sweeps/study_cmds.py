@@ -147,11 +147,13 @@ def execute(opts: RunOptions, create: bool) -> None:
     from gan_core.evaluator import Evaluator
 
     from .runner import Interrupted, RunContext, run_trials
-    from .storage import StaleTrials, counts, open_storage, open_study, plan, planning_lock
-    from .tracking import Tracker
+    from .storage import StaleTrials, counts, open_storage, open_study, plan, planning_lock, probe_storage
+    from .tracking import Tracker, check_tracking_uri
 
     spec, prof, profile_name, overrides, base, device, engine, name = resolve(opts)
     data = load_dataset(base.data.dataset, base.data.data_dir)
+    probe_storage(opts.storage)  # both stores answer before either is created or written
+    check_tracking_uri(opts.tracking_uri, reach=True)
     # Both stores are opened (and created) before any trial: concurrent first-time creation crashes.
     stale = StaleTrials()
     storage = open_storage(opts.storage, heartbeat_s=opts.heartbeat, stale=stale)

@@ -22,6 +22,7 @@ from .errors import UserError
 # seven retries with back-off (minutes).
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 MAX_PARAM_LEN = 500
@@ -39,14 +40,23 @@ def artifact_root(tracking_uri: str) -> str | None:
     return None  # a tracking server decides for itself
 
 
-def check_tracking_uri(uri: str) -> None:
-    """Fail early, in one line, on a URI that cannot work (before any trial runs)."""
+def check_tracking_uri(uri: str, reach: bool = False) -> None:
+    """Fail early, in one line, on a URI that cannot work; with `reach`, also ask a tracking
+    server whether it answers (a read, nothing is created)."""
     if uri.startswith("sqlite:///"):
         folder = Path(uri[len("sqlite:///"):]).resolve().parent
         if not folder.is_dir():
             raise UserError(f"tracking URI {uri}: folder {folder} does not exist")
-    elif not uri.startswith(("http://", "https://", "postgresql://", "mysql://", "sqlite://")):
+    elif not uri.startswith(("http://", "https://")):
         raise UserError(f"tracking URI {uri!r} is not supported (use sqlite:///mlflow.db or http://host:port)")
+    elif reach:
+        import urllib.error
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise UserError(f"tracking URI {uri} is unreachable: {getattr(exc, 'reason', exc)}") from None
 
 
 class Tracker:
@@ -60,10 +70,13 @@ class Tracker:
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow sets its own level on import
 
+        from .locks import sqlite_lock
+
         self.uri = tracking_uri
-        self.client = MlflowClient(tracking_uri)
         try:
-            self.experiment_id = self._experiment(experiment, description)
+            with sqlite_lock(tracking_uri, "schema"):  # MLflow creates its schema on first use
+                self.client = MlflowClient(tracking_uri)
+                self.experiment_id = self._experiment(experiment, description)
         except UserError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure to reach the store is the user's URI

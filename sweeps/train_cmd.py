@@ -65,9 +65,10 @@ def train(out_dir: Optional[Path], track: bool, tracking_uri: str, experiment: s
         raise UserError(f"output folder {folder} exists and is not empty")
     tracker = None
     if track:
-        from .tracking import SingleRunTracker
+        from .tracking import SingleRunTracker, check_tracking_uri
 
-        tracker = SingleRunTracker(tracking_uri, experiment)  # checks the URI before training
+        check_tracking_uri(tracking_uri, reach=True)
+        tracker = SingleRunTracker(tracking_uri, experiment)  # opened before training: a bad URI fails now
     dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir)
     err.print(f"data: {dataset.source}")
     evaluator = Evaluator(dataset, device, log=err.print)

@@ -68,3 +68,18 @@ def test_train_no_track_never_imports_optuna_or_mlflow(tmp_path, evaluator):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
     assert "IMPORTED []" in proc.stdout
+
+
+def test_train_with_tracking_logs_one_finished_mlflow_run(tmp_path, evaluator):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "run"), "--tracking-uri", uri, *QUICK])
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("train").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    run = runs[0]
+    assert run.data.params["epochs"] == "2" and run.data.tags["outcome"] in result.stdout
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss_d")] == [1, 2]
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"samples.png", "summary.json", "loss_curves.png"}

@@ -193,3 +193,24 @@ def test_builtin_studies_all_load_and_list(tmp_path):
         assert name in result.stdout
         shown = runner.invoke(app, ["show", name])
         assert shown.exit_code == 0 and "profile quick" in shown.stdout, shown.output
+
+
+def test_the_population_engine_runs_a_study_with_the_same_records(tmp_path, evaluator):
+    result = run(tmp_path, "--engine", "population")
+    assert result.exit_code == 0, result.output
+    storage, tracking = stores(tmp_path)
+    trials = optuna.load_study(study_name="smoke-quick", storage=storage).trials
+    assert len(trials) == 2 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    client = MlflowClient(tracking)
+    for t in trials:
+        run_ = client.get_run(t.user_attrs["mlflow_run_id"])
+        assert run_.info.status == "FINISHED" and run_.data.tags["outcome"] == t.user_attrs["outcome"]
+        assert len(client.get_metric_history(run_.info.run_id, "loss_d")) == t.user_attrs["epochs_trained"]
+    # the same trials on the reference engine: the same outcomes and (float32, same device) nearly the same FLD
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    assert run(ref).exit_code == 0
+    ref_trials = optuna.load_study(study_name="smoke-quick", storage=stores(ref)[0]).trials
+    for a, b in zip(sorted(trials, key=lambda t: t.params["lr_d"]), sorted(ref_trials, key=lambda t: t.params["lr_d"])):
+        assert a.user_attrs["outcome"] == b.user_attrs["outcome"]
+        assert a.user_attrs["final_fld"] == pytest.approx(b.user_attrs["final_fld"], rel=0.05)

@@ -1,0 +1,224 @@
+"""Scale-out and reliability: PostgreSQL workers, a worker killed mid-trial, signals, a race of two
+workers on fresh databases. The server tests need the PostgreSQL and `mlflow server` that
+`.ci/run` starts (`source .ci/servers.sh start` does it by hand); without them they are skipped,
+saying why. Everything listens on loopback only."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+PG = os.environ.get("GAN_SWEEP_TEST_PG")
+MLFLOW = os.environ.get("GAN_SWEEP_TEST_MLFLOW")
+needs_servers = pytest.mark.skipif(
+    not (PG and MLFLOW),
+    reason="needs the PostgreSQL and mlflow servers that .ci/run starts (source .ci/servers.sh start)")
+DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def study_file(tmp_path: Path, lrs: int, seeds: int, epochs: int = 1, steps: int = 2) -> Path:
+    values = ", ".join(f"{1e-4 * (1 + i)}" for i in range(lrs))
+    path = tmp_path / "scale.toml"
+    path.write_text(f"""
+name = "scale"
+seeds = [{", ".join(str(s) for s in range(seeds))}]
+[sampler]
+kind = "grid"
+[space]
+lr_d = {{ values = [{values}] }}
+[fixed]
+dataset = "mnist-10k"
+[profiles.quick]
+epochs = {epochs}
+steps_per_epoch = {steps}
+eval_samples = 64
+""")
+    return path
+
+
+def fresh_pg_database() -> str:
+    """A new empty database on the test server (fresh schema for every test)."""
+    import sqlalchemy
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    engine = sqlalchemy.create_engine(PG, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return PG.rsplit("/", 1)[0] + "/" + name
+
+
+def gan_sweep(*args, **kwargs) -> subprocess.Popen:
+    env = os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "sweeps.cli", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def exactly_once(study: optuna.Study) -> list:
+    done = [t for t in study.trials if t.state in DONE]
+    keys = [(t.params["lr_d"], t.user_attrs["seed"]) for t in done]
+    why = [(t.number, t.state.name, t.params, t.user_attrs.get("fail_reason")) for t in study.trials]
+    assert len(keys) == len(set(keys)), f"a configuration ran twice: {why}"
+    assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)], why
+    assert not [t for t in study.trials if t.state == TrialState.FAIL and t.user_attrs.get("error")], why
+    return keys
+
+
+@needs_servers
+def test_four_workers_run_forty_trials_each_exactly_once(tmp_path, evaluator):
+    storage = fresh_pg_database()
+    spec = study_file(tmp_path, lrs=10, seeds=4)
+    common = ["--storage", storage, "--tracking-uri", MLFLOW, "--study-name", f"four-{uuid.uuid4().hex[:6]}",
+              "--device", "cpu", "--checkpoint-dir", tmp_path / "ckpt"]
+    finish(gan_sweep("run", spec, "--trials", 1, *common, "--out", tmp_path / "r"))  # creates and enqueues
+    workers = [gan_sweep("worker", spec, *common) for _ in range(4)]
+    for w in workers:
+        finish(w)
+    study = optuna.load_study(study_name=common[5], storage=storage)
+    keys = exactly_once(study)
+    assert len(keys) == 40 and len(study.trials) == 40  # none lost, none duplicated, none failed
+    client = MlflowClient(MLFLOW)
+    runs = client.search_runs([client.get_experiment_by_name(common[5]).experiment_id], max_results=200)
+    assert sum("mlflow.parentRunId" in r.data.tags for r in runs) == 40
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+@needs_servers
+def test_a_worker_killed_mid_trial_is_retried_from_its_checkpoint(tmp_path, evaluator):
+    storage = fresh_pg_database()
+    spec = study_file(tmp_path, lrs=3, seeds=1, epochs=8, steps=40)
+    name = f"kill-{uuid.uuid4().hex[:6]}"
+    ckpt = tmp_path / "ckpt"
+    common = ["--storage", storage, "--tracking-uri", MLFLOW, "--study-name", name, "--device", "cpu",
+              "--checkpoint-dir", ckpt, "--heartbeat", 1]
+    victim = gan_sweep("run", spec, *common, "--out", tmp_path / "r")
+    deadline = time.time() + 300
+    while not list(ckpt.glob("*.pt")):  # the first trial has checkpointed: it is mid-way
+        assert victim.poll() is None and time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.2)
+    victim.kill()  # SIGKILL: no handler runs, the trial is left RUNNING
+    victim.wait()
+    finish(gan_sweep("worker", spec, *common))  # waits for the stale trial, fails it, runs its retry
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert len(exactly_once(study)) == 3
+    dead = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(dead) == 1
+    retry = next(t for t in study.trials if t.state in DONE and t.system_attrs.get("failed_trial") == dead[0].number)
+    assert retry.params == dead[0].params and retry.user_attrs["seed"] == dead[0].user_attrs["seed"]
+    assert retry.user_attrs["resumed_from_epoch"] >= 2  # resumed, not restarted
+    run = MlflowClient(MLFLOW).get_run(dead[0].user_attrs["mlflow_run_id"])
+    assert run.info.status == "FAILED" and "heartbeat" in run.data.tags["fail_reason"]
+
+
+@needs_servers
+def test_two_workers_starting_together_on_fresh_databases_both_succeed(tmp_path, evaluator):
+    storage = fresh_pg_database()
+    spec = study_file(tmp_path, lrs=4, seeds=1)
+    common = ["--storage", storage, "--tracking-uri", MLFLOW, "--study-name", f"race-{uuid.uuid4().hex[:6]}",
+              "--device", "cpu", "--checkpoint-dir", tmp_path / "ckpt", "--out", tmp_path / "r"]
+    both = [gan_sweep("run", spec, *common) for _ in range(2)]
+    for p in both:
+        finish(p)
+    assert len(exactly_once(optuna.load_study(study_name=common[5], storage=storage))) == 4
+
+
+def test_two_runs_starting_together_on_fresh_sqlite_stores_both_succeed(tmp_path, evaluator):
+    spec = study_file(tmp_path, lrs=4, seeds=1)
+    common = ["--storage", f"sqlite:///{tmp_path / 'o.db'}", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
+              "--device", "cpu", "--checkpoint-dir", tmp_path / "ckpt", "--out", tmp_path / "r"]
+    both = [gan_sweep("run", spec, *common) for _ in range(2)]
+    for p in both:
+        finish(p)
+    study = optuna.load_study(study_name="scale-quick", storage=common[1])
+    assert len(exactly_once(study)) == 4
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_closes_the_trial_in_hand_and_a_rerun_finishes_only_the_missing(tmp_path, evaluator, sig):
+    spec = study_file(tmp_path, lrs=2, seeds=1, epochs=30, steps=20)
+    storage, tracking = f"sqlite:///{tmp_path / 'o.db'}", f"sqlite:///{tmp_path / 'm.db'}"
+    common = ["--storage", storage, "--tracking-uri", tracking, "--device", "cpu", "--epochs", 4,
+              "--checkpoint-dir", tmp_path / "ckpt", "--out", tmp_path / "r"]
+    proc = gan_sweep("run", spec, *common)
+    deadline = time.time() + 300
+    while True:  # wait until the first trial is training
+        assert proc.poll() is None and time.time() < deadline
+        try:
+            study = optuna.load_study(study_name="scale-quick-e4", storage=storage)
+            running = [t for t in study.trials if t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs]
+            if running:
+                break
+        except KeyError:
+            pass
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:]
+    assert "interrupted" in out
+    study = optuna.load_study(study_name="scale-quick-e4", storage=storage)
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and failed[0].user_attrs["fail_reason"] == "interrupted"
+    assert MlflowClient(tracking).get_run(failed[0].user_attrs["mlflow_run_id"]).info.status == "KILLED"
+    finish(gan_sweep("run", spec, *common))
+    study = optuna.load_study(study_name="scale-quick-e4", storage=storage)
+    assert len(exactly_once(study)) == 2 and len(study.trials) == 3
+
+
+def _one_line_exit_2(proc_out: str, code: int, message: str) -> None:
+    lines = [line for line in proc_out.splitlines() if line.strip()]
+    assert code == 2, proc_out[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc_out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot reach storage postgresql://nobody@127.0.0.1:1/none"),
+    (["--storage", "sqlit:///typo.db"], "storage URL 'sqlit:///typo.db' is not supported"),
+    (["--storage", "sqlite:////no/such/folder/x.db"], "folder /no/such/folder does not exist"),
+    (["--tracking-uri", "http://127.0.0.1:1"], "tracking URI http://127.0.0.1:1 is unreachable"),
+    (["--tracking-uri", "mlruns"], "tracking URI 'mlruns' is not supported"),
+])
+def test_bad_storage_and_tracking_urls_are_one_line_errors_and_nothing_is_written(tmp_path, args, message):
+    spec = study_file(tmp_path, lrs=1, seeds=1)
+    base = {"--storage": f"sqlite:///{tmp_path / 'o.db'}", "--tracking-uri": f"sqlite:///{tmp_path / 'm.db'}"}
+    base.update(dict(zip(args[::2], args[1::2])))
+    flat = [x for kv in base.items() for x in kv]
+    proc = gan_sweep("run", spec, *flat, "--device", "cpu", cwd=tmp_path)
+    out, _ = proc.communicate(timeout=120)
+    _one_line_exit_2(out, proc.returncode, message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scale.toml"]  # no database, no folder
+
+
+def test_a_worker_for_a_study_that_does_not_exist_is_a_one_line_error(tmp_path):
+    spec = study_file(tmp_path, lrs=1, seeds=1)
+    proc = gan_sweep("worker", spec, "--storage", f"sqlite:///{tmp_path / 'o.db'}", "--tracking-uri",
+                     f"sqlite:///{tmp_path / 'm.db'}", "--device", "cpu")
+    out, _ = proc.communicate(timeout=120)
+    _one_line_exit_2(out, proc.returncode, "study 'scale-quick' does not exist in this storage")
+
+
+def test_corrupt_data_files_named_by_a_study_are_a_one_line_error(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03" + bytes(40))
+    (tmp_path / "data" / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(8))
+    spec = study_file(tmp_path, lrs=1, seeds=1)
+    spec.write_text(spec.read_text().replace('dataset = "mnist-10k"', f'dataset = "idx"\ndata_dir = "{tmp_path / "data"}"'))
+    proc = gan_sweep("run", spec, "--storage", f"sqlite:///{tmp_path / 'o.db'}", "--tracking-uri",
+                     f"sqlite:///{tmp_path / 'm.db'}", "--device", "cpu")
+    out, _ = proc.communicate(timeout=120)
+    _one_line_exit_2(out, proc.returncode, "corrupt IDX file")
+    assert not (tmp_path / "o.db").exists() and not (tmp_path / "m.db").exists()
