@@ -262,16 +262,22 @@ class PopulationTrainer:
         return rng.normal(self.seeds, (rng.STREAM_NOISE, step, draw), (self.B, self.z_dim), self.dtype)
 
     # -- the seed's three updates, for all members at once -----------------------------------------
-    def _d_update(self, logits_fn, loss_fn, real: bool, mask: torch.Tensor, acc: dict) -> torch.Tensor:
-        logits = logits_fn()
-        loss = _loss_by_group(logits, self.clamp, self.clamp_eps, loss_fn)
-        grads = torch.autograd.grad(loss.sum(), self.D.params)
+    def _update(self, loss: torch.Tensor, net: StackedMLP, adam: AdamState, lr: torch.Tensor, clip: torch.Tensor,
+                clip_on: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step of `net` for the members in `mask`: per-member gradient norms and
+        clipping, and a non-finite member marked dead (never updated again). Returns (norms, ok)."""
+        grads = list(torch.autograd.grad(loss.sum(), net.params))
         norms = member_norms(grads)
         ok = torch.isfinite(loss) & torch.isfinite(norms)
         self.alive &= ok | ~mask
-        clip_(list(grads), norms, self.clip_d, self.clip_d_on)
-        masked_adam(self.D.params, list(grads), self.adam_d, mask & self.alive, self.lr_d, self.beta1, self.beta2,
-                    self.adam_eps)
+        clip_(grads, norms, clip, clip_on)
+        masked_adam(net.params, grads, adam, mask & self.alive, lr, self.beta1, self.beta2, self.adam_eps)
+        return norms, ok
+
+    def _d_update(self, logits_fn, loss_fn, real: bool, mask: torch.Tensor, acc: dict) -> torch.Tensor:
+        logits = logits_fn()
+        loss = _loss_by_group(logits, self.clamp, self.clamp_eps, loss_fn)
+        norms, ok = self._update(loss, self.D, self.adam_d, self.lr_d, self.clip_d, self.clip_d_on, mask)
         y = logits.detach()
         acc["d_real" if real else "d_fake"].append(torch.sigmoid(y).mean(1))
         acc["grad_d"].append(norms)
@@ -283,13 +289,7 @@ class PopulationTrainer:
         logits = self.disc(self.gen(z))
         sat = _loss_by_group(logits, self.clamp, self.clamp_eps, losses.g_saturating)
         loss = self._g_loss(logits, sat)
-        grads = torch.autograd.grad(loss.sum(), self.G.params)
-        norms = member_norms(grads)
-        ok = torch.isfinite(loss) & torch.isfinite(norms)
-        self.alive &= ok | ~mask
-        clip_(list(grads), norms, self.clip_g, self.clip_g_on)
-        masked_adam(self.G.params, list(grads), self.adam_g, mask & self.alive, self.lr_g, self.beta1, self.beta2,
-                    self.adam_eps)
+        norms, ok = self._update(loss, self.G, self.adam_g, self.lr_g, self.clip_g, self.clip_g_on, mask)
         m = mask.to(self.dtype)
         y = logits.detach()
         acc["loss_g"].append(loss.detach().nan_to_num(0.0) * m)

@@ -36,3 +36,10 @@ def tiny_config():
 
     return RunConfig().replace(dataset="mnist-10k", device="cpu", epochs=2, steps_per_epoch=8,
                                eval_samples=200)
+
+
+def assert_one_line_error(stderr: str, code: int, message: str) -> None:
+    """A user error: exit code 2 and exactly one line, `error: ...`, containing `message`."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 2, stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], stderr

@@ -8,6 +8,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from conftest import assert_one_line_error
 from sweeps.cli import app
 
 runner = CliRunner()
@@ -41,9 +42,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, args, messag
     out = tmp_path / "run"
     base = ["--dataset", "mnist-10k", "--device", "cpu"]
     result = runner.invoke(app, ["train", "--no-track", "--out", str(out), *base, *args])
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert_one_line_error(result.stderr, result.exit_code, message)
     assert not out.exists()
 
 

@@ -16,6 +16,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from conftest import assert_one_line_error
+
 PG = os.environ.get("GAN_SWEEP_TEST_PG")
 MLFLOW = os.environ.get("GAN_SWEEP_TEST_MLFLOW")
 needs_servers = pytest.mark.skipif(
@@ -179,12 +181,6 @@ def test_a_signal_closes_the_trial_in_hand_and_a_rerun_finishes_only_the_missing
     assert len(exactly_once(study)) == 2 and len(study.trials) == 3
 
 
-def _one_line_exit_2(proc_out: str, code: int, message: str) -> None:
-    lines = [line for line in proc_out.splitlines() if line.strip()]
-    assert code == 2, proc_out[-2000:]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc_out
-
-
 @pytest.mark.parametrize("args, message", [
     (["--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot reach storage postgresql://nobody@127.0.0.1:1/none"),
     (["--storage", "sqlit:///typo.db"], "storage URL 'sqlit:///typo.db' is not supported"),
@@ -199,7 +195,7 @@ def test_bad_storage_and_tracking_urls_are_one_line_errors_and_nothing_is_writte
     flat = [x for kv in base.items() for x in kv]
     proc = gan_sweep("run", spec, *flat, "--device", "cpu", cwd=tmp_path)
     out, _ = proc.communicate(timeout=120)
-    _one_line_exit_2(out, proc.returncode, message)
+    assert_one_line_error(out, proc.returncode, message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scale.toml"]  # no database, no folder
 
 
@@ -208,7 +204,7 @@ def test_a_worker_for_a_study_that_does_not_exist_is_a_one_line_error(tmp_path):
     proc = gan_sweep("worker", spec, "--storage", f"sqlite:///{tmp_path / 'o.db'}", "--tracking-uri",
                      f"sqlite:///{tmp_path / 'm.db'}", "--device", "cpu")
     out, _ = proc.communicate(timeout=120)
-    _one_line_exit_2(out, proc.returncode, "study 'scale-quick' does not exist in this storage")
+    assert_one_line_error(out, proc.returncode, "study 'scale-quick' does not exist in this storage")
 
 
 def test_corrupt_data_files_named_by_a_study_are_a_one_line_error(tmp_path):
@@ -220,5 +216,5 @@ def test_corrupt_data_files_named_by_a_study_are_a_one_line_error(tmp_path):
     proc = gan_sweep("run", spec, "--storage", f"sqlite:///{tmp_path / 'o.db'}", "--tracking-uri",
                      f"sqlite:///{tmp_path / 'm.db'}", "--device", "cpu")
     out, _ = proc.communicate(timeout=120)
-    _one_line_exit_2(out, proc.returncode, "corrupt IDX file")
+    assert_one_line_error(out, proc.returncode, "corrupt IDX file")
     assert not (tmp_path / "o.db").exists() and not (tmp_path / "m.db").exists()

@@ -8,6 +8,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from conftest import assert_one_line_error
 from sweeps.cli import app
 
 runner = CliRunner()
@@ -151,10 +152,8 @@ def test_bad_study_files_are_one_line_errors_with_exit_2_and_nothing_written(tmp
     path = tmp_path / "bad.toml"
     path.write_text(text)
     result = run(tmp_path, study=str(path))
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
-    assert str(path) in lines[0]
+    assert_one_line_error(result.stderr, result.exit_code, message)
+    assert str(path) in result.stderr
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
 
 
@@ -169,9 +168,7 @@ def test_bad_study_files_are_one_line_errors_with_exit_2_and_nothing_written(tmp
 def test_bad_run_arguments_are_one_line_errors(tmp_path, args, message):
     storage, tracking = stores(tmp_path)
     result = runner.invoke(app, ["run", *args, "--storage", storage, "--tracking-uri", tracking])
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert_one_line_error(result.stderr, result.exit_code, message)
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
 
 
