@@ -65,7 +65,8 @@ def _arm(df: pd.DataFrame, name: str, mask: pd.Series, labels: tuple[str, ...]) 
 
 
 def _pts(x: float) -> str:
-    return f"{100 * x:+.1f}" if abs(100 * x) < 10 else f"{100 * x:+.0f}"
+    p = 100 * x
+    return f"{p:+.2f}" if abs(p) < 1 else f"{p:+.1f}" if abs(p) < 10 else f"{p:+.0f}"
 
 
 def by_other_keys(data: StudyData, df: pd.DataFrame, key: str, bad: str, good: str, labels: tuple[str, ...],

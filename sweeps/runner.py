@@ -179,7 +179,8 @@ def finish(ctx: RunContext, prep: Prepared, result: RunResult) -> str:
         ctx.tracker.log_result(prep.child, result)
     label = tell(ctx, prep.trial, result)
     with _timed(ctx.overhead, "mlflow_s"):
-        ctx.tracker.end(prep.child, "FINISHED")
+        extra = {"superseded": "failed as stale by another worker; its retry records this configuration"}
+        ctx.tracker.end(prep.child, "FINISHED", **(extra if label == "superseded" else {}))
     if prep.checkpoint is not None:
         prep.checkpoint.unlink(missing_ok=True)
     return label
@@ -261,13 +262,19 @@ def tell(ctx: RunContext, trial: optuna.Trial, result: RunResult) -> str:
         attrs |= {"best_fld": best.quality.fld, "best_fld_epoch": best.epoch}
     attrs["config"] = result.config.to_flat()
     with _timed(ctx.overhead, "optuna_s"):
-        for k, val in attrs.items():
-            trial.set_user_attr(k, val)
-        value = getattr(result.quality, h.spec.metric) if result.quality is not None else math.nan
-        if v.sealed or not math.isfinite(value):
-            h.study.tell(trial, state=TrialState.PRUNED)
-        else:
-            h.study.tell(trial, value)
+        try:
+            for k, val in attrs.items():
+                trial.set_user_attr(k, val)
+            value = getattr(result.quality, h.spec.metric) if result.quality is not None else math.nan
+            if v.sealed or not math.isfinite(value):
+                h.study.tell(trial, state=TrialState.PRUNED)
+            else:
+                h.study.tell(trial, value)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another worker failed this trial as stale (its heartbeat thread was starved) and
+            # enqueued a retry, which will record this configuration; this result is dropped.
+            ctx.outcomes["superseded"] += 1
+            return "superseded"
     ctx.outcomes[v.label] += 1
     return v.label
 
@@ -279,12 +286,16 @@ def _finite(x: float) -> float | str:
 
 def fail(ctx: RunContext, trial: optuna.Trial, child: str | None, reason: str, mlflow_status: str,
          detail: str = "") -> None:
-    """Close a trial that did not finish: FAIL in Optuna with the reason, its MLflow run ended."""
+    """Close a trial that did not finish: FAIL in Optuna with the reason, its MLflow run ended.
+    A trial another worker already closed (failed as stale while this one was starved) is left as
+    it is: its retry carries the configuration on."""
     try:
         trial.set_user_attr("fail_reason", reason[:1000])
         if detail:
             trial.set_user_attr("error", detail[-4000:])
         ctx.handle.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
     finally:
         if child is not None:
             ctx.tracker.end(child, mlflow_status, fail_reason=reason[:500])

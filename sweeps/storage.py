@@ -204,10 +204,12 @@ class StudyHandle:
     """The budget."""
     name: str
     """The study's name in storage (and MLflow's experiment)."""
+    url: str = ""
+    """The storage URL (a sqlite one needs a file lock to claim trials)."""
 
 
 def open_study(spec: StudySpec, profile: Profile, storage: optuna.storages.BaseStorage, name: str,
-               create: bool = True, extra: dict[str, Any] | None = None) -> StudyHandle:
+               create: bool = True, extra: dict[str, Any] | None = None, url: str = "") -> StudyHandle:
     """Create the study once or resume it; a study of that name with another space is an error."""
     fingerprint = spec.fingerprint(profile, extra)
     if create:
@@ -228,7 +230,7 @@ def open_study(spec: StudySpec, profile: Profile, storage: optuna.storages.BaseS
     elif attrs["fingerprint"] != fingerprint:
         raise UserError(f"study {name!r} already exists in this storage with a different search space or budget "
                         f"(fingerprint {attrs['fingerprint']} vs {fingerprint}); use --study-name to start a new one")
-    return StudyHandle(study, storage, spec, profile, name)
+    return StudyHandle(study, storage, spec, profile, name, url)
 
 
 def _key(params: dict[str, Any], seed: Any) -> str:
@@ -278,18 +280,21 @@ def sampled_configs(study: optuna.Study) -> int:
 
 
 def pop_waiting(handle: StudyHandle) -> optuna.Trial | None:
-    """Claim one enqueued trial; None when there is none left. Safe with many workers."""
+    """Claim one enqueued trial; None when there is none left. Safe with many workers: on
+    PostgreSQL the WAITING -> RUNNING update runs under a row lock; sqlite has none (two
+    processes can both read WAITING and both write RUNNING), so there a file lock serialises it."""
     storage = handle.storage
     study_id = storage.get_study_id_from_name(handle.name)
-    for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        try:
-            claimed = storage.set_trial_state_values(trial_id, state=TrialState.RUNNING)
-        except Exception:  # noqa: BLE001 - lost a race on a storage without row locks: try the next
-            continue
-        if claimed:
-            beat_now(storage, trial_id)
-            return optuna.Trial(handle.study, trial_id)
+    with sqlite_lock(handle.url, "claim"):
+        for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+            try:
+                claimed = storage.set_trial_state_values(trial_id, state=TrialState.RUNNING)
+            except Exception:  # noqa: BLE001 - lost a race on a storage without row locks: try the next
+                continue
+            if claimed:
+                beat_now(storage, trial_id)
+                return optuna.Trial(handle.study, trial_id)
     return None
 
 

@@ -161,10 +161,11 @@ def execute(opts: RunOptions, create: bool) -> None:
     stale.tracker = tracker
     if create:
         with planning_lock(storage, opts.storage):
-            handle = open_study(spec, prof, storage, name, extra={"dataset": base.data.dataset})
+            handle = open_study(spec, prof, storage, name, extra={"dataset": base.data.dataset}, url=opts.storage)
             added = plan(handle)
     else:
-        handle = open_study(spec, prof, storage, name, create=False, extra={"dataset": base.data.dataset})
+        handle = open_study(spec, prof, storage, name, create=False, extra={"dataset": base.data.dataset},
+                            url=opts.storage)
         added = 0
     err.print(f"study {name!r} ({profile_name} profile, {prof.epochs} epochs per trial, {engine} engine) in "
               f"{opts.storage}; {added} trials enqueued now; data: {data.source}")

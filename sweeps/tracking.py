@@ -9,7 +9,6 @@ logs only when a trial ends.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,6 @@ from gan_core.trainer import EpochEvent, RunResult
 
 from .errors import UserError
 
-# A tracking server that does not answer must fail in seconds, not after MLflow's default
-# seven retries with back-off (minutes).
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 MAX_PARAM_LEN = 500
 
