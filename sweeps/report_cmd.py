@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from .defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from .errors import UserError, guarded
 
 
@@ -31,8 +32,8 @@ def register(app: typer.Typer) -> None:
         study: str = typer.Argument(..., help="Built-in study name, a .toml file, or a study's name in storage."),
         profile: Optional[str] = typer.Option(None, help="quick or full (default: as `run` would choose)."),
         study_name: Optional[str] = typer.Option(None, help="The study's name in storage, if not the default."),
-        storage: str = typer.Option("sqlite:///gan_sweep.db", help="Optuna storage URL."),
-        tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow tracking URI (for curves and samples)."),
+        storage: str = typer.Option(DEFAULT_STORAGE, help="Optuna storage URL."),
+        tracking_uri: str = typer.Option(DEFAULT_TRACKING_URI, help="MLflow tracking URI (for curves and samples)."),
         out_dir: Path = typer.Option(Path("reports"), "--out", help="Reports go to <out>/<study name>/."),
     ) -> None:
         from .report import report_study

@@ -28,7 +28,6 @@ from .errors import UserError
 from .locks import sqlite_lock
 from .spec import Profile, StudySpec
 
-DEFAULT_STORAGE = "sqlite:///gan_sweep.db"
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 PENDING = (TrialState.WAITING, TrialState.RUNNING)
 HEARTBEAT_S = 20

@@ -12,11 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .console import epoch_line, err, out
+from .defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from .errors import UserError, guarded
 from .spec import PROFILES, Profile, StudySpec, builtin_names, load_spec
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-DEFAULT_STORAGE = "sqlite:///gan_sweep.db"
 ENGINES = ("auto", "reference", "population")
 
 

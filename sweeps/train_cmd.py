@@ -18,6 +18,7 @@ from gan_core import config as C
 from gan_core.config import RunConfig
 
 from .console import epoch_line, epoch_progress, err, out
+from .defaults import DEFAULT_TRACKING_URI
 from .errors import UserError, guarded
 
 CHOICES = {
@@ -25,7 +26,6 @@ CHOICES = {
     "schedule": C.SCHEDULES, "g_loss": C.G_LOSSES, "optimiser": C.OPTIMISERS,
     "g_output": C.G_OUTPUTS, "dtype": C.DTYPES,
 }
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
 def config_flag_params(defaults: RunConfig | None = None) -> list[inspect.Parameter]:
