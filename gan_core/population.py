@@ -346,16 +346,20 @@ class PopulationTrainer:
         acc["updated"].append(upd.to(self.dtype))
 
     # -- epochs, evaluation, outcome -----------------------------------------------------------
+    @staticmethod
+    def new_accumulator() -> dict[str, list[torch.Tensor]]:
+        """Per-step [P] signals that `batch` appends to and `summarise` reads once."""
+        return {k: [] for k in ("loss_d", "loss_g", "loss_g_bad", "d_real", "d_fake", "grad_d", "grad_g", "grad_g_max",
+                                "clamp_hits", "clamp_hits_g", "bad", "g_steps", "g_batches", "g_capped", "updated")}
+
     def train_epoch(self, epoch: int, global_step: int) -> list[EpochRecord]:
-        acc: dict[str, list[torch.Tensor]] = {k: [] for k in (
-            "loss_d", "loss_g", "loss_g_bad", "d_real", "d_fake", "grad_d", "grad_g", "grad_g_max", "clamp_hits",
-            "clamp_hits_g", "bad", "g_steps", "g_batches", "g_capped", "updated")}
+        acc = self.new_accumulator()
         perm = rng.permutation(self.seeds, (rng.STREAM_DATA, epoch), len(self.data))
         t0 = time.perf_counter()
         for b in range(self.steps_per_epoch):
             x = self.data[perm[:, b * self.B:(b + 1) * self.B]]
             self.batch(x, global_step + b, acc)
-        stats = self._summarise(acc)  # the epoch's one device read
+        stats = self.summarise(acc)  # the epoch's one device read
         finite = self._weights_finite()
         seconds = time.perf_counter() - t0
         records = []
@@ -367,7 +371,8 @@ class PopulationTrainer:
                 batches=nb, seconds=seconds, samples_per_s=nb * self.B / max(seconds, 1e-9), **s))
         return records
 
-    def _summarise(self, acc: dict) -> dict[str, list]:
+    def summarise(self, acc: dict) -> dict[str, list]:
+        """Per-member epoch statistics from the accumulated signals, in one device read."""
         def stack(k):
             return torch.stack(acc[k]).double() if acc[k] else torch.zeros(1, self.P, dtype=torch.float64,
                                                                            device=self.device)

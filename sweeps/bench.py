@@ -156,15 +156,13 @@ def population(cfg: RunConfig, dataset, size: int, steps: int, repeats: int, dev
     perm = torch.stack([torch.randperm(len(pop.data), device=device) for _ in range(size)])
 
     def block(n: int) -> None:
-        acc = {k: [] for k in ("loss_d", "loss_g", "loss_g_bad", "d_real", "d_fake", "grad_d", "grad_g",
-                               "grad_g_max", "clamp_hits", "clamp_hits_g", "bad", "g_steps", "g_batches",
-                               "g_capped", "updated")}
+        acc = pop.new_accumulator()
         B = pop.B
         for _ in range(n):
             b = state["b"] % pop.steps_per_epoch
             pop.batch(pop.data[perm[:, b * B:(b + 1) * B]], state["b"], acc)
             state["b"] += 1
-        pop._summarise(acc)  # noqa: SLF001 - the per-epoch read, charged to these steps
+        pop.summarise(acc)  # the per-epoch read, charged to these steps
 
     return _median_ms(block, steps, repeats, device)
 
