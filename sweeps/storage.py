@@ -58,15 +58,22 @@ class StaleTrials:
         self.retry(study, trial)
 
 
-def probe_storage(url: str) -> None:
-    """Check a storage URL without creating anything (a one-line UserError if it cannot work)."""
+def check_storage_url(url: str) -> None:
+    """The URL's form: a supported scheme and, for sqlite, an existing folder (nothing opened)."""
     if url.startswith("sqlite:///"):
         folder = Path(url[len("sqlite:///"):]).resolve().parent
         if not folder.is_dir():
             raise UserError(f"storage {url}: folder {folder} does not exist")
-        return
-    if not url.startswith(("postgresql://", "postgresql+psycopg2://", "mysql://", "mysql+pymysql://")):
+    elif not url.startswith(("postgresql://", "postgresql+psycopg2://", "mysql://", "mysql+pymysql://")):
         raise UserError(f"storage URL {url!r} is not supported (use sqlite:///file.db or postgresql://user@host/db)")
+
+
+def probe_storage(url: str) -> None:
+    """Check a storage URL without creating anything (a one-line UserError if it cannot work):
+    its form, and for a server that it answers."""
+    check_storage_url(url)
+    if url.startswith("sqlite:///"):
+        return
     import sqlalchemy
 
     try:
@@ -83,12 +90,7 @@ def open_storage(url: str, heartbeat: bool = True, heartbeat_s: int = HEARTBEAT_
                  stale: StaleTrials | None = None) -> optuna.storages.RDBStorage:
     """An RDB storage (sqlite or PostgreSQL); with heartbeats, so a dead worker's trial can be
     found stale, failed and retried. Any error opening it is the user's URL: one line."""
-    if url.startswith("sqlite:///"):
-        folder = Path(url[len("sqlite:///"):]).resolve().parent
-        if not folder.is_dir():
-            raise UserError(f"storage {url}: folder {folder} does not exist")
-    elif not url.startswith(("postgresql://", "postgresql+psycopg2://", "mysql://", "mysql+pymysql://")):
-        raise UserError(f"storage URL {url!r} is not supported (use sqlite:///file.db or postgresql://user@host/db)")
+    check_storage_url(url)
     kwargs: dict[str, Any] = {}
     if heartbeat:
         kwargs.update(heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,
