@@ -16,13 +16,13 @@ def resolve_study_name(study: str, profile: str | None, study_name: str | None, 
     if study_name:
         return study_name
     from .spec import SpecError, load_spec
-    from .study_cmds import default_profile
+    from .study_cmds import default_profile, default_study_name
 
     try:
         spec = load_spec(study)
     except (UserError, SpecError):
         return study  # not a study file or built-in: take it as the name in storage
-    return f"{spec.name}-{profile or default_profile(device)}"
+    return default_study_name(spec.name, profile or default_profile(device))
 
 
 def register(app: typer.Typer) -> None:

@@ -135,7 +135,7 @@ def resolve(opts: RunOptions):
     device = resolve_device(base.device)
     # auto: populations pay off where launches dominate (a GPU); on a CPU arithmetic does.
     engine = opts.engine if opts.engine != "auto" else ("population" if device.type == "cuda" else "reference")
-    name = opts.study_name or default_study_name(spec, prof, opts.dataset, opts.epochs)
+    name = opts.study_name or default_study_name(spec.name, prof.name, opts.dataset, opts.epochs)
     return spec, prof, profile_name, overrides, base, device, engine, name
 
 
@@ -208,8 +208,9 @@ def execute(opts: RunOptions, create: bool) -> None:
         finish_report(name, opts.storage, opts.tracking_uri, opts.out_dir)
 
 
-def default_study_name(spec: StudySpec, prof: Profile, dataset: str | None, epochs: int | None) -> str:
-    parts = [spec.name, prof.name]
+def default_study_name(study: str, profile: str, dataset: str | None = None, epochs: int | None = None) -> str:
+    """<study>-<profile>[-<dataset>][-e<epochs>]: what `run` names a study in storage and MLflow."""
+    parts = [study, profile]
     if dataset:
         parts.append(dataset)
     if epochs:
