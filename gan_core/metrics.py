@@ -79,3 +79,35 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tupl
 
 def finite(x: float) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def soft_coverage(hist: torch.Tensor, full_share: float) -> float:
+    """Classes present, counted softly: a class with at least `full_share` of the samples counts 1,
+    one with less counts its share / full_share. A class that dips a little below its share then
+    moves the count a little, not by a whole class (a hard cut flips labels between near-identical sets)."""
+    return float((hist.double() / full_share).clamp(max=1.0).sum())
+
+
+def distinct_share(features: torch.Tensor, radius: float) -> float:
+    """Share of samples that are distinct modes: greedily, each sample farther than `radius` from
+    every mode kept so far is a new mode. 1 for varied data; m/n for m images repeated."""
+    near = torch.cdist(features.double(), features.double()) <= radius
+    covered = torch.zeros(len(features), dtype=torch.bool)
+    modes = 0
+    for i in range(len(features)):
+        if not covered[i]:
+            modes += 1
+            covered |= near[i]
+    return modes / max(len(features), 1)
+
+
+def mean_pairwise_distance(x: torch.Tensor) -> float:
+    """Mean L2 distance between distinct pairs of rows."""
+    return float(torch.pdist(x.double()).mean()) if len(x) > 1 else 0.0
+
+
+def nearest_neighbour_distances(x: torch.Tensor) -> torch.Tensor:
+    """Each row's distance to its nearest other row."""
+    d = torch.cdist(x.double(), x.double())
+    d.fill_diagonal_(math.inf)
+    return d.min(1).values

@@ -2,20 +2,26 @@
 
 diverged       a non-finite loss, gradient norm or weight (sealed at once).
 d_overpowered  D's loss ~0 and D(G(z)) ~0 for a sustained window: the seed's pitfall 3 (sealed).
-mode_collapse  samples look like data (precision) but miss classes.
-poor_quality   none of the above, but quality short of success (e.g. too small an lr).
-success        every class covered and FLD at or below the success threshold.
+stalled        training died though nothing is NaN: G's gradient exactly zero and D's too, or D
+               saturated at 1 on real and fake data (the clamp's dead zone), for a window (sealed).
+mode_collapse  low diversity, whatever the fidelity: few distinct modes, samples that barely
+               differ, digit-like samples that miss classes, or samples close to the data that
+               cover little of it (low recall).
+poor_quality   diverse, but not digit-like (too few legible samples, low precision) or far from
+               the data (FLD above the success threshold).
+success        diverse, digit-like, and FLD at or below the success threshold.
 
-A third sealed state has no label of its own: dead gradients (D's and G's gradients exactly
-zero for a window, as when D outputs 1 everywhere and the clamp zeroes every gradient). Nothing
-can change after that, so the run stops and is labelled by the quality it froze at, with
-`mechanism = dead_gradients` in the evidence.
+Diversity and fidelity are separate axes (see `gan_core.evaluator`). The class histogram counts
+as diversity only for digit-like samples (the classes a classifier assigns to smudges say nothing
+about what a generator covers), and recall only for samples close to the data (any set far from
+the data has low recall, however varied). Near a threshold a label holds until its
+measure crosses the threshold by more than a band (hysteresis), so near-identical grids at
+successive evaluations keep their label.
 
-The thresholds are calibrated on the evaluator's own scale (see `calibrate` and the README's
-"Outcome labels" section): success_fld is the FLD of real held-out digits with Gaussian
-pixel noise of std 0.3 added, i.e. "at least as close to the data as heavily noised real
-digits"; precision separates data-like samples (real, one class: 0.9) from noise and an
-untrained G (0.0 to 0.1).
+The thresholds come from the constructed sets of `gan_core.constructed`, scored by the shipped
+evaluator (the README's table): real digits are legible at 0.94, precise at 0.91 and distinct at
+0.99; a quarter of scribbles among real digits brings legibility to 0.75; ten real images repeated
+are 1% distinct; success_fld is the FLD of real digits under Gaussian pixel noise of std 0.3.
 """
 
 from __future__ import annotations
@@ -27,20 +33,42 @@ from typing import Any
 from .evaluator import Quality
 from .probes import EpochRecord
 
-LABELS = ("diverged", "d_overpowered", "mode_collapse", "poor_quality", "success")
-FAILURES = LABELS[:4]
+LABELS = ("diverged", "d_overpowered", "stalled", "mode_collapse", "poor_quality", "success")
+FAILURES = LABELS[:-1]
+SEALED_LABELS = ("diverged", "d_overpowered", "stalled")
+"""Labels decided during training: nothing later can change them, so the run may stop."""
 
 
 @dataclass(frozen=True)
 class Thresholds:
     """Where each label begins (defaults from the MNIST calibration; see the module docstring)."""
 
-    success_fld: float = 100.0
+    success_fld: float = 160.0
     """success needs FLD at or below this (overridden by the evaluator's calibrated value)."""
-    success_coverage: int = 10
-    """success needs at least this many classes covered (all of MNIST's 10)."""
-    datalike_junk: float = 0.5
-    """Samples look like data when at most this share is called "not data" by the evaluator."""
+    fld_band: float = 0.1
+    """A success holds until FLD exceeds success_fld by more than this fraction."""
+    num_classes: int = 10
+    """Classes in the data set."""
+    missing_classes: float = 0.7
+    """Digit-like samples collapse when their soft class count is below num_classes minus this (nine
+    classes: 9.0; blurred digits, one class misread down to 1.1%: 9.4) ..."""
+    classes_band: float = 0.2
+    """... and a diverse label holds until it is below by this much more (a class that vanishes still counts)."""
+    legible_min: float = 0.5
+    """Digit-like needs at least half the samples legible (real 0.94, a good GAN ~0.7; scribbles 0.16) ..."""
+    precision_min: float = 0.6
+    """... and at least this precision (real 0.91; blurred sigma 3: 0.36)."""
+    fidelity_band: float = 0.05
+    """A success holds until legibility or precision misses its minimum by more than this."""
+    distinct_min: float = 0.8
+    """Diverse needs at least this share of distinct modes (real 0.99, blurred or noised digits 0.97;
+    50 images repeated 0.05, with pixel noise on each copy 0.68) ..."""
+    spread_min: float = 0.3
+    """... a pixel spread of at least this (real 1; one class 0.66; one blob repeated 0.08) ..."""
+    recall_min: float = 0.1
+    """A success needs at least this recall (real 0.91, heavily noised real 0.38, a good GAN ~0.6)."""
+    diversity_band: float = 0.05
+    """A diverse label holds until distinct, spread or recall misses its minimum by more than this."""
     overpowered_loss_d: float = 0.05
     """d_overpowered: D's epoch-mean loss below this (log 4 = 1.39 at equilibrium) ..."""
     overpowered_d_fake: float = 0.01
@@ -48,7 +76,9 @@ class Thresholds:
     overpowered_window: int = 2
     """... for this many consecutive epochs."""
     dead_grad: float = 1e-12
-    """dead gradients: the largest pre-clip norm of D's and of G's gradient at or below this ..."""
+    """stalled: the largest pre-clip norm of G's gradient at or below this, and D's too ..."""
+    saturated: float = 1e-3
+    """... or D(x) and D(G(z)) both within this of 1 (D calls everything real; G learns nothing) ..."""
     dead_window: int = 2
     """... for this many consecutive epochs."""
 
@@ -69,17 +99,58 @@ class Verdict:
     """The numbers behind the evidence."""
 
 
-def label_quality(q: Quality, th: Thresholds) -> tuple[str, str]:
-    """success, mode_collapse or poor_quality for one quality measurement, with the reason."""
-    if q.coverage >= th.success_coverage and q.fld <= th.success_fld:
-        return "success", (f"FLD {q.fld:.1f} <= {th.success_fld:.1f} with {q.coverage} classes covered")
-    if q.junk > th.datalike_junk:
-        return "poor_quality", (f"samples do not look like data ({q.junk:.0%} called not-data > "
-                                f"{th.datalike_junk:.0%}; FLD {q.fld:.1f})")
-    if q.coverage < th.success_coverage:
-        return "mode_collapse", (f"samples look like data ({q.junk:.0%} not-data) but cover only {q.coverage} of "
-                                 f"{th.success_coverage} classes (KL from uniform {q.class_kl:.2f}, FLD {q.fld:.1f})")
-    return "poor_quality", f"all {q.coverage} classes covered but FLD {q.fld:.1f} > {th.success_fld:.1f}"
+def _clears(value: float, minimum: float, band: float, held: bool) -> bool:
+    """value >= minimum; a state already held keeps until value misses by more than band. NaN fails."""
+    return value >= (minimum - band if held else minimum)
+
+
+def _fidelity(q: Quality, th: Thresholds, held: bool) -> str | None:
+    """Why the samples are not digit-like, or None when they are."""
+    if not _clears(q.legible, th.legible_min, th.fidelity_band, held):
+        return (f"only {q.legible:.0%} of samples are legible (< {th.legible_min:.0%}; "
+                f"{q.junk:.0%} called not-data, mean confidence {q.confidence:.2f})")
+    if not _clears(q.precision, th.precision_min, th.fidelity_band, held):
+        return f"precision {q.precision:.2f} < {th.precision_min} (samples lie off the data's manifold)"
+    return None
+
+
+def _diversity(q: Quality, th: Thresholds, held: bool, digit_like: bool) -> str | None:
+    """Why the samples lack diversity, or None when they are diverse."""
+    if not _clears(q.distinct, th.distinct_min, th.diversity_band, held):
+        return f"only {q.distinct:.1%} of samples are distinct modes (< {th.distinct_min:.0%}; real data ~99%)"
+    if not _clears(q.spread, th.spread_min, th.diversity_band, held):
+        return f"samples barely differ (pixel spread {q.spread:.2f} of real data's, < {th.spread_min})"
+    need = th.num_classes - th.missing_classes
+    if digit_like and not _clears(q.classes, need, th.classes_band, held):
+        return (f"they cover {q.classes:.1f} of {th.num_classes} classes (< {need:g}; "
+                f"KL from uniform {q.class_kl:.2f})")
+    return None
+
+
+def label_quality(q: Quality, th: Thresholds, previous: str | None = None) -> tuple[str, str]:
+    """success, mode_collapse or poor_quality for one quality measurement, with the reason.
+
+    `previous` is the label of the run's previous evaluation: the axes it had cleared keep
+    clearing until a measure misses by more than its band (hysteresis)."""
+    held_fid = previous == "success"
+    held_div = previous in ("success", "poor_quality")
+    unlike = _fidelity(q, th, held_fid)
+    low = _diversity(q, th, held_div, unlike is None)
+    if low:
+        look = ("the samples are digit-like" if unlike is None else f"the samples are not digit-like: {unlike}")
+        return "mode_collapse", f"low diversity: {low}; {look} (FLD {q.fld:.1f})"
+    if unlike:
+        return "poor_quality", f"diverse but not digit-like: {unlike} (FLD {q.fld:.1f})"
+    limit = th.success_fld * (1 + th.fld_band) if held_fid else th.success_fld
+    if not q.fld <= limit:
+        return "poor_quality", (f"diverse and digit-like but far from the data: FLD {q.fld:.1f} > {limit:.1f} "
+                                f"(legible {q.legible:.0%}, {q.classes:.1f} classes)")
+    # Recall is low for any set far from the data, so it tells diversity only once the samples are close.
+    if not _clears(q.recall, th.recall_min, th.diversity_band, held_div):
+        return "mode_collapse", (f"low diversity: close to the data (FLD {q.fld:.1f}) and digit-like, but recall "
+                                 f"{q.recall:.2f} < {th.recall_min}: they cover little of the real data")
+    return "success", (f"FLD {q.fld:.1f} <= {limit:.1f}, {q.legible:.0%} legible, {q.classes:.1f} classes, "
+                       f"{q.distinct:.0%} distinct, recall {q.recall:.2f}")
 
 
 class Judge:
@@ -97,12 +168,23 @@ class Judge:
             self.sealed = self._sealed()
         return self.sealed
 
+    def _dead(self, r: EpochRecord) -> str | None:
+        """How an epoch shows dead training (None when it does not)."""
+        th = self.th
+        if r.diverged or r.grad_g_max > th.dead_grad:
+            return None
+        if r.grad_d_max <= th.dead_grad:
+            return "dead_gradients"
+        if min(r.d_real, r.d_fake) >= 1 - th.saturated:
+            return "d_saturated"
+        return None
+
     def wants_quality(self, rec: EpochRecord) -> bool:
-        """True when `rec` would seal the run as frozen (dead gradients) before any evaluation
-        was made of that state: the trainer then evaluates now, so the label reflects it."""
+        """True when `rec` would seal the run as stalled before any evaluation was made of that
+        state: the trainer then evaluates now, so the evidence shows what the samples froze at."""
         tail = (self.history + [rec])[-self.th.dead_window:]
-        return (rec.quality is None and not rec.diverged and len(tail) == self.th.dead_window
-                and all(r.grad_d_max <= self.th.dead_grad and r.grad_g_max <= self.th.dead_grad for r in tail))
+        return (rec.quality is None and len(tail) == self.th.dead_window
+                and all(self._dead(r) for r in tail))
 
     def _tail(self, n: int) -> list[EpochRecord]:
         return self.history[-n:] if len(self.history) >= n else []
@@ -121,36 +203,46 @@ class Judge:
                            f"{th.overpowered_d_fake} for {th.overpowered_window} epochs from epoch {tail[0].epoch}",
                            True, {"loss_d": rec.loss_d, "d_fake": rec.d_fake, "g_capped": rec.g_capped})
         tail = self._tail(th.dead_window)
-        if tail and all(r.grad_d_max <= th.dead_grad and r.grad_g_max <= th.dead_grad for r in tail):
+        mechanisms = [self._dead(r) for r in tail]
+        if tail and all(mechanisms):
             q = self._last_quality()
-            label, why = label_quality(q, th) if q else ("poor_quality", "no quality measured")
-            if label == "success":  # frozen at a good point is still not a trained GAN
-                label, why = "poor_quality", why + ", but training froze"
-            return Verdict(label, tail[0].epoch,
-                           f"dead gradients: D's and G's pre-clip gradient norms <= {th.dead_grad:g} for "
-                           f"{th.dead_window} epochs from epoch {tail[0].epoch} (clamp zone {rec.clamp_rate:.0%} "
-                           f"of outputs, D(x) {rec.d_real:.3f}, D(G(z)) {rec.d_fake:.3f}); frozen at: {why}",
-                           True, {"mechanism": "dead_gradients", "clamp_rate": rec.clamp_rate,
+            frozen, why = label_quality(q, th) if q else ("unknown", "no quality measured")
+            how = ("D's and G's pre-clip gradient norms are exactly zero" if mechanisms[-1] == "dead_gradients" else
+                   f"G's gradient is exactly zero and D is saturated (D(x) {rec.d_real:.4f}, "
+                   f"D(G(z)) {rec.d_fake:.4f})")
+            return Verdict("stalled", tail[0].epoch,
+                           f"training died: {how} for {th.dead_window} epochs from epoch {tail[0].epoch} "
+                           f"(clamp zone {rec.clamp_rate:.0%} of outputs, D(x) {rec.d_real:.3f}, D(G(z)) "
+                           f"{rec.d_fake:.3f}); the samples froze as {frozen}: {why}",
+                           True, {"mechanism": mechanisms[-1], "frozen_as": frozen, "clamp_rate": rec.clamp_rate,
                                   "d_real": rec.d_real, "d_fake": rec.d_fake})
         return None
 
     def _last_quality(self) -> Quality | None:
         return next((r.quality for r in reversed(self.history) if r.quality is not None), None)
 
+    def labels(self) -> list[tuple[int, str, str]]:
+        """(epoch, label, reason) of every evaluation, each judged with the previous one's label."""
+        out: list[tuple[int, str, str]] = []
+        for r in self.history:
+            if r.quality is not None:
+                out.append((r.epoch, *label_quality(r.quality, self.th, out[-1][1] if out else None)))
+        return out
+
     def final(self) -> Verdict:
         """The run's label: a sealed verdict, else the last evaluation's quality label."""
         if self.sealed is not None:
             return self.sealed
-        evaluated = [r for r in self.history if r.quality is not None]
-        if not evaluated:
+        labels = self.labels()
+        if not labels:
             return Verdict("poor_quality", self.history[-1].epoch if self.history else 0,
                            "no quality evaluation was made", False)
-        label, why = label_quality(evaluated[-1].quality, self.th)
-        since = evaluated[-1].epoch
-        for r in reversed(evaluated[:-1]):  # the label holds from the first epoch of its final streak
-            if label_quality(r.quality, self.th)[0] != label:
+        last_epoch, label, why = labels[-1]
+        since = last_epoch
+        for epoch, lab, _ in reversed(labels[:-1]):  # the label holds from the first epoch of its final streak
+            if lab != label:
                 break
-            since = r.epoch
-        q = evaluated[-1].quality
-        return Verdict(label, since, f"{why} (at epoch {evaluated[-1].epoch}; since epoch {since})", False,
+            since = epoch
+        q = self._last_quality()
+        return Verdict(label, since, f"{why} (at epoch {last_epoch}; since epoch {since})", False,
                        {k: v for k, v in q.as_dict().items() if isinstance(v, (int, float)) and math.isfinite(v)})

@@ -14,7 +14,7 @@ import warnings
 import typer
 import typer.main
 
-from . import bench, report_cmd, study_cmds, train_cmd
+from . import bench, calibrate_cmd, report_cmd, study_cmds, train_cmd
 from .errors import EXIT_USER_ERROR
 
 # Library chatter that says nothing to a user: schema creation notices, experimental-API warnings.
@@ -36,7 +36,7 @@ def _root() -> None:
     """Sweep and ablate the training pitfalls of the seed's MNIST GAN, with evidence."""
 
 
-for _module in (study_cmds, report_cmd, train_cmd, bench):
+for _module in (study_cmds, report_cmd, train_cmd, bench, calibrate_cmd):
     _module.register(app)
 
 

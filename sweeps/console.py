@@ -25,7 +25,7 @@ def epoch_line(ev: EpochEvent) -> str:
     line = (f"loss_d {fmt(r.loss_d)}  loss_g {fmt(r.loss_g)}  D(x) {fmt(r.d_real)}  "
             f"D(G(z)) {fmt(r.d_fake)}  G steps {r.g_steps}")
     if r.quality is not None:
-        line += f"  FLD {r.quality.fld:.0f}  classes {r.quality.coverage}"
+        line += f"  FLD {r.quality.fld:.0f}  classes {r.quality.classes:.1f}  legible {r.quality.legible:.0%}"
     if ev.verdict is not None:
         line += f"  [bold]{ev.verdict.label}[/bold]"
     return line

@@ -69,7 +69,8 @@ def build(data: StudyData, tracking_uri: str | None) -> Report:
             histories, grids = _from_mlflow(data, tracking_uri)
             outcomes = dict(zip(data.trials["mlflow_run_id"], data.trials["outcome"]))
             rep.figures["curves_by_outcome"] = F.curves_by_outcome(histories, outcomes)
-            rep.figures["samples"] = _samples_figure(grids)
+            rep.figures["samples"] = _samples_figure(data, grids)
+            rep.figures["audit_sheet"] = audit_sheet(data, grids)
         except Exception as exc:  # noqa: BLE001 - the tables stand without MLflow's curves
             rep.notes.append(f"MLflow data unavailable ({type(exc).__name__}: {str(exc)[:120]}); curves and samples left out.")
     rep.figures = {k: v for k, v in rep.figures.items() if v is not None}
@@ -77,53 +78,91 @@ def build(data: StudyData, tracking_uri: str | None) -> Report:
 
 
 def _from_mlflow(data: StudyData, tracking_uri: str):
-    """Per-epoch curves of every finished run, and the last sample grid of the best run and of one
-    run per failure kind."""
+    """Per-epoch curves and the last sample grid of every finished run."""
+    import matplotlib.image as mpimg
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
     df = data.finished.dropna(subset=["mlflow_run_id"])
-    histories = {}
-    for run_id in df["mlflow_run_id"]:
-        cols = {}
-        for key in ("loss_d", "loss_g", "d_real", "d_fake"):
-            cols[key] = pd.Series({m.step: m.value for m in client.get_metric_history(run_id, key)})
-        histories[run_id] = pd.DataFrame(cols).sort_index()
-    picks = {}
-    metric = f"final_{data.metric}"
-    ranked = df.assign(_m=numeric(df, metric)).sort_values(
-        "_m", ascending=data.direction == "minimize", na_position="last")
-    succ = ranked[ranked["outcome"] == "success"]
-    if not ranked.empty:
-        picks["best run" if succ.empty else "best success"] = (succ if not succ.empty else ranked).iloc[0]
-    shown = {int(r["trial"]) for r in picks.values()}
-    for label in LABELS[:-1]:
-        g = ranked[(ranked["outcome"] == label) & ~ranked["trial"].isin(shown)]
-        if not g.empty:
-            picks[label] = g.iloc[0]
-    grids = {}
+    histories, grids = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        import matplotlib.image as mpimg
-
-        for name, row in picks.items():
+        for trial, run_id in zip(df["trial"], df["mlflow_run_id"]):
+            cols = {}
+            for key in ("loss_d", "loss_g", "d_real", "d_fake"):
+                cols[key] = pd.Series({m.step: m.value for m in client.get_metric_history(run_id, key)})
+            histories[run_id] = pd.DataFrame(cols).sort_index()
             try:
-                path = client.download_artifacts(row["mlflow_run_id"], "samples.png", tmp)
+                path = client.download_artifacts(run_id, "samples.png", str(Path(tmp) / str(trial)))
             except Exception:  # noqa: BLE001 - a run without a grid (diverged before its first evaluation)
                 continue
-            grids[f"{name}: trial {int(row['trial'])}"] = mpimg.imread(path)
+            grids[int(trial)] = mpimg.imread(path)
     return histories, grids
 
 
-def _samples_figure(grids: dict):
-    if not grids:
+def typical_trials(data: StudyData) -> dict[str, pd.Series]:
+    """Per label that occurred, its typical trial: the one whose final objective is the median of
+    that label's (not the most flattering one)."""
+    df = data.finished
+    metric = numeric(df, f"final_{data.metric}")
+    picks = {}
+    for label in LABELS:
+        g = df[df["outcome"] == label]
+        if g.empty:
+            continue
+        g = g.assign(_m=metric[g.index]).sort_values("_m", na_position="last")
+        known = g.dropna(subset=["_m"])
+        picks[label] = (known if not known.empty else g).iloc[(len(known if not known.empty else g) - 1) // 2]
+    return picks
+
+
+def _samples_figure(data: StudyData, grids: dict[int, object]):
+    """The typical final grid of each label, titled with its counts and numbers."""
+    counts = data.finished["outcome"].value_counts()
+    shown = [(label, row) for label, row in typical_trials(data).items() if int(row["trial"]) in grids]
+    if not shown:
         return None
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 3.5), squeeze=False)
-    for ax, (title, img) in zip(axes[0], grids.items()):
-        ax.imshow(img, cmap="gray")
-        ax.set_title(title, fontsize=9)
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.7), squeeze=False)
+    for ax, (label, row) in zip(axes[0], shown):
+        ax.imshow(grids[int(row["trial"])], cmap="gray")
+        fld = numeric(pd.DataFrame([row]), "final_fld").iloc[0]
+        ax.set_title(f"{label}: trial {int(row['trial'])}\n(typical of {counts[label]}; FLD "
+                     f"{'-' if pd.isna(fld) else f'{fld:.0f}'})", fontsize=9)
         ax.axis("off")
+    fig.suptitle("Final samples: the typical run of each outcome (median objective within the label)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+AUDIT_COLUMNS = 8
+
+
+def audit_sheet(data: StudyData, grids: dict[int, object]):
+    """Every finished trial's final grid, small, with its label and key numbers, grouped by label:
+    a person can check the judge in a minute."""
+    df = data.finished
+    df = df[df["trial"].astype(int).isin(grids)]
+    if df.empty:
+        return None
+    import matplotlib.pyplot as plt
+
+    order = {label: i for i, label in enumerate(LABELS)}
+    df = df.assign(_o=df["outcome"].map(order)).sort_values(["_o", "trial"])
+    cols = min(AUDIT_COLUMNS, len(df))
+    rows = -(-len(df) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.75 * cols, 2.15 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (_, r) in zip(axes.flat, df.iterrows()):
+        ax.imshow(grids[int(r["trial"])], cmap="gray")
+        swept = " ".join(f"{r[k]}" for k in data.swept if k in r)
+        nums = "  ".join(f"{name} {numeric(pd.DataFrame([r]), col).iloc[0]:{fmt}}" for name, col, fmt in
+                         (("FLD", "final_fld", ".0f"), ("leg", "final_legible", ".2f"), ("cls", "final_classes", ".1f"))
+                         if not pd.isna(numeric(pd.DataFrame([r]), col).iloc[0]))
+        ax.set_title(f"#{int(r['trial'])} {r['outcome']}\n{swept[:28]} s{r['seed']}\n{nums}", fontsize=6.5)
+    fig.suptitle("Audit sheet: every trial's final samples with the judge's label (FLD, legible share, classes)",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -216,7 +255,7 @@ def write(rep: Report, folder: Path) -> dict[str, Path]:
     return files
 
 
-SHORT = {"diverged": "diverged", "d_overpowered": "D wins", "mode_collapse": "collapse",
+SHORT = {"diverged": "diverged", "d_overpowered": "D wins", "stalled": "stalled", "mode_collapse": "collapse",
          "poor_quality": "poor", "success": "ok"}
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from gan_core.outcome import FAILURES
+
 from .report_data import StudyData, level_column, numeric
 from .report_tables import baseline_value
 from .report_stats import fmt_ci, newcombe, seeds_needed, wilson
@@ -127,10 +129,10 @@ def _clamp(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
     good = _arm(df, "with the seed's clamp", lv == "clamp", ("diverged",))
     status, why = _decide(bad, good)
     text = f"{bad.text('diverged')}; {good.text('diverged')}."
-    dead = int(((lv == "clamp") & (df["mechanism"] == "dead_gradients")).sum())
+    dead = int(((lv == "clamp") & (df["outcome"] == "stalled")).sum())
     if dead:
-        text += (f" But with clamping, {dead} of {good.n} runs froze with dead gradients (D saturated, the clamp "
-                 f"zeroed every gradient): the clamp trades the NaN for a dead D.")
+        text += (f" But with clamping, {dead} of {good.n} runs stalled (D saturated and the clamp zeroed every "
+                 f"gradient): the clamp trades the NaN for a dead D.")
     if (lv == "logits").any():
         text += " " + _arm(df, "With stable logits", lv == "logits", ("diverged",)).text("diverged") + "."
     cond = by_other_keys(data, df, "clamp", "none", "clamp", ("diverged",), "diverged")
@@ -185,7 +187,7 @@ def _lr(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
     best = success.drop(smallest, errors="ignore").idxmax() if len(success) > 1 else None
     if best is None:
         return Verdict(4, claim, "not tested", "Only one learning rate was run.")
-    fails = tuple(lb for lb in ("diverged", "d_overpowered", "mode_collapse", "poor_quality"))
+    fails = FAILURES
     bad = _arm(df, f"At the smallest lr ({smallest})", lv == smallest, fails)
     good = _arm(df, f"at the best lr ({best})", lv == best, fails)
     status, why = _decide(bad, good)

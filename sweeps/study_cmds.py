@@ -151,6 +151,7 @@ def execute(opts: RunOptions, create: bool) -> None:
 
     spec, prof, profile_name, overrides, base, device, engine, name = resolve(opts)
     data = load_dataset(base.data.dataset, base.data.data_dir)
+    evaluator = Evaluator(data, device, log=err.print)  # a broken evaluator fails before any store exists
     probe_storage(opts.storage)  # both stores answer before either is created or written
     check_tracking_uri(opts.tracking_uri, reach=True)
     # Both stores are opened (and created) before any trial: concurrent first-time creation crashes.
@@ -168,7 +169,6 @@ def execute(opts: RunOptions, create: bool) -> None:
         added = 0
     err.print(f"study {name!r} ({profile_name} profile, {prof.epochs} epochs per trial, {engine} engine) in "
               f"{opts.storage}; {added} trials enqueued now; data: {data.source}")
-    evaluator = Evaluator(data, device, log=err.print)
     parent = tracker.start_run(f"{name} {'run' if create else 'worker'}",
                                tags={"gan_sweep.kind": "study" if create else "worker", "profile": profile_name,
                                      "engine": engine, "study_source": spec.source})

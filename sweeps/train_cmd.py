@@ -70,8 +70,8 @@ def train(out_dir: Optional[Path], track: bool, tracking_uri: str, experiment: s
         check_tracking_uri(tracking_uri, reach=True)
         tracker = SingleRunTracker(tracking_uri, experiment)  # opened before training: a bad URI fails now
     dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir)
-    err.print(f"data: {dataset.source}")
     evaluator = Evaluator(dataset, device, log=err.print)
+    err.print(f"data: {dataset.source}")
     err.print(f"evaluator: {100 * evaluator.accuracy:.2f}% held-out accuracy; success needs FLD <= "
               f"{evaluator.thresholds().success_fld:.1f} and all {dataset.num_classes} classes")
 

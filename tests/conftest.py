@@ -1,5 +1,5 @@
-"""Shared fixtures. Everything runs on the CPU; the evaluator's classifier is trained once per
-checkout (cached under .pytest_cache) and reused by every test that needs it."""
+"""Shared fixtures. Everything runs on the CPU; the evaluator is the package's shipped MNIST one
+(caches of anything else go under .pytest_cache)."""
 
 from __future__ import annotations
 

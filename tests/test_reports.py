@@ -19,7 +19,7 @@ DIST = {"clamp": CategoricalDistribution(["none", "clamp", "logits"])}
 
 
 def add(study, number, clamp, seed, outcome, fld, state=TrialState.COMPLETE, **attrs):
-    sealed = outcome in ("diverged", "d_overpowered")
+    sealed = outcome in ("diverged", "d_overpowered", "stalled")
     ua = {"seed": seed, "outcome": outcome, "outcome_epoch": 2, "evidence": f"{outcome} evidence",
           "sealed": sealed, "mechanism": attrs.pop("mechanism", outcome), "final_fld": fld,
           "final_coverage": 10 if outcome == "success" else 2, "seconds": 1.0, "samples_per_s": 1000.0,
@@ -36,15 +36,16 @@ def study():
     s = optuna.create_study(direction="minimize")
     s.set_user_attr("spec", {"source": "fixture", "description": "known outcomes", "profile": "quick",
                              "metric": "fld", "pitfall": 1, "baseline": {"clamp": "clamp"}, "fixed": {}})
-    # none: 4 of 5 diverged, 1 poor; clamp: 1 success of 5 (2 dead-gradient poor, 2 collapse); logits: 3 of 5 success.
+    # none: 4 of 5 diverged, 1 poor; clamp: 1 success of 5 (2 stalled, 2 collapse); logits: 3 of 5 success.
     n = 0
     for seed, outcome in enumerate(["diverged", "diverged", "diverged", "diverged", "poor_quality"]):
         add(s, n, "none", seed, outcome, math.nan if outcome == "diverged" else 900.0,
             state=TrialState.PRUNED if outcome == "diverged" else TrialState.COMPLETE); n += 1
-    for seed, (outcome, fld) in enumerate([("success", 100.0), ("poor_quality", 2000.0), ("poor_quality", 2100.0),
+    for seed, (outcome, fld) in enumerate([("success", 100.0), ("stalled", 2000.0), ("stalled", 2100.0),
                                           ("mode_collapse", 1200.0), ("mode_collapse", 1300.0)]):
-        mech = "dead_gradients" if outcome == "poor_quality" else outcome
-        add(s, n, "clamp", seed, outcome, fld, mechanism=mech); n += 1
+        mech = "dead_gradients" if outcome == "stalled" else outcome
+        add(s, n, "clamp", seed, outcome, fld, mechanism=mech,
+            state=TrialState.PRUNED if outcome == "stalled" else TrialState.COMPLETE); n += 1
     for seed, (outcome, fld) in enumerate([("success", 80.0), ("success", 90.0), ("success", 120.0),
                                           ("mode_collapse", 1000.0), ("poor_quality", 700.0)]):
         add(s, n, "logits", seed, outcome, fld); n += 1
@@ -57,6 +58,7 @@ def test_outcome_table_has_the_exact_counts_rates_and_wilson_intervals(study):
     assert list(t.index) == ["none", "clamp", "logits"]
     assert t.loc["none", ["runs", "diverged", "poor_quality", "success"]].tolist() == [5, 4, 1, 0]
     assert t.loc["logits", ["runs", "success", "mode_collapse", "poor_quality", "FAIL"]].tolist() == [5, 3, 1, 1, 1]
+    assert t.loc["clamp", ["stalled", "mode_collapse", "success"]].tolist() == [2, 2, 1]  # a failure of its own
     assert t.loc["logits", "success_rate"] == pytest.approx(0.6)
     # Wilson 95% for 3/5, by hand: centre (0.6 + 1.96^2/10) / (1 + 1.96^2/5), half-width as in the formula
     z = 1.959963984540054
@@ -99,7 +101,7 @@ def test_the_clamp_verdict_is_a_sentence_with_its_numbers(study):
     assert v.pitfall == 1 and v.status == "supported"
     assert "Without clamping, 4 of 5 runs diverged" in v.sentence
     assert "with the seed's clamp, 0 of 5 runs diverged" in v.sentence
-    assert "2 of 5 runs froze with dead gradients" in v.sentence
+    assert "2 of 5 runs stalled" in v.sentence
     assert any("1 trial(s) failed" in n for n in rep.notes)  # crashes are counted, not dropped
 
 
@@ -111,6 +113,15 @@ def test_verdict_asks_for_more_seeds_when_the_data_cannot_tell():
         add(s, i, clamp, i, outcome, 100.0)
     v = build(load_study_data(s), tracking_uri=None).verdict
     assert v.status == "inconclusive" and re.search(r"about \d+ more seeds per arm", v.sentence)
+
+
+def test_the_samples_figure_shows_the_typical_run_of_each_label_not_the_best(study):
+    from sweeps.report import typical_trials
+
+    picks = typical_trials(load_study_data(study))
+    assert set(picks) == {"diverged", "stalled", "mode_collapse", "poor_quality", "success"}
+    assert picks["success"]["final_fld"] == 90.0  # successes at 80, 90, 100, 120: the median, not the best
+    assert picks["stalled"]["final_fld"] == 2000.0
 
 
 def test_report_files_csv_round_trips_markdown_has_tables_html_is_self_contained(study, tmp_path):

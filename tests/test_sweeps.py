@@ -9,10 +9,11 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from conftest import assert_one_line_error
+from gan_core.outcome import LABELS
 from sweeps.cli import app
 
 runner = CliRunner()
-OUTCOMES = {"diverged", "d_overpowered", "mode_collapse", "poor_quality", "success"}
+OUTCOMES = set(LABELS)
 
 
 def stores(tmp_path):
@@ -74,6 +75,13 @@ def test_mlflow_has_one_parent_and_one_child_per_trial(finished):
         images = [a.path for a in client.list_artifacts(child.info.run_id, "images")]
         assert any(p.endswith(".png") and "samples" in p for p in images), images
         assert child.info.status == "FINISHED"
+
+
+def test_the_report_carries_an_audit_sheet_of_every_trial_and_the_typical_grid_per_label(finished):
+    folder = finished / "reports" / "smoke-quick"
+    assert (folder / "figures" / "audit_sheet.png").is_file() and (folder / "figures" / "samples.png").is_file()
+    page = (folder / "report.html").read_text()
+    assert 'alt="audit_sheet"' in page and "MLflow data unavailable" not in page
 
 
 def test_rerunning_a_finished_study_adds_no_trials(finished):

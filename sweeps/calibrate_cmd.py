@@ -1,0 +1,68 @@
+"""`gan-sweep calibrate`: the judge on constructed sets with known answers, as a table.
+
+Each set (real digits, degraded digits, memorised images, missing classes, scribbles, mixtures,
+blobs, noise, an untrained G; see gan_core.constructed) is scored by the evaluator and labelled by
+the judge, beside the label a researcher would give it. Exit code 1 when the judge disagrees on a
+set whose label is not arguable.
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from .console import err, out
+from .errors import guarded
+
+COLUMNS = ("fld", "legible", "precision", "recall", "classes", "distinct", "spread")
+
+
+def _cell(key: str, value: float) -> str:
+    return f"{value:.0f}" if key == "fld" else f"{value:.2f}" if key != "distinct" else f"{value:.3f}"
+
+
+def markdown(rows) -> str:
+    """The table as Markdown (the README's calibration table)."""
+    head = ["set", *COLUMNS, "judge", "expected"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:
+        expected = r.set.expected or f"arguable: {r.set.why}"
+        mark = "" if r.agrees is None else (" ✓" if r.agrees else " ✗")
+        lines.append("| " + " | ".join([r.set.description, *(_cell(k, r.quality[k]) for k in COLUMNS),
+                                        f"`{r.label}`{mark}", expected]) + " |")
+    return "\n".join(lines)
+
+
+def calibrate(dataset: str = typer.Option("mnist-10k", help="Data set whose constructed sets to score."),
+              as_markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table.")) -> None:
+    """Label constructed image sets with known answers and show where the judge agrees."""
+    from gan_core.constructed import check
+    from gan_core.data import load_dataset
+    from gan_core.evaluator import Evaluator
+
+    ds = load_dataset(dataset)
+    ev = Evaluator(ds, log=err.print)
+    err.print(f"evaluator: {ev.source}, {100 * ev.accuracy:.2f}% held-out accuracy")
+    rows = check(ev, ds)
+    if as_markdown:
+        print(markdown(rows))
+    else:
+        table = Table(box=None, header_style="bold")
+        for col in ("set", *COLUMNS, "judge", "expected"):
+            table.add_column(col, justify="left" if col in ("set", "judge", "expected") else "right")
+        for r in rows:
+            style = "" if r.agrees is None else ("green" if r.agrees else "bold red")
+            table.add_row(r.set.name, *(_cell(k, r.quality[k]) for k in COLUMNS), f"[{style}]{r.label}[/]" if style
+                          else r.label, r.set.expected or "(arguable)")
+        out.print(table)
+    wrong = [r.set.name for r in rows if r.agrees is False]
+    decided = sum(r.agrees is not None for r in rows)
+    err.print(f"the judge agrees on {decided - len(wrong)} of {decided} sets with a known label"
+              + (f"; disagrees on: {', '.join(wrong)}" if wrong else "")
+              + f" ({len(rows) - decided} arguable sets shown, not counted)")
+    if wrong:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("calibrate", help="Check the outcome judge on constructed sets with known answers.")(guarded(calibrate))
