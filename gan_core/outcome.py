@@ -62,7 +62,7 @@ class Thresholds:
     """A success holds until legibility or precision misses its minimum by more than this."""
     distinct_min: float = 0.8
     """Diverse needs at least this share of distinct modes (real 0.99, blurred or noised digits 0.97;
-    50 images repeated 0.05, with pixel noise on each copy 0.68) ..."""
+    50 images repeated 0.05, with pixel noise on each copy 0.63) ..."""
     spread_min: float = 0.3
     """... a pixel spread of at least this (real 1; one class 0.66; one blob repeated 0.08) ..."""
     recall_min: float = 0.1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import io
 import tempfile
 from dataclasses import dataclass, field
@@ -123,7 +124,7 @@ def _samples_figure(data: StudyData, grids: dict[int, object]):
         return None
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.7), squeeze=False)
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.9), squeeze=False, layout="constrained")
     for ax, (label, row) in zip(axes[0], shown):
         ax.imshow(grids[int(row["trial"])], cmap="gray")
         fld = numeric(pd.DataFrame([row]), "final_fld").iloc[0]
@@ -131,7 +132,6 @@ def _samples_figure(data: StudyData, grids: dict[int, object]):
                      f"{'-' if pd.isna(fld) else f'{fld:.0f}'})", fontsize=9)
         ax.axis("off")
     fig.suptitle("Final samples: the typical run of each outcome (median objective within the label)", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -149,9 +149,9 @@ def audit_sheet(data: StudyData, grids: dict[int, object]):
 
     order = {label: i for i, label in enumerate(LABELS)}
     df = df.assign(_o=df["outcome"].map(order)).sort_values(["_o", "trial"])
-    cols = min(AUDIT_COLUMNS, len(df))
+    cols = min(AUDIT_COLUMNS, len(df), max(4, math.ceil(math.sqrt(len(df)))))  # few trials: bigger tiles
     rows = -(-len(df) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.75 * cols, 2.15 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.3 * rows + 0.4), squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     for ax, (_, r) in zip(axes.flat, df.iterrows()):
@@ -163,7 +163,6 @@ def audit_sheet(data: StudyData, grids: dict[int, object]):
         ax.set_title(f"#{int(r['trial'])} {r['outcome']}\n{swept[:28]} s{r['seed']}\n{nums}", fontsize=6.5)
     fig.suptitle("Audit sheet: every trial's final samples with the judge's label (FLD, legible share, classes)",
                  fontsize=9)
-    fig.tight_layout()
     return fig
 
 

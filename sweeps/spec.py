@@ -48,7 +48,8 @@ from .errors import UserError
 
 SAMPLERS = ("grid", "tpe", "random")
 PROFILES = ("quick", "full")
-METRICS = ("fld", "score", "coverage", "class_kl", "junk", "precision", "recall", "confidence")
+METRICS = ("fld", "score", "coverage", "class_kl", "junk", "precision", "recall", "confidence", "legible", "classes",
+           "distinct", "spread")
 BUDGET_KEYS = ("epochs", "steps_per_epoch", "eval_every", "eval_samples")
 NOT_SWEEPABLE = ("seed", "device", "dtype", "data_dir")
 
