@@ -15,6 +15,9 @@ from .console import err, out
 from .errors import guarded
 
 COLUMNS = ("fld", "legible", "precision", "recall", "classes", "distinct", "spread")
+SHORT = {"fld": "fld", "legible": "leg", "precision": "prec", "recall": "rec", "classes": "cls",
+         "distinct": "dist", "spread": "spr"}
+"""Column headers in the terminal, short enough for 80 columns."""
 
 
 def _cell(key: str, value: float) -> str:
@@ -47,14 +50,14 @@ def calibrate(dataset: str = typer.Option("mnist-10k", help="Data set whose cons
     if as_markdown:
         print(markdown(rows))
     else:
-        table = Table(box=None, header_style="bold")
-        for col in ("set", *COLUMNS, "judge", "expected"):
-            table.add_column(col, justify="left" if col in ("set", "judge", "expected") else "right")
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for col in ("set", *SHORT.values(), "judge", ""):
+            table.add_column(col, justify="left" if col in ("set", "judge", "") else "right", no_wrap=True)
         for r in rows:
-            style = "" if r.agrees is None else ("green" if r.agrees else "bold red")
-            table.add_row(r.set.name, *(_cell(k, r.quality[k]) for k in COLUMNS), f"[{style}]{r.label}[/]" if style
-                          else r.label, r.set.expected or "(arguable)")
+            mark = "?" if r.agrees is None else ("[green]ok[/]" if r.agrees else f"[bold red]expected {r.set.expected}[/]")
+            table.add_row(r.set.name, *(_cell(k, r.quality[k]) for k in COLUMNS), r.label, mark)
         out.print(table)
+        out.print("columns: " + ", ".join(f"{v} = {k}" for k, v in SHORT.items() if k != v) + "; ? = arguable set")
     wrong = [r.set.name for r in rows if r.agrees is False]
     decided = sum(r.agrees is not None for r in rows)
     err.print(f"the judge agrees on {decided - len(wrong)} of {decided} sets with a known label"

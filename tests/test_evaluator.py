@@ -214,3 +214,20 @@ def test_an_evaluator_for_other_data_is_trained_once_and_a_corrupt_cache_is_retr
     first.cache_path.write_bytes(b"not a checkpoint")
     third = Evaluator(small)
     assert third.trained_now and third.accuracy == first.accuracy
+
+
+def test_calibrate_exits_1_when_the_judge_disagrees_on_a_set_with_a_known_label(monkeypatch, evaluator):
+    from typer.testing import CliRunner
+
+    from sweeps.cli import app
+
+    q = evaluator.calibration["real"]
+    sets = {name: constructed.ConstructedSet(name, name, expected, "why", torch.zeros(1, 784))
+            for name, expected in (("a", "success"), ("b", None))}
+    rows = [constructed.Check(sets["a"], q, "success", "r"), constructed.Check(sets["b"], q, "poor_quality", "r")]
+    monkeypatch.setattr("gan_core.constructed.check", lambda ev, ds: rows)
+    res = CliRunner().invoke(app, ["calibrate"])
+    assert res.exit_code == 0 and "agrees on 1 of 1" in res.stderr, res.output
+    rows[0] = constructed.Check(sets["a"], q, "mode_collapse", "r")
+    res = CliRunner().invoke(app, ["calibrate", "--markdown"])
+    assert res.exit_code == 1 and "disagrees on: a" in res.stderr and "| a |" in res.stdout
