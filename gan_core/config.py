@@ -40,6 +40,23 @@ def _positive(key: str, value: float) -> None:
         raise ConfigError(f"{key} must be > 0, got {value!r}")
 
 
+MAX_WIDTH = 65_536
+"""Largest latent size or layer width: beyond it one weight matrix no longer fits in memory."""
+MAX_LR = 1e6
+"""Largest learning rate: beyond it float32 updates overflow at once (a typo, not an experiment)."""
+MAX_EVAL_SAMPLES = 100_000
+"""Largest number of samples per evaluation (the pairwise diversity measures use 1,000 of them)."""
+MAX_EPOCHS = 1_000_000
+"""Largest number of epochs."""
+MAX_SEED = 2**63 - 1
+"""Seeds are int64 on the device."""
+
+
+def _at_most(key: str, value: float, limit: float, why: str = "") -> None:
+    if value > limit:
+        raise ConfigError(f"{key} must be at most {limit:g}{f' ({why})' if why else ''}, got {value!r}")
+
+
 def _in_unit(key: str, value: float, *, closed_low: bool = True) -> None:
     ok = (0 <= value < 1) if closed_low else (0 < value < 1)
     if not ok:
@@ -66,6 +83,8 @@ class ModelConfig:
         _positive("d_hidden", self.d_hidden)
         if len(self.g_hidden) != 2 or any(not (isinstance(w, int) and w > 0) for w in self.g_hidden):
             raise ConfigError(f"g_hidden must be two positive widths like 256,512; got {self.g_hidden!r}")
+        for key, value in (("z_dim", self.z_dim), ("d_hidden", self.d_hidden), ("g_hidden", max(self.g_hidden))):
+            _at_most(key, value, MAX_WIDTH, "a weight matrix that large does not fit in memory")
         if not 0 <= self.leaky_slope < 1:
             raise ConfigError(f"leaky_slope must be in [0, 1), got {self.leaky_slope!r}")
         _choice("g_output", self.g_output, G_OUTPUTS)
@@ -92,8 +111,9 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         _choice("optimiser", self.optimiser, OPTIMISERS)
-        _positive("lr_d", self.lr_d)
-        _positive("lr_g", self.lr_g)
+        for key in ("lr_d", "lr_g"):
+            _positive(key, getattr(self, key))
+            _at_most(key, getattr(self, key), MAX_LR)
         _in_unit("beta1", self.beta1)
         _in_unit("beta2", self.beta2)
         _in_unit("momentum", self.momentum)
@@ -173,6 +193,7 @@ class DataConfig:
         if not self.dataset:
             raise ConfigError("dataset must not be empty")
         _positive("batch_size", self.batch_size)
+        _at_most("batch_size", self.batch_size, MAX_WIDTH)
 
 
 @dataclass(frozen=True)
@@ -192,10 +213,12 @@ class BudgetConfig:
 
     def __post_init__(self) -> None:
         _positive("epochs", self.epochs)
+        _at_most("epochs", self.epochs, MAX_EPOCHS)
         if self.steps_per_epoch is not None:
             _positive("steps_per_epoch", self.steps_per_epoch)
         _positive("eval_every", self.eval_every)
         _positive("eval_samples", self.eval_samples)
+        _at_most("eval_samples", self.eval_samples, MAX_EVAL_SAMPLES)
 
 
 @dataclass(frozen=True)
@@ -222,10 +245,10 @@ class RunConfig:
     """float32, or float64 (for equivalence tests)."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be an integer from 0 to 2^63 - 1, got {self.seed!r}")
         _choice("dtype", self.dtype, DTYPES)
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+        if not (self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
 
     def to_flat(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import os
 import socket
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -88,8 +89,8 @@ def read_idx(path: Path | os.PathLike, expected_magic: int) -> torch.Tensor:
             raw = gzip.decompress(raw)
     except FileNotFoundError:
         raise DataError(f"missing data file: {path}") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"cannot read {path}: {' '.join(str(exc).split())}") from None
     if len(raw) < 4 or int.from_bytes(raw[:4], "big") != expected_magic:
         raise DataError(f"corrupt IDX file {path}: bad magic number")
     ndim = expected_magic & 0xFF
@@ -102,7 +103,15 @@ def read_idx(path: Path | os.PathLike, expected_magic: int) -> torch.Tensor:
         count *= d
     if len(raw) - header != count:
         raise DataError(f"corrupt IDX file {path}: header says {count} bytes of data, found {len(raw) - header}")
+    if count == 0:
+        raise DataError(f"IDX file {path} holds no data (dimensions {'x'.join(map(str, dims))})")
     return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).view(*dims)
+
+
+IMAGE_SIDE = 28
+"""The evaluator's classifier and the seed's models are for 28x28 greyscale images."""
+MIN_IMAGES = 10
+"""Fewer images than this cannot train a GAN or be split for the evaluator."""
 
 
 def _read_pair(images: Path, labels: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,6 +119,11 @@ def _read_pair(images: Path, labels: Path) -> tuple[torch.Tensor, torch.Tensor]:
     y = read_idx(labels, IDX_LABELS_MAGIC).long()
     if x.shape[0] != y.shape[0]:
         raise DataError(f"{images} has {x.shape[0]} images but {labels} has {y.shape[0]} labels")
+    if tuple(x.shape[1:]) != (IMAGE_SIDE, IMAGE_SIDE):
+        raise DataError(f"{images} holds {'x'.join(map(str, x.shape[1:]))} images; gan-sweep needs "
+                        f"{IMAGE_SIDE}x{IMAGE_SIDE} greyscale images")
+    if x.shape[0] < MIN_IMAGES:
+        raise DataError(f"{images} holds {x.shape[0]} images; at least {MIN_IMAGES} are needed")
     return x, y
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ GRID_SAMPLES = 64
 
 def resolve_device(name: str) -> torch.device:
     """auto -> cuda when available; asking for cuda without a GPU is a one-line ConfigError."""
+    if not (name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -255,9 +258,13 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.thresholds = thresholds or (evaluator.thresholds() if evaluator else Thresholds())
         self.log = log
-        self.G, self.D = build_models(config.model, self.dataset.image_dim, config.seed, self.device, self.dtype)
-        self.step = SeedStep(config, self.G, self.D)
+        self._build()
         self.seed = torch.tensor([config.seed], device=self.device)
+
+    def _build(self) -> None:
+        """The networks and optimisers at their initial state (a function of the seed alone)."""
+        self.G, self.D = build_models(self.cfg.model, self.dataset.image_dim, self.cfg.seed, self.device, self.dtype)
+        self.step = SeedStep(self.cfg, self.G, self.D)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -318,21 +325,39 @@ class Trainer:
         tmp.replace(path)
 
     def load_checkpoint(self, path: Path) -> list[EpochRecord] | None:
-        """Restore from `path` if it holds this very config; returns the history so far."""
+        """Restore from `path` if it holds this very config; returns the history so far.
+
+        Loaded with weights_only=True: a checkpoint folder can be shared by many workers, and a pickle
+        placed there must not run code. A file that cannot be used (corrupt, truncated, tampered with,
+        of another shape or config) is moved aside and the run starts from epoch 0 with a warning."""
         try:
-            blob = torch.load(path, map_location=self.device, weights_only=False)
-        except (OSError, RuntimeError, EOFError):
+            blob = torch.load(path, map_location=self.device, weights_only=True)
+            if not isinstance(blob, dict) or blob.get("config") != _checkpoint_key(self.cfg):
+                raise ValueError("it holds another configuration")
+            history = [_record_from_dict(d) for d in blob["history"]]
+            self.G.load_state_dict(blob["G"])
+            self.D.load_state_dict(blob["D"])
+            self.step.opt_d.load_state_dict(blob["opt_d"])
+            self.step.opt_g.load_state_dict(blob["opt_g"])
+            for k, v in blob["rule"].items():
+                if v is not None:
+                    setattr(self.step.rule, k, v)
+            return history
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, the run must go on
+            self._build()  # a partial load leaves no trace
+            aside = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+            try:
+                path.replace(aside)
+                where = f"moved to {aside.name}"
+            except OSError:
+                where = "left in place"
+            message = (f"checkpoint {path.name} could not be used ({type(exc).__name__}: "
+                       f"{' '.join(str(exc).split())[:200]}); {where}, training from epoch 0")
+            if self.log:
+                self.log(message)
+            else:
+                warnings.warn(message, RuntimeWarning, stacklevel=2)
             return None
-        if blob.get("config") != _checkpoint_key(self.cfg):
-            return None
-        self.G.load_state_dict(blob["G"])
-        self.D.load_state_dict(blob["D"])
-        self.step.opt_d.load_state_dict(blob["opt_d"])
-        self.step.opt_g.load_state_dict(blob["opt_g"])
-        for k, v in blob["rule"].items():
-            if v is not None:
-                setattr(self.step.rule, k, v)
-        return [_record_from_dict(d) for d in blob["history"]]
 
     def run(self, checkpoint: Path | None = None, checkpoint_every: int = 2) -> RunResult:
         """Train to the end (or a sealed fate); with `checkpoint`, resume from it if it exists and

@@ -221,6 +221,10 @@ def register(app) -> None:
             raise UserError(f"--sizes must be comma-separated integers, got {sizes!r}") from None
         if not size_list or min(size_list) < 1 or steps < 2 or repeats < 1:
             raise UserError("--sizes must be >= 1, --steps >= 2 and --repeats >= 1")
+        from .paths import check_writable_file
+
+        check_writable_file(out_file, "--out")  # before the benchmark runs, not after
+        resolve_device(device)
         result = run_bench(device, size_list, steps, repeats, log=lambda s: out.print(s))
         from rich.table import Table
 

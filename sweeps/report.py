@@ -73,7 +73,10 @@ def build(data: StudyData, tracking_uri: str | None) -> Report:
             rep.figures["samples"] = _samples_figure(data, grids)
             rep.figures["audit_sheet"] = audit_sheet(data, grids)
         except Exception as exc:  # noqa: BLE001 - the tables stand without MLflow's curves
-            rep.notes.append(f"MLflow data unavailable ({type(exc).__name__}: {str(exc)[:120]}); curves and samples left out.")
+            from .urls import mask
+
+            rep.notes.append(f"MLflow data unavailable ({type(exc).__name__}: {mask(str(exc), tracking_uri)[:160]}); curves, samples "
+                             f"and the audit sheet left out.")
     rep.figures = {k: v for k, v in rep.figures.items() if v is not None}
     return rep
 
@@ -281,18 +284,22 @@ def report_study(name: str, storage_url: str, tracking_uri: str | None, out_dir:
     """Build, write and print the report of a study in storage."""
     import optuna
 
-    from .storage import open_storage
+    from .paths import check_writable_dir, under
+    from .storage import check_storage_url, open_storage, study_names
+    from .urls import mask
 
+    folder = under(out_dir, name)  # a name from storage is checked like one from the command line
+    check_writable_dir(folder, "--out")
+    check_storage_url(storage_url)
+    names = study_names(storage_url)  # read-only: a mistyped sqlite path creates no file
+    if names is None:
+        raise UserError(f"no gan-sweep storage at {mask(storage_url)}")
+    if name not in names:
+        raise UserError(f"no study {name!r} in {mask(storage_url)} (studies there: {', '.join(names) or 'none'})")
     storage = open_storage(storage_url, heartbeat=False)
-    try:
-        study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        known = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage)) or "none"
-        raise UserError(f"no study {name!r} in {storage_url} (studies there: {known})") from None
+    study = optuna.load_study(study_name=name, storage=storage)
     rep = build(load_study_data(study), tracking_uri)
-    files = write(rep, out_dir / name)
+    files = write(rep, folder)
     print_summary(rep)
     out.print(f"report: {files['html']} (also {files['md'].name}, {files['csv'].name})")
     return files
-
-

@@ -16,7 +16,7 @@ def resolve_study_name(study: str, profile: str | None, study_name: str | None, 
     if study_name:
         return study_name
     from .spec import SpecError, load_spec
-    from .study_cmds import default_profile, default_study_name
+    from .run_cmd import default_profile, default_study_name
 
     try:
         spec = load_spec(study)

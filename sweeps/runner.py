@@ -9,6 +9,7 @@ finishes exactly the missing trials.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import time
@@ -84,6 +85,12 @@ class RunContext:
     """Epochs between checkpoints."""
     heartbeat_s: int = HEARTBEAT_S
     """Seconds between heartbeats of running trials."""
+    on_start: Callable[[Prepared], None] | None = None
+    """Told when a trial starts training (progress lines)."""
+    log: Callable[[str], None] | None = None
+    """Where warnings go (e.g. a checkpoint that could not be used)."""
+    final_fld: dict[int, float] = field(default_factory=dict)
+    """Trial number -> its final FLD, for this invocation's trials (progress lines)."""
 
 
 class _timed:
@@ -154,6 +161,8 @@ def prepare(ctx: RunContext, trial: optuna.Trial) -> Prepared:
         trial.set_user_attr("mlflow_run_id", prep.child)
     if ctx.checkpoint_dir is not None:
         prep.checkpoint = ctx.checkpoint_dir / checkpoint_name(prep.cfg.to_flat())
+    if ctx.on_start:
+        ctx.on_start(prep)
     return prep
 
 
@@ -206,12 +215,13 @@ def run_trial(ctx: RunContext, trial: optuna.Trial) -> str:
     prep = None
     try:
         prep = prepare(ctx, trial)
-        trainer = Trainer(prep.cfg, ctx.dataset, ctx.evaluator, [observer(ctx, prep)])
+        trainer = Trainer(prep.cfg, ctx.dataset, ctx.evaluator, [observer(ctx, prep)], log=ctx.log)
         with heartbeat(ctx.handle.storage, _trial_ids(ctx, [trial]), ctx.heartbeat_s):
             result = _training(ctx, lambda: trainer.run(prep.checkpoint, ctx.checkpoint_every))
         return finish(ctx, prep, result)
     except KeyboardInterrupt:
-        fail(ctx, trial, prep.child if prep else None, "interrupted", "KILLED")
+        with sigint_ignored():  # a second Ctrl-C must not leave the MLflow run RUNNING
+            fail(ctx, trial, prep.child if prep else None, "interrupted", "KILLED")
         raise
     except Exception as exc:  # noqa: BLE001 - a crash of our code: FAIL with the error, keep sweeping
         fail(ctx, trial, prep.child if prep else None, f"{type(exc).__name__}: {exc}", "FAILED",
@@ -231,8 +241,9 @@ def run_population(ctx: RunContext, trials: list[optuna.Trial]) -> list[tuple[in
             results = _training(ctx, trainer.run)
         return [(p.trial.number, finish(ctx, p, r)) for p, r in zip(preps, results)]
     except KeyboardInterrupt:
-        for t, p in zip(trials, preps + [None] * len(trials)):
-            fail(ctx, t, p.child if p else None, "interrupted", "KILLED")
+        with sigint_ignored():
+            for t, p in zip(trials, preps + [None] * len(trials)):
+                fail(ctx, t, p.child if p else None, "interrupted", "KILLED")
         raise
     except Exception as exc:  # noqa: BLE001
         for t, p in zip(trials, preps + [None] * len(trials)):
@@ -249,6 +260,7 @@ def tell(ctx: RunContext, trial: optuna.Trial, result: RunResult) -> str:
              "samples_per_s": round(sum(r.samples_per_s for r in result.history) / len(result.history), 1)}
     if result.quality is not None:
         attrs |= {f"final_{k}": val for k, val in result.quality.as_dict().items()}
+        ctx.final_fld[trial.number] = result.quality.fld
     last = result.history[-1]
     attrs |= {f"last_{k}": _finite(getattr(last, k)) for k in
               ("loss_d", "loss_g", "d_real", "d_fake", "clamp_rate", "grad_d_max", "grad_g_max",
@@ -303,12 +315,14 @@ def fail(ctx: RunContext, trial: optuna.Trial, child: str | None, reason: str, m
 
 
 def run_trials(ctx: RunContext, limit: int | None = None,
-               on_trial: Callable[[int, str], None] | None = None) -> int:
+               on_trial: Callable[[int, str], None] | None = None,
+               on_start: Callable[[Prepared], None] | None = None) -> int:
     """Run trials until the study has no work left (or `limit` trials ran); returns how many ran.
 
     The reference engine takes one trial at a time; the population engine takes up to
     `population_size`, trains those it supports as populations and the rest one by one."""
     ran = 0
+    ctx.on_start = on_start
     with interrupt_on_sigterm():
         while limit is None or ran < limit:
             want = 1 if ctx.engine == "reference" else min(ctx.population_size, (limit or 10**9) - ran)
@@ -323,7 +337,7 @@ def run_trials(ctx: RunContext, limit: int | None = None,
             for number, label in _run_batch(ctx, batch):
                 ran += 1
                 if on_trial:
-                    on_trial(number, label)
+                    on_trial(number, label, ctx.final_fld.get(number))
     return ran
 
 
@@ -340,6 +354,20 @@ def _run_batch(ctx: RunContext, batch: list[optuna.Trial]) -> list[tuple[int, st
         members = [together[i][0] for i in group]
         out += run_population(ctx, members) if len(members) > 1 else [(members[0].number, run_trial(ctx, members[0]))]
     return out
+
+
+@contextlib.contextmanager
+def sigint_ignored():
+    """Ctrl-C is ignored while the block runs (the cleanup after a first Ctrl-C must finish)."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class interrupt_on_sigterm:

@@ -36,15 +36,18 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from gan_core.config import ConfigError, RunConfig, FLAT_KEYS
+from gan_core.config import FLAT_KEYS, MAX_SEED, ConfigError, RunConfig
 
 from .errors import UserError
+from .paths import NAME
 
 SAMPLERS = ("grid", "tpe", "random")
 PROFILES = ("quick", "full")
@@ -52,6 +55,8 @@ METRICS = ("fld", "score", "coverage", "class_kl", "junk", "precision", "recall"
            "distinct", "spread")
 BUDGET_KEYS = ("epochs", "steps_per_epoch", "eval_every", "eval_samples")
 NOT_SWEEPABLE = ("seed", "device", "dtype", "data_dir")
+MAX_SAMPLER_SEED = 2**32 - 1
+"""Optuna's samplers seed numpy, which takes 32-bit seeds."""
 
 
 class SpecError(UserError):
@@ -148,12 +153,20 @@ class StudySpec:
         merged |= {k: over[k] for k in ("seeds", "space", "configs") if k in over}
         return _build(self.source, merged, validate_overrides=False), self.profiles[profile]
 
-    def grid(self) -> list[dict[str, Any]]:
-        """The grid's configurations in a fixed order: the explicit list, else every combination."""
+    def grid(self) -> Iterator[dict[str, Any]]:
+        """The grid's configurations in a fixed order (lazily: a grid can be large): the explicit
+        list, else every combination."""
         if self.configs is not None:
-            return [dict(c) for c in self.configs]
+            yield from (dict(c) for c in self.configs)
+            return
         axes = [[(p.name, v) for v in p.values] for p in self.space]
-        return [dict(combo) for combo in itertools.product(*axes)]
+        yield from (dict(combo) for combo in itertools.product(*axes))
+
+    def grid_size(self) -> int:
+        """How many configurations the grid has, without building it."""
+        if self.configs is not None:
+            return len(self.configs)
+        return math.prod(len(p.values) for p in self.space)
 
     def expand(self, params: dict[str, Any]) -> dict[str, Any]:
         """Swept params -> run-config overrides (ties applied)."""
@@ -173,7 +186,8 @@ class StudySpec:
         """A hash of what makes trials comparable (space, fixed, budget, objective, `extra` such
         as the data set). Seeds are left out on purpose: adding seeds extends a study."""
         blob = json.dumps({"space": [p.__dict__ for p in self.space], "fixed": self.fixed,
-                           "profile": profile.__dict__, "metric": self.metric, "extra": extra or {}},
+                           "profile": profile.__dict__, "metric": self.metric, "direction": self.direction,
+                           "extra": extra or {}},
                           sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
@@ -201,7 +215,12 @@ def load_spec(name_or_path: str) -> StudySpec:
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise SpecError(f"study file not found: {name_or_path}")
-        text, source = path.read_text(), str(path)
+        try:
+            text, source = path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError as exc:
+            raise SpecError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+        except OSError as exc:
+            raise SpecError(f"cannot read study file {path}: {exc.strerror}") from None
     else:
         res = resources.files("studies") / f"{name_or_path}.toml"
         if not res.is_file():
@@ -293,6 +312,9 @@ def _param(source: str, name: str, table: Any) -> Param:
 def _build(source: str, raw: dict, validate_overrides: bool = True) -> StudySpec:
     _check_keys(source, "", raw, _TOP_KEYS)
     name = _typed(source, "name", raw.get("name"), str, "a string")
+    if not NAME.fullmatch(name) or ".." in name:
+        raise SpecError(f"{source}: name {name[:60]!r} is not allowed: use 1 to 100 letters, digits, '.', '-' or "
+                        f"'_', starting with a letter or digit (it names a folder, a study and an experiment)")
     description = _typed(source, "description", raw.get("description", ""), str, "a string")
     pitfall = raw.get("pitfall")
     if pitfall is not None and (not isinstance(pitfall, int) or isinstance(pitfall, bool) or not 1 <= pitfall <= 5):
@@ -312,6 +334,8 @@ def _build(source: str, raw: dict, validate_overrides: bool = True) -> StudySpec
     if kind not in SAMPLERS:
         raise SpecError(f"{source}: sampler.kind must be one of {', '.join(SAMPLERS)}, got {kind!r}")
     sampler_seed = _typed(source, "sampler.seed", sampler.get("seed", 0), int, "an integer")
+    if not 0 <= sampler_seed <= MAX_SAMPLER_SEED:
+        raise SpecError(f"{source}: sampler.seed must be from 0 to 2^32 - 1, got {sampler_seed}")
 
     fixed = raw.get("fixed", {})
     if not isinstance(fixed, dict):
@@ -402,8 +426,9 @@ def _configs(source: str, configs: Any, fixed: dict) -> tuple[dict[str, Any], ..
 
 def _seeds(source: str, key: str, seeds: Any) -> tuple[int, ...]:
     if (not isinstance(seeds, list) or not seeds or
-            not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
-        raise SpecError(f"{source}: {key} must be a non-empty list of integers >= 0, got {seeds!r}")
+            not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in seeds)):
+        raise SpecError(f"{source}: {key} must be a non-empty list of integers from 0 to 2^63 - 1, got "
+                        f"{str(seeds)[:80]}")
     if len(set(seeds)) != len(seeds):
         raise SpecError(f"{source}: {key} has duplicates")
     return tuple(seeds)

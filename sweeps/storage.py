@@ -24,6 +24,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from . import urls
 from .errors import UserError
 from .locks import sqlite_lock
 from .spec import Profile, StudySpec
@@ -59,20 +60,15 @@ class StaleTrials:
 
 
 def check_storage_url(url: str) -> None:
-    """The URL's form: a supported scheme and, for sqlite, an existing folder (nothing opened)."""
-    if url.startswith("sqlite:///"):
-        folder = Path(url[len("sqlite:///"):]).resolve().parent
-        if not folder.is_dir():
-            raise UserError(f"storage {url}: folder {folder} does not exist")
-    elif not url.startswith(("postgresql://", "postgresql+psycopg2://", "mysql://", "mysql+pymysql://")):
-        raise UserError(f"storage URL {url!r} is not supported (use sqlite:///file.db or postgresql://user@host/db)")
+    """The URL's form: a supported scheme and, for sqlite, a file in an existing folder (nothing opened)."""
+    urls.check(url, "storage URL", urls.STORAGE_SCHEMES, "sqlite:///file.db or postgresql://user@host/db")
 
 
 def probe_storage(url: str) -> None:
     """Check a storage URL without creating anything (a one-line UserError if it cannot work):
     its form, and for a server that it answers."""
     check_storage_url(url)
-    if url.startswith("sqlite:///"):
+    if urls.sqlite_path(url) is not None:
         return
     import sqlalchemy
 
@@ -83,7 +79,27 @@ def probe_storage(url: str) -> None:
         engine.dispose()
     except Exception as exc:  # noqa: BLE001 - any failure: the URL does not work from here
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"cannot reach storage {url}: {first[:300]}") from None
+        raise UserError(f"cannot reach storage {urls.mask(url)}: {urls.mask(first, url)[:300]}") from None
+
+
+def study_names(url: str) -> list[str] | None:
+    """The study names in a store, read without creating anything (None: no gan-sweep/Optuna store there)."""
+    path = urls.sqlite_path(url)
+    if path is not None and not path.is_file():
+        return None
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true" if path else url)
+    try:
+        with engine.connect() as conn:
+            if "studies" not in sqlalchemy.inspect(conn).get_table_names():
+                return None
+            return [r[0] for r in conn.execute(sqlalchemy.text("SELECT study_name FROM studies"))]
+    except Exception as exc:  # noqa: BLE001
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"cannot read storage {urls.mask(url)}: {urls.mask(first, url)[:300]}") from None
+    finally:
+        engine.dispose()
 
 
 def open_storage(url: str, heartbeat: bool = True, heartbeat_s: int = HEARTBEAT_S,
@@ -108,7 +124,7 @@ def open_storage(url: str, heartbeat: bool = True, heartbeat_s: int = HEARTBEAT_
                 time.sleep(0.3 * (attempt + 1))
                 continue
             first = (text.strip().splitlines() or [type(exc).__name__])[0]
-            raise UserError(f"cannot open storage {url}: {first[:300]}") from None
+            raise UserError(f"cannot open storage {urls.mask(url)}: {urls.mask(first, url)[:300]}") from None
     raise AssertionError("unreachable")
 
 
@@ -207,31 +223,60 @@ class StudyHandle:
     """The study's name in storage (and MLflow's experiment)."""
     url: str = ""
     """The storage URL (a sqlite one needs a file lock to claim trials)."""
+    heartbeat_s: int = HEARTBEAT_S
+    """The study's heartbeat interval (stored with it: every worker must use the same one)."""
 
 
 def open_study(spec: StudySpec, profile: Profile, storage: optuna.storages.BaseStorage, name: str,
-               create: bool = True, extra: dict[str, Any] | None = None, url: str = "") -> StudyHandle:
-    """Create the study once or resume it; a study of that name with another space is an error."""
+               create: bool = True, extra: dict[str, Any] | None = None, url: str = "",
+               heartbeat_s: int = HEARTBEAT_S) -> StudyHandle:
+    """Create the study once or resume it. A study of that name with another space, budget or
+    direction, or one that gan-sweep did not make, is an error."""
     fingerprint = spec.fingerprint(profile, extra)
+    made = False
     if create:
-        study = optuna.create_study(storage=storage, study_name=name, direction=spec.direction,
-                                    sampler=make_sampler(spec), load_if_exists=True)
+        try:
+            study = optuna.create_study(storage=storage, study_name=name, direction=spec.direction,
+                                        sampler=make_sampler(spec))
+            made = True
+        except optuna.exceptions.DuplicatedStudyError:
+            study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(spec))
     else:
         try:
             study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(spec))
         except KeyError:
             raise UserError(f"study {name!r} does not exist in this storage; start it with gan-sweep run") from None
-    attrs = study.user_attrs
-    if "fingerprint" not in attrs:
+    if made:  # under the planning lock, so no other process sees the study before these attributes
         study.set_user_attr("fingerprint", fingerprint)
+        study.set_user_attr("heartbeat_s", heartbeat_s)
         study.set_user_attr("spec", {"source": spec.source, "description": spec.description,
                                      "profile": profile.name, "metric": spec.metric,
                                      "space": spec.describe_space(), "seeds": list(spec.seeds),
                                      "pitfall": spec.pitfall, "baseline": spec.baseline, "fixed": spec.fixed})
-    elif attrs["fingerprint"] != fingerprint:
-        raise UserError(f"study {name!r} already exists in this storage with a different search space or budget "
-                        f"(fingerprint {attrs['fingerprint']} vs {fingerprint}); use --study-name to start a new one")
-    return StudyHandle(study, storage, spec, profile, name, url)
+    attrs = study.user_attrs
+    if "fingerprint" not in attrs:
+        raise UserError(f"a study named {name!r} already exists in this storage but was not made by gan-sweep; "
+                        f"use --study-name to pick another name")
+    if attrs["fingerprint"] != fingerprint:
+        raise UserError(f"study {name!r} already exists in this storage with a different search space, budget or "
+                        f"objective (fingerprint {attrs['fingerprint']} vs {fingerprint}); use --study-name to start "
+                        f"a new one")
+    return StudyHandle(study, storage, spec, profile, name, url, int(attrs.get("heartbeat_s", HEARTBEAT_S)))
+
+
+def open_study_for(r, opts, create: bool, stale: StaleTrials, log=None) -> tuple[StudyHandle, int]:
+    """Open the storage and the study of a resolved run (`gan-sweep run` plans its grid; a worker only
+    joins). The storage's heartbeat is the study's own: reopened when this process asked for another."""
+    extra = {"dataset": r.base.data.dataset}
+    storage = open_storage(opts.storage, heartbeat_s=opts.heartbeat, stale=stale)
+    with planning_lock(storage, opts.storage) if create else contextlib.nullcontext():
+        handle = open_study(r.spec, r.profile, storage, r.name, create=create, extra=extra, url=opts.storage,
+                            heartbeat_s=opts.heartbeat)
+        if handle.heartbeat_s != opts.heartbeat:
+            storage = open_storage(opts.storage, heartbeat_s=handle.heartbeat_s, stale=stale)
+            handle = open_study(r.spec, r.profile, storage, r.name, create=False, extra=extra, url=opts.storage)
+        added = plan(handle, log) if create else 0
+    return handle, added
 
 
 def _key(params: dict[str, Any], seed: Any) -> str:
@@ -243,18 +288,29 @@ def trial_key(t: optuna.trial.FrozenTrial) -> str:
     return _key(params, t.user_attrs.get("seed"))
 
 
-def plan(handle: StudyHandle) -> int:
-    """Enqueue the grid points (x seeds) that are neither done nor pending; return how many."""
+PLAN_REPORT_EVERY = 2000
+"""While enqueuing a large grid, say how far it got every this many trials."""
+
+
+def plan(handle: StudyHandle, log=None) -> int:
+    """Enqueue the grid points (x seeds) that are neither done nor pending; return how many.
+
+    Seed-major order: every configuration's first seed before any second seed, so a partial run
+    (`--trials N`) covers every arm before it repeats one."""
     spec, study = handle.spec, handle.study
     if spec.sampler != "grid":
         return enqueue_missing_seeds(handle)
     have = {trial_key(t) for t in study.get_trials(deepcopy=False, states=DONE + PENDING)}
-    added = 0
-    for params in spec.grid():
-        for seed in spec.seeds:
+    added, total = 0, spec.grid_size() * len(spec.seeds)
+    t0 = time.perf_counter()
+    for seed in spec.seeds:
+        for params in spec.grid():
             if _key(params, seed) not in have:
                 study.enqueue_trial(params, user_attrs={"seed": seed})
                 added += 1
+                if log and added % PLAN_REPORT_EVERY == 0:
+                    rate = added / (time.perf_counter() - t0)
+                    log(f"enqueued {added:,} of up to {total:,} trials ({rate:.0f}/s)")
     return added
 
 
@@ -287,7 +343,9 @@ def pop_waiting(handle: StudyHandle) -> optuna.Trial | None:
     storage = handle.storage
     study_id = storage.get_study_id_from_name(handle.name)
     with sqlite_lock(handle.url, "claim"):
-        for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        # Read through the study, not the raw storage: that refreshes the study's own trial cache,
+        # which must know a trial that another process enqueued before optuna.Trial can use it.
+        for t in handle.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
             try:
                 claimed = storage.set_trial_state_values(trial_id, state=TrialState.RUNNING)

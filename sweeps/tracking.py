@@ -9,16 +9,21 @@ logs only when a trial ends.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from gan_core.trainer import EpochEvent, RunResult
 
+from . import urls
 from .errors import UserError
 
 
 MAX_PARAM_LEN = 500
+HEARTBEAT_TAG = "gan_sweep.heartbeat"
+"""Tag of an invocation's parent run: the time of its last heartbeat (seconds since the epoch)."""
 
 
 def _now_ms() -> int:
@@ -27,29 +32,30 @@ def _now_ms() -> int:
 
 def artifact_root(tracking_uri: str) -> str | None:
     """For a local sqlite store, artifacts go beside the database file (./mlartifacts)."""
-    if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri[len("sqlite:///"):]).resolve()
-        return (db.parent / "mlartifacts").as_uri()
+    db = urls.sqlite_path(tracking_uri)
+    if db is not None:
+        return (db.resolve().parent / "mlartifacts").as_uri()
     return None  # a tracking server decides for itself
 
 
 def check_tracking_uri(uri: str, reach: bool = False) -> None:
     """Fail early, in one line, on a URI that cannot work; with `reach`, also ask a tracking
     server whether it answers (a read, nothing is created)."""
-    if uri.startswith("sqlite:///"):
-        folder = Path(uri[len("sqlite:///"):]).resolve().parent
-        if not folder.is_dir():
-            raise UserError(f"tracking URI {uri}: folder {folder} does not exist")
-    elif not uri.startswith(("http://", "https://")):
-        raise UserError(f"tracking URI {uri!r} is not supported (use sqlite:///mlflow.db or http://host:port)")
-    elif reach:
+    urls.check(uri, "tracking URI", urls.TRACKING_SCHEMES, "sqlite:///mlflow.db or http://host:port")
+    if reach and urls.scheme(uri) in ("http", "https"):
+        import base64
         import urllib.error
         import urllib.request
 
+        bare, creds = urls.without_credentials(uri)
+        request = urllib.request.Request(bare.rstrip("/") + "/health")
+        if creds:  # MLflow's basic auth, sent as a header: never part of a URL an error could quote
+            request.add_header("Authorization", "Basic " + base64.b64encode(":".join(creds).encode()).decode())
         try:
-            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10)
+            urllib.request.urlopen(request, timeout=10)
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise UserError(f"tracking URI {uri} is unreachable: {getattr(exc, 'reason', exc)}") from None
+            raise UserError(f"tracking URI {urls.mask(uri)} is unreachable: "
+                            f"{urls.mask(str(getattr(exc, 'reason', exc)), uri)}") from None
 
 
 class Tracker:
@@ -74,7 +80,8 @@ class Tracker:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure to reach the store is the user's URI
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"tracking URI {tracking_uri} is unreachable or unusable: {msg[:300]}") from None
+            raise UserError(f"tracking URI {urls.mask(tracking_uri)} is unreachable or unusable: "
+                            f"{urls.mask(msg, tracking_uri)[:300]}") from None
 
     def _experiment(self, name: str, description: str) -> str:
         exp = self.client.get_experiment_by_name(name)
@@ -151,6 +158,44 @@ class Tracker:
         for k, v in tags.items():
             self.client.set_tag(run_id, k, str(v))
         self.client.set_terminated(run_id, status=status)
+
+    # -- invocations that die --------------------------------------------------------------------
+    @contextlib.contextmanager
+    def parent_heartbeat(self, run_id: str, interval: float):
+        """Stamp the invocation's parent run every `interval` seconds while the block runs, so that a
+        later invocation can tell a live parent from one whose process was killed."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while True:
+                with contextlib.suppress(Exception):  # a missed stamp is retried next interval
+                    self.client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
+                if stop.wait(interval):
+                    return
+
+        thread = threading.Thread(target=beat, daemon=True, name="gan-sweep-parent-heartbeat")
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+    def close_dead_parents(self, max_age_s: float) -> int:
+        """End as KILLED the parent runs still RUNNING whose heartbeat is older than max_age_s (their
+        invocation was killed, e.g. kill -9); returns how many."""
+        runs = self.client.search_runs([self.experiment_id], filter_string="attributes.status = 'RUNNING'",
+                                       max_results=1000)
+        closed = 0
+        for run in runs:
+            tags = run.data.tags
+            if tags.get("gan_sweep.kind") not in ("study", "worker"):
+                continue
+            last = float(tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
+            if time.time() - last > max_age_s:
+                self.end(run.info.run_id, "KILLED", fail_reason="the invocation died (its heartbeat went stale)")
+                closed += 1
+        return closed
 
 
 class SingleRunTracker:

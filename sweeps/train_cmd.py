@@ -17,9 +17,12 @@ import typer
 from gan_core import config as C
 from gan_core.config import RunConfig
 
-from .console import epoch_line, epoch_progress, err, out
+from .console import err, out
 from .defaults import DEFAULT_TRACKING_URI
 from .errors import UserError, guarded
+from .paths import check_writable_dir
+from .progress import TrainDisplay
+from .urls import mask
 
 CHOICES = {
     "clamp": C.CLAMP_MODES, "freeze": C.FREEZE_MODES, "zero_grad": C.ZERO_GRAD_MODES,
@@ -61,27 +64,25 @@ def train(out_dir: Optional[Path], track: bool, tracking_uri: str, experiment: s
     cfg = RunConfig.from_flat(flat_overrides(flags))
     device = resolve_device(cfg.device)
     folder = out_dir or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
-    if folder.exists() and any(folder.iterdir()):
-        raise UserError(f"output folder {folder} exists and is not empty")
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise UserError(f"output folder {folder} exists and is not an empty folder")
+    check_writable_dir(folder, "--out")
+    dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir)
+    if cfg.data.batch_size > len(dataset.images):
+        raise UserError(f"batch_size {cfg.data.batch_size} is larger than the data set ({len(dataset.images)} images)")
+    evaluator = Evaluator(dataset, device, log=err.print)
     tracker = None
     if track:
         from .tracking import SingleRunTracker, check_tracking_uri
 
         check_tracking_uri(tracking_uri, reach=True)
         tracker = SingleRunTracker(tracking_uri, experiment)  # opened before training: a bad URI fails now
-    dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir)
-    evaluator = Evaluator(dataset, device, log=err.print)
     err.print(f"data: {dataset.source}")
-    err.print(f"evaluator: {100 * evaluator.accuracy:.2f}% held-out accuracy; success needs FLD <= "
-              f"{evaluator.thresholds().success_fld:.1f} and all {dataset.num_classes} classes")
+    err.print(f"evaluator: {evaluator.source}, {100 * evaluator.accuracy:.2f}% held-out accuracy; success needs "
+              f"FLD <= {evaluator.thresholds().success_fld:.1f}, diverse and digit-like samples")
 
-    with epoch_progress() as progress:
-        task = progress.add_task("train", total=cfg.budget.epochs, line="")
-
-        def show(ev) -> None:
-            progress.update(task, completed=ev.record.epoch, line=epoch_line(ev))
-
-        callbacks = [show] + ([tracker.callback] if tracker else [])
+    with TrainDisplay(cfg.budget.epochs) as display:
+        callbacks = [display.on_epoch] + ([tracker.callback] if tracker else [])
         trainer = Trainer(cfg, dataset, evaluator, callbacks)
         if tracker:
             tracker.start(cfg)
@@ -102,7 +103,7 @@ def train(out_dir: Optional[Path], track: bool, tracking_uri: str, experiment: s
     out.print(f"{len(result.history)} epochs on {result.device}, {last.samples_per_s:.0f} samples/s; "
               f"files in {folder}/ ({', '.join(p.name for p in files.values())})")
     if tracker:
-        out.print(f"MLflow run {tracker.run_id} in experiment {experiment!r} at {tracking_uri}")
+        out.print(f"MLflow run {tracker.run_id} in experiment {experiment!r} at {mask(tracking_uri)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -60,7 +60,7 @@ def fresh_pg_database() -> str:
 
 def gan_sweep(*args, **kwargs) -> subprocess.Popen:
     env = os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "sweeps.cli", *map(str, args)], env=env,
+    return subprocess.Popen([sys.executable, "-m", "sweeps", *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
@@ -204,7 +204,8 @@ def test_a_worker_for_a_study_that_does_not_exist_is_a_one_line_error(tmp_path):
     proc = gan_sweep("worker", spec, "--storage", f"sqlite:///{tmp_path / 'o.db'}", "--tracking-uri",
                      f"sqlite:///{tmp_path / 'm.db'}", "--device", "cpu")
     out, _ = proc.communicate(timeout=120)
-    assert_one_line_error(out, proc.returncode, "study 'scale-quick' does not exist in this storage")
+    assert_one_line_error(out, proc.returncode, "study 'scale-quick' does not exist in sqlite:///")
+    assert not (tmp_path / "o.db").exists() and not (tmp_path / "m.db").exists()  # nothing created
 
 
 def test_corrupt_data_files_named_by_a_study_are_a_one_line_error(tmp_path):

@@ -1,0 +1,5 @@
+"""`python -m sweeps`: the same as the `gan-sweep` command."""
+
+from sweeps.entry import main
+
+main()

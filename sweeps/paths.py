@@ -1,0 +1,53 @@
+"""Output paths: names safe as one path component, folders proven to stay under the folder the user
+named, and folders checked writable before any work starts."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .errors import UserError
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+"""A study name: a letter or digit, then letters, digits, dots, dashes or underscores (100 at most)."""
+
+
+def check_name(name: str, what: str = "study name") -> str:
+    """`name` if it is safe as a file name, MLflow experiment and Optuna study; else a one-line error."""
+    if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name:
+        shown = repr(name) if len(str(name)) <= 60 else repr(str(name)[:60]) + "..."
+        raise UserError(f"{what} {shown} is not allowed: use 1 to 100 letters, digits, '.', '-' or '_', "
+                        f"starting with a letter or digit")
+    return name
+
+
+def under(folder: Path, name: str) -> Path:
+    """folder / name, proven to stay inside folder (after resolving links)."""
+    check_name(name)
+    target = (folder / name).resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise UserError(f"{folder / name} would be outside {folder}")
+    return target
+
+
+def check_writable_dir(folder: Path, flag: str) -> None:
+    """A folder that exists (or can be created) and can be written; nothing is created here."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{flag} {folder} is a file, not a folder")
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {folder}: {probe} is not writable")
+
+
+def check_writable_file(path: Path, flag: str) -> None:
+    """A file path whose folder exists and can be written, and that is not a folder itself."""
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder, not a file")
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise UserError(f"{flag} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"{flag} {path} is not writable")

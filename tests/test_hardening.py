@@ -1,0 +1,426 @@
+"""Hardening: one test (or table) per finding of the attacker's and careless user's review.
+
+1 no code runs from a checkpoint; 2 no trial lost to a claim race; 3 no path escapes --out;
+4 no password printed or written; 5 a corrupt file never poisons later runs; 6 every swept value is
+checked before anything is written; 7 grids have a size limit; 8 bad inputs are one line, not a
+traceback; 9 a refused command writes nothing; 10 MLflow runs end on every exit path; 11 the
+heartbeat interval belongs to the study.
+"""
+
+import json
+import os
+import pickle
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from conftest import assert_one_line_error
+from gan_core.trainer import Trainer
+from sweeps.cli import app
+from test_scaleout import gan_sweep, study_file
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+def cli(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def stores(tmp_path):
+    return f"sqlite:///{tmp_path / 'o.db'}", f"sqlite:///{tmp_path / 'm.db'}"
+
+
+def nothing_written(tmp_path, *also):
+    names = {p.name for p in tmp_path.iterdir()} - {"scale.toml", "bad.toml", "data", *also}
+    assert not names, names
+
+
+class Payload:
+    """A pickle that runs a command when unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+# -- 1 and 5: checkpoints ------------------------------------------------------------------------
+
+def test_1_a_pickle_in_the_checkpoint_folder_runs_no_code_and_is_moved_aside(tiny_config, mnist, tmp_path):
+    marker = tmp_path / "pwned"
+    ckpt = tmp_path / "trial.pt"
+    ckpt.write_bytes(pickle.dumps(Payload(marker)))
+    messages = []
+    result = Trainer(tiny_config, mnist, log=messages.append).run(checkpoint=ckpt)
+    assert not marker.exists(), "the checkpoint ran code"
+    assert result.resumed_from == 0 and len(result.history) == tiny_config.budget.epochs
+    assert not ckpt.exists() and list(tmp_path.glob("trial.pt.bad-*"))
+    assert "could not be used" in messages[0] and "training from epoch 0" in messages[0]
+
+
+def test_1_no_source_file_loads_a_pickle_unsafely():
+    offenders = [str(p) for p in (ROOT / "gan_core").rglob("*.py") if "weights_only=False" in p.read_text()]
+    offenders += [str(p) for p in (ROOT / "sweeps").rglob("*.py") if "weights_only=False" in p.read_text()]
+    assert not offenders
+
+
+@pytest.mark.parametrize("damage", ["truncated", "wrong_shape"])
+def test_5_a_corrupt_checkpoint_is_moved_aside_and_the_next_run_is_clean(tiny_config, mnist, tmp_path, damage):
+    ckpt = tmp_path / "trial.pt"
+    trainer = Trainer(tiny_config, mnist)
+    trainer.save_checkpoint(ckpt, [])
+    if damage == "truncated":
+        ckpt.write_bytes(ckpt.read_bytes()[:200])
+    else:
+        blob = torch.load(ckpt, weights_only=True)
+        blob["G"] = {k: v[:1] for k, v in blob["G"].items()}
+        torch.save(blob, ckpt)
+    clean = Trainer(tiny_config, mnist).run()
+    first = Trainer(tiny_config, mnist, log=lambda m: None).run(checkpoint=ckpt)
+    assert first.resumed_from == 0 and not ckpt.exists()
+    assert [r.loss_d for r in first.history] == [r.loss_d for r in clean.history]  # no half-loaded weights
+    again = Trainer(tiny_config, mnist).run(checkpoint=ckpt)  # the configuration is not poisoned
+    assert [r.loss_d for r in again.history] == [r.loss_d for r in clean.history]
+
+
+def test_5_a_corrupt_calibration_of_a_cached_evaluator_is_recomputed(tmp_path, monkeypatch):
+    from gan_core.data import Dataset, bundled_mnist
+    from gan_core.evaluator import Evaluator
+
+    monkeypatch.setenv("GAN_SWEEP_CACHE", str(tmp_path))
+    monkeypatch.setattr("gan_core.classifier.CLF_EPOCHS", 1)
+    m = bundled_mnist()
+    small = Dataset("other", "test", m.images[:3000], m.labels[:3000], m.clf_images[:2100], m.clf_labels[:2100],
+                    m.held_out_images[:2000], m.held_out_labels[:2000])
+    ev = Evaluator(small)
+    success_fld = ev.thresholds().success_fld
+    side = ev.cache_path.with_suffix(".calibration.json")
+    side.write_text("{not json")
+    again = Evaluator(small)
+    assert again.thresholds().success_fld == pytest.approx(success_fld)
+    json.loads(side.read_text())  # rewritten whole
+
+
+# -- 2: the claim path -----------------------------------------------------------------------------
+
+def test_2_a_trial_enqueued_by_another_process_is_claimed_and_runs(tmp_path):
+    from sweeps.spec import load_spec
+    from sweeps.storage import StudyHandle, open_storage, pop_waiting
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    spec, prof = load_spec(str(study_file(tmp_path, lrs=2, seeds=1))).for_profile("quick")
+    a = optuna.create_study(storage=open_storage(url, heartbeat=False), study_name="s")
+    storage_b = open_storage(url, heartbeat=False)
+    b = optuna.load_study(study_name="s", storage=storage_b)
+    b.get_trials()  # b's cache is filled before a enqueues
+    a.enqueue_trial({"lr_d": 1e-4}, user_attrs={"seed": 0})
+    trial = pop_waiting(StudyHandle(b, storage_b, spec, prof, "s", url))
+    assert trial is not None
+    assert spec.space[0].suggest(trial) == 1e-4  # KeyError here before the fix
+    b.tell(trial, 1.0)
+    assert a.trials[0].state == TrialState.COMPLETE
+
+
+# -- 3, 6, 7, 8, 9: inputs refused in one line, with nothing written -------------------------------
+
+def _bad_study(tmp_path, extra_space="", fixed="", name="scale", sampler="", seeds="[0]"):
+    path = tmp_path / "bad.toml"
+    path.write_text(f"""
+name = "{name}"
+seeds = {seeds}
+[sampler]
+kind = "grid"
+{sampler}
+[space]
+lr_d = {{ values = [1e-4] }}
+{extra_space}
+[fixed]
+dataset = "mnist-10k"
+{fixed}
+[profiles.quick]
+epochs = 1
+steps_per_epoch = 2
+eval_samples = 64
+""")
+    return path
+
+
+BAD = [
+    # (id, how to build the study file, extra CLI args, message)
+    ("3-name-traversal", dict(name="../../escape"), [], "name '../../escape' is not allowed"),
+    ("3-study-name-abs", {}, ["--study-name", "/tmp/escape"], "study name '/tmp/escape' is not allowed"),
+    ("3-study-name-dots", {}, ["--study-name", "../x"], "is not allowed"),
+    ("3-study-name-long", {}, ["--study-name", "é" * 200], "is not allowed"),
+    ("6-batch-over-data", dict(extra_space="batch_size = { values = [64, 20000] }"), [],
+     "batch_size 20000 is larger than the data set"),
+    ("6-z-dim-huge", dict(extra_space="z_dim = { values = [100, 200000000] }"), [], "z_dim must be at most"),
+    ("6-eval-samples-huge", dict(extra_space="eval_samples = { values = [1000000000000] }"), [],
+     "eval_samples must be at most"),
+    ("6-lr-overflow", dict(extra_space="lr_g = { values = [1e300] }"), [], "lr_g must be at most"),
+    ("6-seed-too-big", dict(seeds="[9223372036854775808]"), [], "seeds must be"),
+    ("8-sampler-seed-negative", dict(sampler="seed = -5"), [], "sampler.seed must be from 0"),
+    ("8-sampler-seed-huge", dict(sampler="seed = 1099511627776"), [], "sampler.seed must be from 0"),
+    ("9-sqlite-no-file", {}, ["--storage", "sqlite:///"], "names no file"),
+    ("9-sqlite-memory", {}, ["--storage", "sqlite:///:memory:"], "names no file"),
+]
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])
+def test_bad_inputs_are_one_line_errors_and_nothing_is_written(tmp_path, monkeypatch, case):
+    _, build, extra, message = case
+    monkeypatch.chdir(tmp_path)
+    spec = _bad_study(tmp_path, **build)
+    storage, tracking = stores(tmp_path)
+    args = ["run", spec, "--device", "cpu", "--storage", storage, "--tracking-uri", tracking, "--out",
+            tmp_path / "reports", "--checkpoint-dir", tmp_path / "ckpt"]
+    for flag in ("--storage", "--study-name"):  # a case's own flag replaces the default one
+        if flag in extra and flag in args:
+            i = args.index(flag)
+            del args[i:i + 2]
+    res = cli(*args, *extra)
+    assert_one_line_error(res.stderr, res.exit_code, message)
+    nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("flag", ["--out", "--checkpoint-dir"])
+def test_6_an_output_folder_that_is_a_file_is_refused_before_anything_is_written(tmp_path, flag):
+    spec = study_file(tmp_path, lrs=1, seeds=1)
+    (tmp_path / "afile").write_text("x")
+    storage, tracking = stores(tmp_path)
+    res = cli("run", spec, "--device", "cpu", "--storage", storage, "--tracking-uri", tracking, flag,
+              tmp_path / "afile")
+    assert_one_line_error(res.stderr, res.exit_code, "is a file, not a folder")
+    nothing_written(tmp_path, "afile")
+
+
+def test_7_a_huge_grid_is_refused_at_once_and_shown_without_building_it(tmp_path):
+    values = ", ".join(str(i) for i in range(1, 1001))
+    spec = _bad_study(tmp_path, extra_space=f"z_dim = {{ values = [{values}] }}\nd_hidden = {{ values = [{values}] }}\n"
+                                            f"batch_size = {{ values = [{values}] }}")
+    storage, tracking = stores(tmp_path)
+    t0 = time.perf_counter()
+    res = cli("run", spec, "--device", "cpu", "--storage", storage, "--tracking-uri", tracking)
+    assert_one_line_error(res.stderr, res.exit_code, "plans 1,000,000,000 trials")
+    shown = cli("show", spec)
+    assert shown.exit_code == 0 and "1000000000 trials" in shown.stdout
+    assert time.perf_counter() - t0 < 30
+    nothing_written(tmp_path)
+
+
+def test_8_a_study_file_that_is_not_utf8_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b'name = "\xff\xfe"\n')
+    res = cli("show", bad)
+    assert_one_line_error(res.stderr, res.exit_code, "not a UTF-8 text file")
+
+
+def _idx(tmp_path, images: bytes, labels: bytes):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train-images-idx3-ubyte.gz").write_bytes(images)
+    (tmp_path / "data" / "train-labels-idx1-ubyte").write_bytes(labels)
+    return tmp_path / "data"
+
+
+@pytest.mark.parametrize("kind,message", [("deflate", "cannot read"), ("empty", "holds no data"),
+                                          ("3x3", "needs 28x28")])
+def test_8_broken_idx_files_are_one_line_errors(tmp_path, kind, message):
+    import gzip
+    import struct
+
+    if kind == "deflate":
+        blob = bytearray(gzip.compress(b"\x00\x00\x08\x03" + struct.pack(">III", 10, 28, 28) + bytes(7840)))
+        blob[20:40] = bytes(20)
+        images = bytes(blob)
+    elif kind == "empty":
+        images = gzip.compress(b"\x00\x00\x08\x03" + struct.pack(">III", 0, 28, 28))
+    else:
+        images = gzip.compress(b"\x00\x00\x08\x03" + struct.pack(">III", 20, 3, 3) + bytes(180))
+    n = {"deflate": 10, "empty": 0, "3x3": 20}[kind]
+    folder = _idx(tmp_path, images, b"\x00\x00\x08\x01" + struct.pack(">I", n) + bytes(n))
+    res = cli("train", "--no-track", "--dataset", "idx", "--data-dir", folder, "--epochs", "1",
+              "--out", tmp_path / "run")
+    assert_one_line_error(res.stderr, res.exit_code, message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_8_bench_checks_its_device_and_output_before_running(tmp_path):
+    res = cli("bench", "--device", "banana")
+    assert_one_line_error(res.stderr, res.exit_code, "device must be auto, cpu, cuda or cuda:N")
+    t0 = time.perf_counter()
+    res = cli("bench", "--device", "cpu", "--out", tmp_path / "no" / "such" / "x.json")
+    assert_one_line_error(res.stderr, res.exit_code, "does not exist")
+    assert time.perf_counter() - t0 < 10  # refused before the benchmark ran
+
+
+def test_8_a_same_named_study_not_made_by_gan_sweep_is_refused(tmp_path):
+    storage, tracking = stores(tmp_path)
+    optuna.create_study(storage=storage, study_name="scale-quick", direction="maximize")
+    spec = study_file(tmp_path, lrs=1, seeds=1)
+    res = cli("run", spec, "--device", "cpu", "--storage", storage, "--tracking-uri", tracking)
+    assert_one_line_error(res.stderr, res.exit_code, "was not made by gan-sweep")
+    assert not (tmp_path / "m.db").exists()
+
+
+def test_8_ctrl_c_while_starting_is_one_line_and_exit_130(tmp_path):
+    proc = gan_sweep("run", study_file(tmp_path, lrs=1, seeds=1), "--storage", stores(tmp_path)[0],
+                     "--tracking-uri", stores(tmp_path)[1], cwd=tmp_path)
+    time.sleep(0.5)  # still importing torch, optuna or mlflow
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out and len(out.strip().splitlines()) <= 2, out
+
+
+def test_9_train_with_a_bad_dataset_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = cli("train", "--dataset", "no-such-data", "--epochs", "1")
+    assert_one_line_error(res.stderr, res.exit_code, "unknown dataset")
+    assert not list(tmp_path.iterdir())
+
+
+def test_9_report_of_a_mistyped_sqlite_store_creates_no_file(tmp_path):
+    res = cli("report", "smoke", "--storage", f"sqlite:///{tmp_path / 'typo.db'}", "--out", tmp_path / "r")
+    assert_one_line_error(res.stderr, res.exit_code, "no gan-sweep storage at")
+    assert not list(tmp_path.iterdir())
+
+
+def test_9_swapped_store_urls_are_refused_and_leave_both_files_alone(tmp_path, evaluator):
+    storage, tracking = stores(tmp_path)
+    spec = study_file(tmp_path, lrs=1, seeds=1)
+    assert cli("run", spec, "--device", "cpu", "--storage", storage, "--tracking-uri", tracking,
+               "--out", tmp_path / "reports").exit_code == 0
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "o.db", tmp_path / "m.db")}
+    res = cli("run", spec, "--device", "cpu", "--storage", tracking, "--tracking-uri", storage)
+    assert_one_line_error(res.stderr, res.exit_code, "swapped")
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    res = cli("run", spec, "--device", "cpu", "--storage", storage, "--tracking-uri", storage)
+    assert_one_line_error(res.stderr, res.exit_code, "name the same file")
+
+
+# -- 4: passwords ----------------------------------------------------------------------------------
+
+def test_4_mask_hides_every_password_in_a_text():
+    from sweeps.urls import mask
+
+    text = "postgresql://user:SECRET@db:5432/x and http://a:p%40ss@host:5000 and sqlite:///x.db"
+    assert mask(text) == "postgresql://user:***@db:5432/x and http://a:***@host:5000 and sqlite:///x.db"
+
+
+def test_4_no_password_reaches_stderr_or_the_report(tmp_path, evaluator):
+    res = cli("run", study_file(tmp_path, lrs=1, seeds=1), "--device", "cpu",
+              "--storage", "postgresql://user:SECRET@127.0.0.1:1/none", "--tracking-uri", stores(tmp_path)[1])
+    assert res.exit_code == 2 and "SECRET" not in res.output and "user:***@" in res.stderr
+    res = cli("run", study_file(tmp_path, lrs=1, seeds=1), "--device", "cpu", "--storage", stores(tmp_path)[0],
+              "--tracking-uri", "http://u:SECRET@127.0.0.1:1")
+    assert res.exit_code == 2 and "SECRET" not in res.output
+    # a report whose tracking server is gone: the note names it, without the password
+    storage, tracking = stores(tmp_path)
+    assert cli("run", study_file(tmp_path, lrs=1, seeds=1), "--device", "cpu", "--storage", storage,
+               "--tracking-uri", tracking, "--out", tmp_path / "r").exit_code == 0
+    res = cli("report", study_file(tmp_path, lrs=1, seeds=1), "--storage", storage,
+              "--tracking-uri", "http://u:SECRET@127.0.0.1:1",
+              "--out", tmp_path / "r2")
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "r2" / "scale-quick" / "report.md").read_text()
+    assert "MLflow data unavailable" in page and "SECRET" not in page and "SECRET" not in res.output
+
+
+# -- 10: MLflow runs end on every exit path --------------------------------------------------------
+
+def _mlflow_runs(tracking: str, experiment: str):
+    client = MlflowClient(tracking)
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id]) if exp else []
+
+
+def _wait_for_training(tracking: str, proc, timeout=120):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if any("mlflow.parentRunId" in r.data.tags for r in _mlflow_runs(tracking, "scale-quick")):
+            return
+        assert proc.poll() is None, proc.communicate()[0][-2000:]
+        time.sleep(0.3)
+    raise AssertionError("training never started")
+
+
+@pytest.mark.parametrize("how", ["two_sigint", "sigterm"])
+def test_10_an_interrupt_ends_every_mlflow_run(tmp_path, how):
+    storage, tracking = stores(tmp_path)
+    proc = gan_sweep("run", study_file(tmp_path, lrs=2, seeds=1, epochs=30, steps=30), "--storage", storage,
+                     "--tracking-uri", tracking, "--device", "cpu", cwd=tmp_path)
+    _wait_for_training(tracking, proc)
+    if how == "two_sigint":
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:]
+    statuses = {r.info.run_name: r.info.status for r in _mlflow_runs(tracking, "scale-quick")}
+    assert "RUNNING" not in statuses.values(), statuses
+
+
+def test_10_a_killed_invocation_s_parent_run_is_closed_by_the_next_one(tmp_path):
+    storage, tracking = stores(tmp_path)
+    spec = study_file(tmp_path, lrs=2, seeds=1, epochs=30, steps=30)
+    proc = gan_sweep("run", spec, "--storage", storage, "--tracking-uri", tracking, "--device", "cpu",
+                     "--heartbeat", "1", cwd=tmp_path)
+    _wait_for_training(tracking, proc)
+    proc.kill()
+    proc.communicate(timeout=60)
+    time.sleep(4)  # three missed beats
+    again = gan_sweep("run", spec, "--storage", storage, "--tracking-uri", tracking, "--device", "cpu",
+                      "--heartbeat", "1", cwd=tmp_path)
+    t0 = time.time()
+    while time.time() - t0 < 120:
+        parents = [r for r in _mlflow_runs(tracking, "scale-quick") if "mlflow.parentRunId" not in r.data.tags]
+        first = min(parents, key=lambda r: r.info.start_time)
+        if first.info.status != "RUNNING":
+            break
+        time.sleep(0.5)
+    again.kill()
+    again.communicate(timeout=60)
+    assert first.info.status == "KILLED" and "heartbeat" in first.data.tags.get("fail_reason", "")
+
+
+# -- 11: the heartbeat interval and the direction belong to the study -------------------------------
+
+def test_11_a_worker_uses_the_study_s_heartbeat_not_its_own(tmp_path):
+    from sweeps.run_cmd import RunOptions, resolve
+    from sweeps.storage import StaleTrials, open_study_for
+
+    storage, tracking = stores(tmp_path)
+    spec = study_file(tmp_path, lrs=1, seeds=1)
+    first = RunOptions(str(spec), storage=storage, tracking_uri=tracking, device="cpu", heartbeat=20)
+    handle, added = open_study_for(resolve(first), first, True, StaleTrials())
+    assert added == 1 and handle.heartbeat_s == 20
+    second = RunOptions(str(spec), storage=storage, tracking_uri=tracking, device="cpu", heartbeat=1)
+    handle, _ = open_study_for(resolve(second), second, False, StaleTrials())
+    assert handle.heartbeat_s == 20 and handle.storage.get_heartbeat_interval() == 20
+
+
+def test_11_a_study_reopened_with_another_direction_is_refused(tmp_path):
+    storage, tracking = stores(tmp_path)
+    spec = study_file(tmp_path, lrs=1, seeds=1)
+    assert cli("run", spec, "--device", "cpu", "--storage", storage, "--tracking-uri", tracking, "--trials", "0"
+               ).exit_code == 2  # --trials 0 is refused: nothing created yet
+    res = cli("run", spec, "--device", "cpu", "--storage", storage, "--tracking-uri", tracking, "--out",
+              tmp_path / "r")
+    assert res.exit_code == 0, res.output
+    spec.write_text(spec.read_text().replace('name = "scale"', 'name = "scale"\nobjective = { metric = "fld", '
+                                                                 'direction = "maximize" }'))
+    res = cli("run", spec, "--device", "cpu", "--storage", storage, "--tracking-uri", tracking)
+    assert_one_line_error(res.stderr, res.exit_code, "different search space, budget or objective")
