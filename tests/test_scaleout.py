@@ -219,3 +219,13 @@ def test_corrupt_data_files_named_by_a_study_are_a_one_line_error(tmp_path):
     out, _ = proc.communicate(timeout=120)
     assert_one_line_error(out, proc.returncode, "corrupt IDX file")
     assert not (tmp_path / "o.db").exists() and not (tmp_path / "m.db").exists()
+
+
+@needs_servers
+def test_a_password_in_a_working_postgresql_url_is_never_printed(tmp_path):
+    url = fresh_pg_database().replace("postgresql://postgres@", "postgresql://postgres:SECRET@")  # trust auth
+    proc = gan_sweep("run", study_file(tmp_path, lrs=1, seeds=1), "--storage", url, "--tracking-uri", MLFLOW,
+                     "--device", "cpu", "--out", tmp_path / "r", cwd=tmp_path)
+    out = finish(proc, timeout=300)
+    assert "postgres:***@" in out and "SECRET" not in out
+    assert not [p for p in (tmp_path / "r").rglob("*.*") if p.is_file() and b"SECRET" in p.read_bytes()]
