@@ -25,6 +25,22 @@ DTYPES = ("float32", "float64")
 OFF = "off"
 
 
+POPULATION_SHARED = "shared"
+"""A field every member of one population shares (its structure: shapes, data, device, batch counter)."""
+POPULATION_MEMBER = "member"
+"""A field each member of a population sets for itself."""
+
+
+def SHARED(default: Any) -> Any:  # noqa: N802 - reads as a declaration: `z_dim: int = SHARED(100)`
+    """A field's default, declared shared by a population."""
+    return field(default=default, metadata={"population": POPULATION_SHARED})
+
+
+def MEMBER(default: Any) -> Any:  # noqa: N802
+    """A field's default, declared per member of a population."""
+    return field(default=default, metadata={"population": POPULATION_MEMBER})
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid; the message is one line naming the key."""
 
@@ -67,15 +83,15 @@ def _in_unit(key: str, value: float, *, closed_low: bool = True) -> None:
 class ModelConfig:
     """Sizes of the seed's MLPs (the seed gives the layer counts, not the widths)."""
 
-    z_dim: int = 100
+    z_dim: int = SHARED(100)
     """Size of G's latent input z."""
-    g_hidden: tuple[int, ...] = (256, 512)
+    g_hidden: tuple[int, ...] = SHARED((256, 512))
     """Widths of G's two hidden layers (G: 3 linear layers, 2 ReLU)."""
-    d_hidden: int = 256
+    d_hidden: int = SHARED(256)
     """Width of D's hidden layer (D: 2 linear layers, 1 LeakyReLU)."""
-    leaky_slope: float = 0.2
+    leaky_slope: float = SHARED(0.2)
     """Negative slope of D's LeakyReLU."""
-    g_output: str = "sigmoid"
+    g_output: str = SHARED("sigmoid")
     """G's output activation: sigmoid (pixels in [0, 1]) or tanh (pixels in [-1, 1])."""
 
     def __post_init__(self) -> None:
@@ -94,19 +110,19 @@ class ModelConfig:
 class OptimConfig:
     """The optimisers; the seed names only lr = 1e-4, Adam is our reading."""
 
-    optimiser: str = "adam"
+    optimiser: str = SHARED("adam")
     """adam or sgd, the same kind for D and G."""
-    lr_d: float = 1e-4
+    lr_d: float = MEMBER(1e-4)
     """D's learning rate (the seed's pitfall 4)."""
-    lr_g: float = 1e-4
+    lr_g: float = MEMBER(1e-4)
     """G's learning rate (the seed's pitfall 4)."""
-    beta1: float = 0.9
+    beta1: float = MEMBER(0.9)
     """Adam's first-moment decay."""
-    beta2: float = 0.999
+    beta2: float = MEMBER(0.999)
     """Adam's second-moment decay."""
-    momentum: float = 0.0
+    momentum: float = MEMBER(0.0)
     """SGD's momentum (unused by Adam)."""
-    adam_eps: float = 1e-8
+    adam_eps: float = MEMBER(1e-8)
     """Adam's denominator epsilon."""
 
     def __post_init__(self) -> None:
@@ -124,19 +140,19 @@ class OptimConfig:
 class PitfallConfig:
     """One toggle per loss-side pitfall the seed documents."""
 
-    clamp: str = "clamp"
+    clamp: str = MEMBER("clamp")
     """none (raw log: log(0) is possible), clamp (the seed's torch.clamp), logits (stable BCE)."""
-    clamp_eps: float = 1e-3
+    clamp_eps: float = MEMBER(1e-3)
     """The clamp's bound: D(x) in [eps, 1] on real data, D(G(z)) in [0, 1 - eps] on fakes."""
-    clip_d: float | None = 1.0
+    clip_d: float | None = MEMBER(1.0)
     """Max global L2 norm of D's gradient, or None (off) for no clipping."""
-    clip_g: float | None = 1.0
+    clip_g: float | None = MEMBER(1.0)
     """Max global L2 norm of G's gradient, or None (off) for no clipping."""
-    freeze: str = "requires_grad"
+    freeze: str = MEMBER("requires_grad")
     """How the other net is frozen: requires_grad_(False), or only eval() (still gets grads)."""
-    zero_grad: str = "both_before_backward"
+    zero_grad: str = MEMBER("both_before_backward")
     """both_before_backward (the seed's cure) or own_after_step (each net clears only its own)."""
-    g_loss: str = "saturating"
+    g_loss: str = MEMBER("saturating")
     """saturating (minimise log(1 - D(G(z))), the seed's) or non_saturating (-log D(G(z)))."""
 
     def __post_init__(self) -> None:
@@ -155,17 +171,17 @@ class PitfallConfig:
 class ScheduleConfig:
     """When G trains: the seed's adaptive rule, or a fixed k D batches per G step."""
 
-    schedule: str = "adaptive"
+    schedule: str = MEMBER("adaptive")
     """adaptive (the seed's tmp_loss / rest_K rule with its inner G loop) or fixed."""
-    d_steps: int = 1
+    d_steps: int = MEMBER(1)
     """fixed schedule: G takes one step every d_steps batches (D trains on every batch)."""
-    g_loop_cap: int = 20
+    g_loop_cap: int = MEMBER(20)
     """adaptive: most G steps per batch; the seed's loop has no bound and can run forever."""
-    d_loss_threshold: float = 1.75
+    d_loss_threshold: float = MEMBER(1.75)
     """adaptive: G may train only while D's batch loss is below this (log 4 = 1.386 at equilibrium)."""
-    g_loss_threshold: float = 0.1
+    g_loss_threshold: float = MEMBER(0.1)
     """adaptive: G keeps training on a batch while |log(1 - D(G(z)))| is below this."""
-    rest_k_scale: float = 6.0
+    rest_k_scale: float = MEMBER(6.0)
     """adaptive: after G trains, rest_K = int(1 + |l| * scale) D-only batches follow."""
 
     def __post_init__(self) -> None:
@@ -182,11 +198,11 @@ class ScheduleConfig:
 class DataConfig:
     """Which data set, where from, and the batch size."""
 
-    dataset: str = "mnist"
+    dataset: str = SHARED("mnist")
     """mnist, mnist-10k (the bundled test split), fashion-mnist, or idx (with data_dir)."""
-    data_dir: str | None = None
+    data_dir: str | None = SHARED(None)
     """A folder of IDX files (…-images-idx3-ubyte[.gz], …-labels-idx1-ubyte[.gz]) to use instead."""
-    batch_size: int = 64
+    batch_size: int = SHARED(64)
     """Images per batch (the seed does not give it)."""
 
     def __post_init__(self) -> None:
@@ -200,15 +216,15 @@ class DataConfig:
 class BudgetConfig:
     """How long a run trains and how often it is evaluated."""
 
-    epochs: int = 120
+    epochs: int = MEMBER(120)
     """Passes over the data (the seed's budget is 120)."""
-    steps_per_epoch: int | None = None
+    steps_per_epoch: int | None = SHARED(None)
     """Cap on batches per epoch (None: the whole data set); for quick tests and profiles."""
-    eval_every: int = 1
+    eval_every: int = MEMBER(1)
     """Evaluate sample quality every this many epochs (and always after the last)."""
-    eval_samples: int = 2000
+    eval_samples: int = MEMBER(2000)
     """Generated samples per quality evaluation."""
-    stop_early: bool = True
+    stop_early: bool = MEMBER(True)
     """Stop as soon as the outcome is sealed (diverged, D overpowered, dead gradients)."""
 
     def __post_init__(self) -> None:
@@ -237,11 +253,11 @@ class RunConfig:
     """The data set."""
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     """Training length and evaluation cadence."""
-    seed: int = 0
+    seed: int = MEMBER(0)
     """Seeds weights, batch order and noise."""
-    device: str = "auto"
+    device: str = SHARED("auto")
     """cpu, cuda, cuda:N, or auto (cuda when there is one)."""
-    dtype: str = "float32"
+    dtype: str = SHARED("float32")
     """float32, or float64 (for equivalence tests)."""
 
     def __post_init__(self) -> None:
@@ -302,6 +318,10 @@ _FIELD_TYPES: dict[str, Any] = {
 }
 _FIELD_TYPES.update({k: typing.get_type_hints(RunConfig)[k] for k in _TOP_LEVEL})
 FLAT_KEYS: frozenset[str] = frozenset(_FIELD_TYPES)
+POPULATION_CLASS: dict[str, str | None] = {
+    f.name: f.metadata.get("population") for cls in (*_SECTIONS.values(), RunConfig) for f in dataclasses.fields(cls)
+    if f.name in FLAT_KEYS and (cls is not RunConfig or f.name in _TOP_LEVEL)}
+"""Flat key -> how the population engine treats it (declared with the field; None: undeclared)."""
 FIELD_DOCS: dict[str, str] = {}
 """One line per flat key, for `gan-sweep train --help` and `gan-sweep show`."""
 

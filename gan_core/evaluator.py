@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from . import metrics
 from .classifier import as_images, uint8_to_unit
 from .data import Dataset
+from .records import Quality, Thresholds
 
 REFERENCE_SIZE = 2000
 """Real held-out images used as FLD's reference (generated sets are compared at this size)."""
@@ -46,39 +47,6 @@ DUPLICATE_QUANTILE = 0.01
 distances (1% of real digits have a neighbour that close)."""
 SUCCESS_SET = "real_noise_0.3"
 """success_fld is the FLD of this constructed set: real digits under Gaussian pixel noise of std 0.3."""
-
-
-@dataclass(frozen=True)
-class Quality:
-    """Quality of one set of samples, as the evaluator's classifier sees it."""
-
-    fld: float
-    """Fréchet distance between classifier features of the samples and of real held-out data."""
-    score: float
-    """Classifier score exp(E KL(p(y|x) || p(y))): 1 for one class, up to K."""
-    coverage: int
-    """Classes that receive at least half their uniform share of the samples (a hard count)."""
-    junk: float
-    """Share of samples the classifier calls "not data" (noise 1.0, real held-out data ~0)."""
-    class_kl: float
-    """KL of the predicted class histogram from uniform (nats; log K = one class)."""
-    precision: float
-    """Share of samples inside the real data's feature manifold (k-NN balls)."""
-    recall: float
-    """Share of real data inside the samples' feature manifold."""
-    confidence: float
-    """Mean top probability among the data classes (how sure the classifier is of each sample's class)."""
-    legible: float = float("nan")
-    """Share of samples read as one data class with probability >= 0.9 (real digits ~0.94)."""
-    classes: float = float("nan")
-    """Classes present among the legible samples, counted softly (fully from a quarter of the uniform share)."""
-    distinct: float = float("nan")
-    """Share of samples that are distinct modes (real ~0.99; m images repeated: m / 1000)."""
-    spread: float = float("nan")
-    """Mean pairwise pixel distance of the samples over that of real data (1 for data, 0 for one image)."""
-
-    def as_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
 
 
 class Evaluator:
@@ -117,10 +85,8 @@ class Evaluator:
         sets = build(dataset.clf_images, dataset.clf_labels, untrained_generator(dataset))
         return {s.name: self.quality(s.images).as_dict() for s in sets}
 
-    def thresholds(self):
+    def thresholds(self) -> Thresholds:
         """Outcome thresholds on this evaluator's scale (success_fld from its calibration)."""
-        from .outcome import Thresholds
-
         return Thresholds(success_fld=self.calibration[SUCCESS_SET]["fld"], num_classes=self.num_classes)
 
     # -- scoring --------------------------------------------------------------------------

@@ -1,27 +1,29 @@
-"""The population engine: P run configurations of one model shape trained at once.
+"""The population engine: P run configurations of one structure trained at once, a stepper for
+`gan_core.loop` like the reference trainer.
 
 One trial of the seed's GAN is tiny; on a GPU its time goes to launching kernels. Here every
-weight is stacked as [P, in, out] and each layer is one batched matmul (`baddbmm`), so a step
-costs the same launches for 1 member or 512. What differs between members is data:
+weight is stacked as [P, in, out] and each layer is one batched matmul (`gan_core.stacked`), so a
+step costs the same launches for 1 member or 512. What members share and what each sets for itself
+is declared once, with each field of the run config (`POPULATION_CLASS`); members that differ in
+a shared field go to different populations. Every toggle is implemented per member: there is no
+fallback to the reference engine.
 
-- per member: lr_d, lr_g, Adam's betas and eps, clip_d, clip_g, clamp mode and eps, G's loss,
-  schedule (adaptive or fixed k, cap, thresholds), seed (weights, batch order, noise);
-- shared (the structure; members that differ here go to different populations): model sizes,
-  G's output, the data set, batch size, dtype, device, budget, and the reference trainer's
-  defaults for freeze (requires_grad_(False)), zero_grad (both before backward) and Adam.
-
-Correctness rules, each tested against the reference trainer (the oracle):
-- Adam is hand-written with per-member masked updates: a member that skips a step keeps its
-  parameters, both moments and its step count exactly (`torch.where`, never a zeroed gradient
-  or a multiplied mask, which would still move Adam's moments and count).
+Correctness rules, each tested against the reference trainer (the oracle) in float64:
+- Per-member masked Adam or SGD: a member that skips a step keeps its parameters, slots and step
+  count exactly (`gan_core.stacked`).
 - Gradient norms and clipping are per member (never one global norm).
-- Each clamp mode and G loss is computed on its own members' rows (index, not `where`: a
-  `where` would send 0 * inf = NaN gradients from the unselected branch into other members).
-- NaN isolation: a member with a non-finite loss or gradient is marked dead and masked from
-  every update; members never share a reduction, so it cannot change any other member.
-- Probes stay on the device and are read once per epoch, as in the reference trainer; the
-  adaptive schedule's inner loop reads one boolean per iteration (are any members still in it),
-  amortised over the whole population.
+- Each clamp mode and G loss is computed on its own members' rows (index, not `where`: a `where`
+  would send 0 * inf = NaN gradients from the unselected branch into other members).
+- What `.grad` would hold is kept per member when any member needs it: with `freeze=eval_only` the
+  frozen net still receives gradients, and with `zero_grad=own_after_step` they are not cleared
+  before the other net's next update, so they leak into it, exactly as in the reference trainer
+  (whose probes, `frozen_grad_*` and `leak_*`, are reproduced too).
+- NaN isolation: a member with a non-finite loss or gradient is marked dead and masked from every
+  update; members never share a reduction, so it cannot change any other member.
+- Probes stay on the device and are read once per epoch; the adaptive schedule's inner loop reads
+  one boolean per iteration (are any members still in it), amortised over the whole population,
+  and runs on the members still in it only (`COMPACT_BELOW`), so a population does not pay for
+  its slowest member's inner loop with every member's compute.
 """
 
 from __future__ import annotations
@@ -29,36 +31,25 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
-from torch.optim.adam import adam as adam_step
 
-from . import losses, rng
-from .config import RunConfig
+from . import loop, losses, rng
+from .config import POPULATION_CLASS, POPULATION_SHARED, RunConfig
 from .data import Dataset, to_training_tensor
-from .evaluator import Evaluator, Quality
+from .evaluator import Evaluator
 from .models import build_models
-from .outcome import Judge, Thresholds
-from .probes import EpochRecord
-from .trainer import DTYPES, GRID_SAMPLES, EpochEvent, RunResult, resolve_device
+from .records import EpochRecord, RunResult, Thresholds
+from .stacked import (OptimState, StackedMLP, clip_, copy_checked, from_module_layout, masked_adam, masked_sgd,
+                      member_norms, stack_linear, to_module_layout)
+from .trainer import DTYPES, resolve_device
 
-STRUCTURE_KEYS = ("z_dim", "g_hidden", "d_hidden", "leaky_slope", "g_output", "dataset", "data_dir", "batch_size",
-                  "epochs", "steps_per_epoch", "eval_every", "eval_samples", "stop_early", "device", "dtype",
-                  "optimiser", "freeze", "zero_grad")
-"""Config keys every member of one population shares."""
-SUPPORTED = {"optimiser": "adam", "freeze": "requires_grad", "zero_grad": "both_before_backward"}
-"""The population implements the seed's defaults of these; other values train on the reference engine."""
-
-
-def unsupported_reason(cfg: RunConfig) -> str | None:
-    """Why a config cannot join a population (None when it can)."""
-    flat = cfg.to_flat()
-    for key, value in SUPPORTED.items():
-        if flat[key] != value:
-            return f"{key}={flat[key]} (the population engine implements {key}={value})"
-    return None
+STRUCTURE_KEYS = tuple(k for k, v in POPULATION_CLASS.items() if v == POPULATION_SHARED)
+"""Config keys every member of one population shares (declared with each field in gan_core.config)."""
+COMPACT_BELOW = 0.5
+"""The inner G loop runs on a gathered copy of the members still in it once they are fewer than this
+share of the population (gathering costs a copy of their weights; computing the idle ones costs more)."""
 
 
 def structure_key(cfg: RunConfig) -> tuple:
@@ -75,98 +66,6 @@ def split_into_populations(configs: Sequence[RunConfig], max_size: int) -> list[
     return [g[j:j + max_size] for g in groups.values() for j in range(0, len(g), max_size)]
 
 
-class StackedMLP:
-    """P independent MLPs as stacked weights [P, in, out] and biases [P, out]."""
-
-    def __init__(self, weights: list[torch.Tensor], biases: list[torch.Tensor]) -> None:
-        self.weights, self.biases = weights, biases
-
-    @property
-    def params(self) -> list[torch.Tensor]:
-        return [t for pair in zip(self.weights, self.biases) for t in pair]
-
-    def layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.biases[i].unsqueeze(1), x, self.weights[i])
-
-
-def _stack_linear(layers: list[list[torch.nn.Linear]], device, dtype) -> StackedMLP:
-    """layers[member][k] -> stacked weights of layer k ([P, in, out], as leaf tensors with grad)."""
-    ws, bs = [], []
-    for k in range(len(layers[0])):
-        w = torch.stack([m[k].weight.detach().T for m in layers]).to(device=device, dtype=dtype).contiguous()
-        b = torch.stack([m[k].bias.detach() for m in layers]).to(device=device, dtype=dtype).contiguous()
-        ws.append(w.requires_grad_())
-        bs.append(b.requires_grad_())
-    return StackedMLP(ws, bs)
-
-
-@dataclass
-class AdamState:
-    """Per-member Adam moments and step counts for a list of stacked parameters."""
-
-    m: list[torch.Tensor]
-    v: list[torch.Tensor]
-    step: torch.Tensor  # [P], float64
-
-    @classmethod
-    def zeros(cls, params: list[torch.Tensor]) -> AdamState:
-        p0 = params[0]
-        return cls([torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params],
-                   torch.zeros(p0.shape[0], dtype=torch.float64, device=p0.device))
-
-
-def _per_member(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return x.view((-1,) + (1,) * (like.dim() - 1))
-
-
-@torch.no_grad()
-def masked_adam(params: list[torch.Tensor], grads: list[torch.Tensor], state: AdamState, mask: torch.Tensor,
-                lr: torch.Tensor, beta1: torch.Tensor, beta2: torch.Tensor, eps: torch.Tensor) -> None:
-    """torch.optim.Adam's update, applied only to members in `mask`: skipped members keep their
-    parameters, moments and step count exactly."""
-    # On a CPU, launches are cheap and reading the mask is free: each stepping member goes through
-    # torch's own fused Adam kernel on its slices (one pass over memory instead of ~10), and a
-    # member that skips is simply not passed. On a GPU that read would stall the launch queue,
-    # so every member is computed and the result selected.
-    if params[0].device.type == "cpu":
-        hyper = torch.stack([lr.double(), beta1.double(), beta2.double(), eps.double(), state.step]).tolist()
-        for i in mask.nonzero().flatten().tolist():
-            lr_i, b1_i, b2_i, eps_i, step_i = (h[i] for h in hyper)
-            steps = [torch.tensor(step_i, dtype=torch.float32) for _ in params]
-            adam_step([p[i] for p in params], [g[i] for g in grads], [m[i] for m in state.m],
-                                  [v[i] for v in state.v], [], steps, fused=True, amsgrad=False, beta1=b1_i,
-                                  beta2=b2_i, lr=lr_i, weight_decay=0.0, eps=eps_i, maximize=False)
-        state.step.add_(mask.double())
-        return
-    step = state.step + mask.double()
-    bc1 = 1 - beta1.double() ** step
-    bc2_sqrt = (1 - beta2.double() ** step).sqrt()
-    dt = params[0].dtype
-    step_size, bc2_sqrt = (lr.double() / bc1).to(dt), bc2_sqrt.to(dt)
-    beta1, beta2, eps = beta1.to(dt), beta2.to(dt), eps.to(dt)
-    for p, g, m, v in zip(params, grads, state.m, state.v):
-        sel = _per_member(mask, p)
-        m_new = torch.lerp(m, g, _per_member(1 - beta1, p))
-        v_new = torch.addcmul(v * _per_member(beta2, p), g, g * _per_member(1 - beta2, p))
-        denom = v_new.sqrt() / _per_member(bc2_sqrt, p) + _per_member(eps, p)
-        p.copy_(torch.where(sel, p - _per_member(step_size, p) * (m_new / denom), p))
-        m.copy_(torch.where(sel, m_new, m))
-        v.copy_(torch.where(sel, v_new, v))
-    state.step.copy_(step)
-
-
-def member_norms(grads: list[torch.Tensor]) -> torch.Tensor:
-    """[P] global L2 norm of each member's gradient (over all its parameters)."""
-    return torch.stack([g.flatten(1).norm(dim=1) for g in grads], 1).norm(dim=1)
-
-
-def clip_(grads: list[torch.Tensor], norms: torch.Tensor, max_norm: torch.Tensor, clip_on: torch.Tensor) -> None:
-    """clip_grad_norm_'s rule per member: scale by min(1, max / (norm + 1e-6)) where clipping is on."""
-    coef = torch.where(clip_on, (max_norm / (norms + 1e-6)).clamp(max=1.0), torch.ones_like(norms))
-    for g in grads:
-        g.mul_(_per_member(coef, g))
-
-
 class _Groups:
     """Row indices of the members using each clamp mode / G loss (computed once)."""
 
@@ -175,37 +74,43 @@ class _Groups:
                       for v in dict.fromkeys(values)}
 
 
-def _loss_by_group(logits: torch.Tensor, groups: _Groups, eps: torch.Tensor, fn) -> torch.Tensor:
-    """Per-member losses [P], each group of members through its own formula."""
+def _loss_by_group(logits: torch.Tensor, groups: _Groups, eps: torch.Tensor, fn,
+                   members: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-row losses, each row through its own clamp mode's formula. `members`: the population
+    index of each row when `logits` holds a subset of the members (None: all, in order)."""
     if len(groups.index) == 1:  # one formula for all: no indexing needed
-        return fn(logits, next(iter(groups.index)), eps)
+        return fn(logits, next(iter(groups.index)), eps if members is None else eps[members])
     out = logits.new_zeros(logits.shape[0])
     for mode, idx in groups.index.items():
-        out = out.index_put((idx,), fn(logits[idx], mode, eps[idx]))
+        pos = idx if members is None else torch.nonzero(torch.isin(members, idx)).flatten()
+        if len(pos):
+            out = out.index_put((pos,), fn(logits[pos], mode, eps[idx if members is None else members[pos]]))
     return out
+
+
+def _where(mask: torch.Tensor, new: list[torch.Tensor], old: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [torch.where(mask.view((-1,) + (1,) * (o.dim() - 1)), n, o) for n, o in zip(new, old)]
 
 
 class PopulationTrainer:
     """Trains configs (one structure) as one population; results equal each config's single run."""
 
     def __init__(self, configs: Sequence[RunConfig], dataset: Dataset, evaluator: Evaluator | None = None,
-                 callbacks: Sequence[Callable[[int, EpochEvent], bool | None]] = (),
-                 thresholds: Thresholds | None = None) -> None:
+                 callbacks: Sequence[Callable] = (), thresholds: Thresholds | None = None,
+                 adam_impl: str = "auto", log: Callable[[str], None] | None = None) -> None:
         if len({structure_key(c) for c in configs}) != 1:
             raise ValueError("population members must share their structure (see STRUCTURE_KEYS)")
-        for c in configs:
-            reason = unsupported_reason(c)
-            if reason:
-                raise ValueError(f"config not supported by the population engine: {reason}")
         self.configs = list(configs)
         c0 = self.configs[0]
         self.P = len(configs)
         self.device = resolve_device(c0.device)
         self.dtype = DTYPES[c0.dtype]
         self.dataset = dataset
+        self.image_dim, self.dataset_source = dataset.image_dim, dataset.source
         self.data = to_training_tensor(dataset.images, g_output=c0.model.g_output, device=self.device, dtype=self.dtype)
-        self.evaluator, self.callbacks = evaluator, list(callbacks)
+        self.evaluator, self.callbacks, self.log = evaluator, list(callbacks), log
         self.thresholds = thresholds or (evaluator.thresholds() if evaluator else Thresholds())
+        self.adam_impl = adam_impl
         dev, dt = self.device, self.dtype
 
         gs, ds = [], []
@@ -213,17 +118,18 @@ class PopulationTrainer:
             G, D = build_models(c.model, dataset.image_dim, c.seed, torch.device("cpu"), torch.float32)
             gs.append([m for m in G.net if isinstance(m, torch.nn.Linear)])
             ds.append([m for m in D.net if isinstance(m, torch.nn.Linear)])
-        self.G, self.D = _stack_linear(gs, dev, dt), _stack_linear(ds, dev, dt)
-        self.adam_g, self.adam_d = AdamState.zeros(self.G.params), AdamState.zeros(self.D.params)
+        self.G, self.D = stack_linear(gs, dev, dt), stack_linear(ds, dev, dt)
+        self.opt_g, self.opt_d = OptimState.zeros(self.G.params), OptimState.zeros(self.D.params)
 
         def col(f, dtype=dt):
             return torch.tensor([f(c) for c in configs], device=dev, dtype=dtype)
 
         self.seeds = col(lambda c: c.seed, torch.int64)
         f64 = torch.float64  # optimiser settings exactly as the single run's Python floats
+        self.sgd = c0.optim.optimiser == "sgd"
         self.lr_d, self.lr_g = col(lambda c: c.optim.lr_d, f64), col(lambda c: c.optim.lr_g, f64)
         self.beta1, self.beta2 = col(lambda c: c.optim.beta1, f64), col(lambda c: c.optim.beta2, f64)
-        self.adam_eps = col(lambda c: c.optim.adam_eps, f64)
+        self.adam_eps, self.momentum = col(lambda c: c.optim.adam_eps, f64), col(lambda c: c.optim.momentum, f64)
         self.clip_d = col(lambda c: c.pitfalls.clip_d or 0.0)
         self.clip_g = col(lambda c: c.pitfalls.clip_g or 0.0)
         self.clip_d_on = col(lambda c: c.pitfalls.clip_d is not None, torch.bool)
@@ -232,52 +138,99 @@ class PopulationTrainer:
         self.clamp = _Groups([c.pitfalls.clamp for c in configs], dev)
         self.g_loss = _Groups([c.pitfalls.g_loss for c in configs], dev)
         self.non_saturating = col(lambda c: c.pitfalls.g_loss == "non_saturating", torch.bool)
+        self.eval_only = col(lambda c: c.pitfalls.freeze == "eval_only", torch.bool)
+        self.own = col(lambda c: c.pitfalls.zero_grad == "own_after_step", torch.bool)
+        # What .grad holds, per member: needed only where a member's gradients can outlive an update.
+        self.buffered = bool((self.eval_only | self.own).any())
+        self.any_eval_only = bool(self.eval_only.any())
+        self.grad_g = [torch.zeros_like(p) for p in self.G.params] if self.buffered else None
+        self.grad_d = [torch.zeros_like(p) for p in self.D.params] if self.buffered else None
         self.adaptive = col(lambda c: c.schedule.schedule == "adaptive", torch.bool)
-        self.d_steps = [c.schedule.d_steps for c in configs]
+        self.d_steps = col(lambda c: c.schedule.d_steps, torch.int64)
         self.cap = col(lambda c: c.schedule.g_loop_cap if c.schedule.schedule == "adaptive" else 1, torch.int64)
         self.d_thr = col(lambda c: c.schedule.d_loss_threshold)
         self.g_thr = col(lambda c: c.schedule.g_loss_threshold)
         self.k_scale = col(lambda c: c.schedule.rest_k_scale)
         self.rest_k = torch.zeros(self.P, device=dev, dtype=torch.float64)
+        self.batch_count = torch.zeros(self.P, device=dev, dtype=torch.int64)  # each member's FixedRule.batches
         self.alive = torch.ones(self.P, device=dev, dtype=torch.bool)  # finite so far
-        self.training = torch.ones(self.P, device=dev, dtype=torch.bool)  # not yet stopped (sealed)
-        self.batches = 0
+        self.training = torch.ones(self.P, device=dev, dtype=torch.bool)  # active this epoch
         self.B, self.z_dim = c0.data.batch_size, c0.model.z_dim
         n = len(self.data) // self.B
         self.steps_per_epoch = min(n, c0.budget.steps_per_epoch) if c0.budget.steps_per_epoch else n
 
     # -- networks ---------------------------------------------------------------------------------
-    def gen(self, z: torch.Tensor) -> torch.Tensor:
-        G = self.G
+    def gen(self, z: torch.Tensor, G: StackedMLP | None = None) -> torch.Tensor:
+        G = G or self.G
         h = torch.relu(G.layer(0, z))
         h = torch.relu(G.layer(1, h))
         out = G.layer(2, h)
         return torch.sigmoid(out) if self.configs[0].model.g_output == "sigmoid" else torch.tanh(out)
 
-    def disc(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.leaky_relu(self.D.layer(0, x), self.configs[0].model.leaky_slope)
-        return self.D.layer(1, h).squeeze(-1)
+    def disc(self, x: torch.Tensor, D: StackedMLP | None = None) -> torch.Tensor:
+        D = D or self.D
+        h = F.leaky_relu(D.layer(0, x), self.configs[0].model.leaky_slope)
+        return D.layer(1, h).squeeze(-1)
 
-    def noise(self, step: int, draw: int) -> torch.Tensor:
-        return rng.normal(self.seeds, (rng.STREAM_NOISE, step, draw), (self.B, self.z_dim), self.dtype)
+    def noise(self, step: int, draw: int, seeds: torch.Tensor | None = None) -> torch.Tensor:
+        return rng.normal(self.seeds if seeds is None else seeds, (rng.STREAM_NOISE, step, draw),
+                          (self.B, self.z_dim), self.dtype)
 
-    # -- the seed's three updates, for all members at once -----------------------------------------
-    def _update(self, loss: torch.Tensor, net: StackedMLP, adam: AdamState, lr: torch.Tensor, clip: torch.Tensor,
-                clip_on: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimiser step of `net` for the members in `mask`: per-member gradient norms and
-        clipping, and a non-finite member marked dead (never updated again). Returns (norms, ok)."""
-        grads = list(torch.autograd.grad(loss.sum(), net.params))
-        norms = member_norms(grads)
-        ok = torch.isfinite(loss) & torch.isfinite(norms)
-        self.alive &= ok | ~mask
-        clip_(grads, norms, clip, clip_on)
-        masked_adam(net.params, grads, adam, mask & self.alive, lr, self.beta1, self.beta2, self.adam_eps)
-        return norms, ok
+    # -- updates ----------------------------------------------------------------------------------
+    def _optimise(self, params, grads, state: OptimState, mask, lr) -> None:
+        if self.sgd:
+            masked_sgd(params, grads, state, mask, lr, self.momentum)
+        else:
+            masked_adam(params, grads, state, mask, lr, self.beta1, self.beta2, self.adam_eps, self.adam_impl)
+
+    def _clear_both(self, mask: torch.Tensor) -> None:
+        """The seed's cure, for the members using it: both nets' gradients cleared before a backward."""
+        clear = mask & ~self.own
+        zero = [torch.zeros_like(t) for t in self.grad_g]
+        self.grad_g = _where(clear, zero, self.grad_g)
+        self.grad_d = _where(clear, [torch.zeros_like(t) for t in self.grad_d], self.grad_d)
+
+    def _backward(self, loss: torch.Tensor, own_net: str, other: list[torch.Tensor], mask: torch.Tensor,
+                  acc: dict, leak_key: str, frozen_key: str | None) -> list[torch.Tensor]:
+        """The gradient an update applies to `own_net` ('G' or 'D'); with buffers, what .grad holds:
+        the members' stale gradient plus this one, and the other net's gradient where only eval()
+        froze it. Records the leak and frozen-gradient probes."""
+        params = self.G.params if own_net == "G" else self.D.params
+        if not self.buffered:
+            return list(torch.autograd.grad(loss.sum(), params))
+        self._clear_both(mask)
+        mine = "grad_g" if own_net == "G" else "grad_d"
+        theirs = "grad_d" if own_net == "G" else "grad_g"
+        acc[leak_key].append(torch.where(mask, member_norms(getattr(self, mine)), 0.0))
+        grads = torch.autograd.grad(loss.sum(), params + other)
+        setattr(self, mine, _where(mask, [b + g for b, g in zip(getattr(self, mine), grads[:len(params)])],
+                                   getattr(self, mine)))
+        if other:
+            added = [b + g for b, g in zip(getattr(self, theirs), grads[len(params):])]
+            setattr(self, theirs, _where(mask & self.eval_only, added, getattr(self, theirs)))
+        if frozen_key:
+            acc[frozen_key].append(torch.where(mask, member_norms(getattr(self, theirs)), 0.0))
+        return [t.clone() for t in getattr(self, mine)]
+
+    def _after_step(self, own_net: str, clipped: list[torch.Tensor], mask: torch.Tensor) -> None:
+        """.grad after the step: the clipped gradient, or nothing for members that clear their own."""
+        if not self.buffered:
+            return
+        name = "grad_g" if own_net == "G" else "grad_d"
+        kept = _where(self.own, [torch.zeros_like(c) for c in clipped], clipped)
+        setattr(self, name, _where(mask, kept, getattr(self, name)))
 
     def _d_update(self, logits_fn, loss_fn, real: bool, mask: torch.Tensor, acc: dict) -> torch.Tensor:
         logits = logits_fn()
         loss = _loss_by_group(logits, self.clamp, self.clamp_eps, loss_fn)
-        norms, ok = self._update(loss, self.D, self.adam_d, self.lr_d, self.clip_d, self.clip_d_on, mask)
+        other = self.G.params if (self.buffered and self.any_eval_only and not real) else []
+        grads = self._backward(loss, "D", other, mask, acc, "leak_d", None if real else "frozen_grad_g")
+        norms = member_norms(grads)
+        ok = torch.isfinite(loss) & torch.isfinite(norms)
+        self.alive &= ok | ~mask
+        clip_(grads, norms, self.clip_d, self.clip_d_on)
+        self._optimise(self.D.params, grads, self.opt_d, mask & self.alive, self.lr_d)
+        self._after_step("D", grads, mask)
         y = logits.detach()
         acc["d_real" if real else "d_fake"].append(torch.sigmoid(y).mean(1))
         acc["grad_d"].append(norms)
@@ -285,53 +238,122 @@ class PopulationTrainer:
         acc["bad"].append((~ok & mask).to(self.dtype))
         return loss.detach()
 
-    def _g_step(self, z: torch.Tensor, mask: torch.Tensor, acc: dict) -> torch.Tensor:
-        logits = self.disc(self.gen(z))
-        sat = _loss_by_group(logits, self.clamp, self.clamp_eps, losses.g_saturating)
-        loss = self._g_loss(logits, sat)
-        norms, ok = self._update(loss, self.G, self.adam_g, self.lr_g, self.clip_g, self.clip_g_on, mask)
-        m = mask.to(self.dtype)
-        y = logits.detach()
-        acc["loss_g"].append(loss.detach().nan_to_num(0.0) * m)
-        acc["loss_g_bad"].append((~torch.isfinite(loss.detach()) & mask).to(self.dtype))
-        acc["grad_g"].append(norms.nan_to_num(0.0) * m)
-        acc["grad_g_max"].append(torch.where(mask, norms, torch.zeros_like(norms)))
-        # -log D(G(z)) is clamped from below like D's real term, log(1 - D(G(z))) from above
-        hits = torch.where(self.non_saturating, losses.clamp_hits(y, self.clamp_eps, real=True),
-                           losses.clamp_hits(y, self.clamp_eps, real=False))
-        acc["clamp_hits_g"].append(hits.to(self.dtype) * m)
-        acc["bad"].append((~ok & mask).to(self.dtype))
-        return sat.detach()
-
-    def _g_loss(self, logits: torch.Tensor, sat: torch.Tensor) -> torch.Tensor:
-        """Each member's G loss: the saturating one is `sat`; non-saturating rows are computed apart."""
+    def _g_losses(self, logits: torch.Tensor, members: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the loss each row's G minimises, the saturating log(1 - D(G(z))) the schedule reads). Each
+        row's loss is computed by its own formula only: a formula's gradient where it is infinite
+        would turn into NaN on rows that do not use it."""
+        sat_fn, ns_fn = losses.g_saturating, losses.g_non_saturating
         if "non_saturating" not in self.g_loss.index:
-            return sat
-        ns = _loss_by_group(logits, self.clamp, self.clamp_eps, losses.g_non_saturating)
-        idx = self.g_loss.index["non_saturating"]
-        return sat.index_put((idx,), ns[idx])
+            loss = _loss_by_group(logits, self.clamp, self.clamp_eps, sat_fn, members)
+            return loss, loss.detach()
+        rows = torch.arange(self.P, device=self.device) if members is None else members
+        ns = self.non_saturating[rows]
+        loss = logits.new_zeros(logits.shape[0])
+        for flag, fn in ((~ns, sat_fn), (ns, ns_fn)):
+            pos = flag.nonzero().flatten()
+            if len(pos):
+                loss = loss.index_put((pos,), _loss_by_group(logits[pos], self.clamp, self.clamp_eps, fn, rows[pos]))
+        with torch.no_grad():
+            sat = _loss_by_group(logits.detach(), self.clamp, self.clamp_eps, sat_fn, members)
+        return loss, sat
+
+    def _g_step(self, step: int, draw: int, mask: torch.Tensor, acc: dict,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """One G update for the members in `mask`. With `rows` (the unbuffered path only), on gathered
+        copies of just those members' weights and slots, scattered back after: the inner loop's
+        stragglers do not pay for the idle members. Returns the saturating loss of the rows."""
+        def sel(t):
+            return t if rows is None else t[rows]
+
+        if rows is None:
+            G, D, state = self.G, self.D, self.opt_g
+        else:
+            G = StackedMLP([w[rows].detach().requires_grad_() for w in self.G.weights],
+                           [b[rows].detach().requires_grad_() for b in self.G.biases])
+            D = StackedMLP([w[rows].detach() for w in self.D.weights], [b[rows].detach() for b in self.D.biases])
+            state = OptimState([m[rows] for m in self.opt_g.m], [v[rows] for v in self.opt_g.v], self.opt_g.step[rows])
+        logits = self.disc(self.gen(self.noise(step, draw, sel(self.seeds)), G), D)
+        loss, sat = self._g_losses(logits, rows)
+        if rows is None:
+            other = self.D.params if (self.buffered and self.any_eval_only) else []
+            grads = self._backward(loss, "G", other, mask, acc, "leak_g", "frozen_grad_d")
+        else:
+            grads = list(torch.autograd.grad(loss.sum(), G.params))
+        norms = member_norms(grads)
+        ok = torch.isfinite(loss) & torch.isfinite(norms)
+        if rows is None:
+            self.alive &= ok | ~mask
+            stepping = mask & self.alive
+        else:
+            stepping = self.alive[rows] & ok
+            self.alive[rows] = stepping
+        clip_(grads, norms, sel(self.clip_g), sel(self.clip_g_on))
+        if self.sgd:
+            masked_sgd(G.params, grads, state, stepping, sel(self.lr_g), sel(self.momentum))
+        else:
+            masked_adam(G.params, grads, state, stepping, sel(self.lr_g), sel(self.beta1), sel(self.beta2),
+                        sel(self.adam_eps), self.adam_impl)
+        if rows is None:
+            self._after_step("G", grads, mask)
+        else:
+            with torch.no_grad():  # the gathered members back into the population
+                for full, part in zip(self.G.params + self.opt_g.m + self.opt_g.v, G.params + state.m + state.v):
+                    full[rows] = part
+                self.opt_g.step[rows] = state.step
+
+        def spread(t: torch.Tensor) -> torch.Tensor:
+            if rows is None:
+                return t
+            return torch.zeros(self.P, dtype=t.dtype, device=self.device).index_put((rows,), t)
+
+        y, lg, nf = logits.detach(), spread(loss.detach()), spread(norms)
+        full_mask = mask if rows is None else spread(torch.ones(len(rows), dtype=torch.bool, device=self.device))
+        m = full_mask.to(self.dtype)
+        acc["loss_g"].append(lg.nan_to_num(0.0) * m)
+        acc["loss_g_bad"].append((~torch.isfinite(lg) & full_mask).to(self.dtype))
+        acc["grad_g"].append(nf.nan_to_num(0.0) * m)
+        acc["grad_g_max"].append(torch.where(full_mask, nf, torch.zeros_like(nf)))
+        # -log D(G(z)) is clamped from below like D's real term, log(1 - D(G(z))) from above
+        eps = sel(self.clamp_eps)
+        hits = torch.where(sel(self.non_saturating), losses.clamp_hits(y, eps, real=True),
+                           losses.clamp_hits(y, eps, real=False))
+        acc["clamp_hits_g"].append(spread(hits.to(self.dtype)) * m)
+        acc["bad"].append((~spread(ok) & full_mask).to(self.dtype) if rows is not None else
+                          (~ok & mask).to(self.dtype))
+        return sat
 
     def batch(self, x: torch.Tensor, step: int, acc: dict) -> None:
         """One batch: D on real, D on fake, then each member's G phase (masks for the schedule)."""
         upd = self.training
-        with torch.no_grad():
-            fake = self.gen(self.noise(step, 0))
+        z0 = self.noise(step, 0)
+        if self.buffered and self.any_eval_only:  # G's gradient from D's fake step is kept for some members
+            fake_logits = lambda: self.disc(self.gen(z0))  # noqa: E731
+        else:
+            with torch.no_grad():
+                fake = self.gen(z0)
+            fake_logits = lambda: self.disc(fake)  # noqa: E731
         loss_real = self._d_update(lambda: self.disc(x), losses.d_real_loss, True, upd, acc)
-        loss_fake = self._d_update(lambda: self.disc(fake), losses.d_fake_loss, False, upd, acc)
+        loss_fake = self._d_update(fake_logits, losses.d_fake_loss, False, upd, acc)
         tmp = loss_real + loss_fake
         acc["loss_d"].append(tmp)
 
-        self.batches += 1
-        due = torch.tensor([self.batches % k == 0 for k in self.d_steps], device=self.device)
+        self.batch_count += upd.long()
+        due = self.batch_count % self.d_steps == 0
         allowed = torch.where(self.adaptive, (self.rest_k <= 0) & (tmp < self.d_thr), due) & upd
         active = allowed.clone()
         l = torch.zeros(self.P, device=self.device, dtype=self.dtype)
         steps = torch.zeros(self.P, device=self.device, dtype=torch.int64)
         draw = 0
-        while bool(active.any()):  # the one host read per inner iteration
+        while True:
+            n_active = int(active.sum())  # the one host read per inner iteration
+            if not n_active:
+                break
             draw += 1
-            sat = self._g_step(self.noise(step, draw), active, acc)
-            l = torch.where(active, sat, l)
+            if draw > 1 and not self.buffered and n_active < COMPACT_BELOW * self.P:
+                rows = active.nonzero().flatten()
+                l = l.index_put((rows,), self._g_step(step, draw, active, acc, rows))
+            else:
+                l = torch.where(active, self._g_step(step, draw, active, acc), l)
             steps += active.long()
             active = active & self.adaptive & (l.abs() < self.g_thr) & (steps < self.cap)
         trained = steps > 0
@@ -345,14 +367,16 @@ class PopulationTrainer:
         acc["g_capped"].append(capped.to(self.dtype))
         acc["updated"].append(upd.to(self.dtype))
 
-    # -- epochs, evaluation, outcome -----------------------------------------------------------
+    # -- epochs -------------------------------------------------------------------------------------
     @staticmethod
     def new_accumulator() -> dict[str, list[torch.Tensor]]:
         """Per-step [P] signals that `batch` appends to and `summarise` reads once."""
         return {k: [] for k in ("loss_d", "loss_g", "loss_g_bad", "d_real", "d_fake", "grad_d", "grad_g", "grad_g_max",
-                                "clamp_hits", "clamp_hits_g", "bad", "g_steps", "g_batches", "g_capped", "updated")}
+                                "clamp_hits", "clamp_hits_g", "bad", "g_steps", "g_batches", "g_capped", "updated",
+                                "leak_d", "leak_g", "frozen_grad_g", "frozen_grad_d")}
 
-    def train_epoch(self, epoch: int, global_step: int) -> list[EpochRecord]:
+    def train_epoch(self, epoch: int, global_step: int, active: list[bool]) -> list[EpochRecord | None]:
+        self.training = torch.tensor(active, device=self.device)
         acc = self.new_accumulator()
         perm = rng.permutation(self.seeds, (rng.STREAM_DATA, epoch), len(self.data))
         t0 = time.perf_counter()
@@ -362,8 +386,11 @@ class PopulationTrainer:
         stats = self.summarise(acc)  # the epoch's one device read
         finite = self._weights_finite()
         seconds = time.perf_counter() - t0
-        records = []
+        records: list[EpochRecord | None] = []
         for p in range(self.P):
+            if not active[p]:
+                records.append(None)
+                continue
             s = {k: v[p] for k, v in stats.items()}
             nb = int(s.pop("updated"))
             records.append(EpochRecord(
@@ -387,9 +414,13 @@ class PopulationTrainer:
             return torch.where(count > 0, (t.nan_to_num(0.0) * w).sum(0) / count.clamp(min=1),
                                torch.full_like(count, math.nan))
 
+        def per_g_step(k):
+            return torch.where(g_steps > 0, stack(k).nan_to_num(0.0).sum(0) / g_steps.clamp(min=1), torch.zeros_like(n))
+
         bad = stack("bad").sum(0) + ((~torch.isfinite(loss_d)) & (upd > 0)).double().sum(0)
         hits = (stack("clamp_hits") * upd2).sum(0) + stack("clamp_hits_g").sum(0)
         total = (2 * n + g_steps) * self.B
+        zeros = torch.zeros_like(n)
         out = {
             "loss_d": torch.where(((~torch.isfinite(loss_d)) & (upd > 0)).any(0), torch.full_like(n, math.nan),
                                   mean(loss_d, upd, n)),
@@ -397,12 +428,14 @@ class PopulationTrainer:
                                   torch.where(g_steps > 0, stack("loss_g").sum(0) / g_steps.clamp(min=1),
                                               torch.full_like(n, math.nan))),
             "d_real": mean(d_real, upd, n), "d_fake": mean(d_fake, upd, n),
-            "clamp_rate": torch.where(total > 0, hits / total.clamp(min=1), torch.zeros_like(n)),
+            "clamp_rate": torch.where(total > 0, hits / total.clamp(min=1), zeros),
             "grad_d": mean(grad_d, upd2, 2 * n), "grad_d_max": (grad_d.nan_to_num(nan=-1.0) * upd2).max(0).values.clamp(min=0),
-            "grad_g": torch.where(g_steps > 0, stack("grad_g").sum(0) / g_steps.clamp(min=1), torch.zeros_like(n)),
+            "grad_g": per_g_step("grad_g"),
             "grad_g_max": stack("grad_g_max").nan_to_num(nan=-1.0).max(0).values.clamp(min=0),
-            "frozen_grad_d": torch.zeros_like(n), "frozen_grad_g": torch.zeros_like(n),
-            "leak_d": torch.zeros_like(n), "leak_g": torch.zeros_like(n),
+            "frozen_grad_d": per_g_step("frozen_grad_d") if acc["frozen_grad_d"] else zeros,
+            "frozen_grad_g": mean(stack("frozen_grad_g"), upd, n) if acc["frozen_grad_g"] else zeros,
+            "leak_d": mean(stack("leak_d"), upd2, 2 * n) if acc["leak_d"] else zeros,
+            "leak_g": per_g_step("leak_g") if acc["leak_g"] else zeros,
             "g_steps": g_steps, "g_batches": stack("g_batches").sum(0), "g_capped": stack("g_capped").sum(0),
             "nonfinite": bad, "updated": n,
         }
@@ -421,57 +454,82 @@ class PopulationTrainer:
     def generate(self, p: int, n: int) -> torch.Tensor:
         """Member p's n images in [0, 1] from its fixed evaluation noise (as Trainer.generate)."""
         z = rng.normal(self.seeds[p:p + 1], (rng.STREAM_EVAL, 0, 0), (n, self.z_dim), self.dtype)
-        G = self.G
-        h = torch.relu(torch.baddbmm(G.biases[0][p:p + 1].unsqueeze(1), z, G.weights[0][p:p + 1]))
-        h = torch.relu(torch.baddbmm(G.biases[1][p:p + 1].unsqueeze(1), h, G.weights[1][p:p + 1]))
-        out = torch.baddbmm(G.biases[2][p:p + 1].unsqueeze(1), h, G.weights[2][p:p + 1])[0]
+        G = StackedMLP([w[p:p + 1] for w in self.G.weights], [b[p:p + 1] for b in self.G.biases])
+        out = G.layer(2, torch.relu(G.layer(1, torch.relu(G.layer(0, z)))))[0]
         out = torch.sigmoid(out) if self.configs[0].model.g_output == "sigmoid" else (torch.tanh(out) + 1) / 2
         return out.float().cpu()
 
-    def evaluate(self, p: int) -> tuple[Quality | None, torch.Tensor]:
-        side = int(math.isqrt(self.dataset.image_dim))
-        grid = self.generate(p, GRID_SAMPLES).view(-1, 1, side, side).clamp(0, 1).nan_to_num(0.0)
-        if self.evaluator is None:
-            return None, grid
-        return self.evaluator.quality(self.generate(p, self.configs[p].budget.eval_samples)), grid
+    # -- a member's state, in the checkpoint layout shared with the reference trainer ---------------
+    def _slots(self, state: OptimState, p: int) -> dict[str, list]:
+        n = len(state.m)
+        step = float(state.step[p])
+        if self.sgd:
+            keep = step > 0 and float(self.momentum[p]) != 0
+            return {"momentum_buffer": [to_module_layout(m[p]) if keep else None for m in state.m]}
+        if step == 0:
+            return {"step": [None] * n, "exp_avg": [None] * n, "exp_avg_sq": [None] * n}
+        return {"step": [step] * n, "exp_avg": [to_module_layout(m[p]) for m in state.m],
+                "exp_avg_sq": [to_module_layout(v[p]) for v in state.v]}
 
-    def run(self) -> list[RunResult]:
-        c0 = self.configs[0]
-        judges = [Judge(self.thresholds) for _ in range(self.P)]
-        histories: list[list[EpochRecord]] = [[] for _ in range(self.P)]
-        quality: list[Quality | None] = [None] * self.P
-        samples: list[torch.Tensor | None] = [None] * self.P
-        stopped = [False] * self.P
-        done = [False] * self.P
-        t0 = time.perf_counter()
-        global_step = 0
-        for epoch in range(c0.budget.epochs):
-            records = self.train_epoch(epoch, global_step)
-            global_step += self.steps_per_epoch
-            last = epoch + 1 == c0.budget.epochs
-            for p, rec in enumerate(records):
-                if done[p]:
-                    continue
-                due = last or (epoch + 1) % c0.budget.eval_every == 0 or judges[p].wants_quality(rec)
-                grid = None
-                if not rec.diverged and due:
-                    q, grid = self.evaluate(p)
-                    quality[p], samples[p] = q or quality[p], grid
-                    rec = replace(rec, quality=q)
-                histories[p].append(rec)
-                sealed = judges[p].observe(rec)
-                stop = any([cb(p, EpochEvent(rec, sealed, grid, c0.budget.epochs)) for cb in self.callbacks])
-                if (sealed and c0.budget.stop_early) or stop or last:
-                    done[p] = True
-                    stopped[p] = not last
-            self.training = torch.tensor([not d for d in done], device=self.device)
-            if all(done):
-                break
-        seconds = time.perf_counter() - t0
-        results = []
-        for p in range(self.P):
-            if quality[p] is None and not histories[p][-1].diverged:
-                quality[p], samples[p] = self.evaluate(p)
-            results.append(RunResult(self.configs[p], histories[p], judges[p].final(), quality[p], samples[p],
-                                     seconds, str(self.device), self.dataset.source, stopped[p]))
-        return results
+    def member_state(self, p: int) -> dict:
+        state = {}
+        for name, net, opt, grads in (("G", self.G, self.opt_g, self.grad_g), ("D", self.D, self.opt_d, self.grad_d)):
+            state[name] = [to_module_layout(t.detach()[p]) for t in net.params]
+            state[f"opt_{name}"] = self._slots(opt, p)
+            state[f"grad_{name}"] = [to_module_layout(g[p]) for g in grads] if grads is not None else \
+                [None] * len(net.params)
+        state["rule"] = {"rest_k": float(self.rest_k[p]), "batches": int(self.batch_count[p])}
+        return state
+
+    @torch.no_grad()
+    def load_member_state(self, p: int, state: dict) -> None:
+        for name, net, opt, grads in (("G", self.G, self.opt_g, self.grad_g), ("D", self.D, self.opt_d, self.grad_d)):
+            if len(state[name]) != len(net.params):
+                raise ValueError(f"{name} has {len(state[name])} tensors, expected {len(net.params)}")
+            for t, v in zip(net.params, state[name]):
+                copy_checked(t[p], from_module_layout(v), name)
+            slots = state[f"opt_{name}"]
+            if self.sgd:
+                if "momentum_buffer" not in slots:
+                    raise ValueError("the checkpoint holds Adam's state, this member uses SGD")
+                bufs = slots["momentum_buffer"]
+                steps = 1.0 if any(b is not None for b in bufs) else 0.0
+                for m, b in zip(opt.m, bufs):
+                    m[p] = 0.0 if b is None else from_module_layout(b).to(m)
+                opt.step[p] = steps
+            else:
+                if "exp_avg" not in slots:
+                    raise ValueError("the checkpoint holds SGD's state, this member uses Adam")
+                opt.step[p] = float(slots["step"][0] or 0.0)
+                for m, v, a, b in zip(opt.m, opt.v, slots["exp_avg"], slots["exp_avg_sq"]):
+                    m[p] = 0.0 if a is None else from_module_layout(a).to(m)
+                    v[p] = 0.0 if b is None else from_module_layout(b).to(v)
+            if grads is not None:
+                for g, s in zip(grads, state[f"grad_{name}"]):
+                    g[p] = 0.0 if s is None else from_module_layout(s).to(g)
+        self.rest_k[p] = float(state["rule"].get("rest_k") or 0.0)
+        self.batch_count[p] = int(state["rule"].get("batches") or 0)
+
+    @torch.no_grad()
+    def reset_member(self, p: int) -> None:
+        c = self.configs[p]
+        G, D = build_models(c.model, self.image_dim, c.seed, torch.device("cpu"), torch.float32)
+        for net, module in ((self.G, G), (self.D, D)):
+            fresh = [t for m in module.net if isinstance(m, torch.nn.Linear) for t in (m.weight.T, m.bias)]
+            for t, v in zip(net.params, fresh):
+                t[p] = v.to(t)
+        for opt in (self.opt_g, self.opt_d):
+            for t in opt.m + opt.v:
+                t[p] = 0.0
+            opt.step[p] = 0.0
+        for grads in (self.grad_g, self.grad_d):
+            for g in grads or []:
+                g[p] = 0.0
+        self.rest_k[p], self.batch_count[p], self.alive[p] = 0.0, 0, True
+
+    # -- the whole run --------------------------------------------------------------------------------
+    def run(self, checkpoints: Sequence | None = None, checkpoint_every: int = 2) -> list[RunResult]:
+        return loop.run(self, self.evaluator, self.thresholds, "population", self.callbacks, checkpoints,
+                        checkpoint_every, self.log)
+
+

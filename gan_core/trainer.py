@@ -14,29 +14,24 @@ G step's loss, as the seed's float(l) does. A fixed schedule reads nothing.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import time
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import losses, rng
+from . import loop, losses, rng
 from .config import ConfigError, RunConfig
 from .data import Dataset, load_dataset, to_training_tensor
-from .evaluator import Evaluator, Quality
+from .evaluator import Evaluator
 from .models import Discriminator, Generator, build_models
-from .outcome import Judge, Thresholds, Verdict
-from .probes import EpochRecord, Probes
+from .probes import Probes
+from .records import Callback, EpochRecord, RunResult, Thresholds
 from .schedule import GPhase, make_rule
+from .stacked import copy_checked
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-GRID_SAMPLES = 64
-"""Samples in the image grid saved at each evaluation (fixed noise, so grids are comparable)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -174,82 +169,55 @@ class SeedStep:
         return phase
 
 
-@dataclass(frozen=True)
-class EpochEvent:
-    """What callbacks see after each epoch."""
-
-    record: EpochRecord
-    """The epoch's signals (and quality, on evaluation epochs)."""
-    verdict: Verdict | None
-    """The sealed verdict, if the run's fate is now sealed."""
-    samples: torch.Tensor | None
-    """GRID_SAMPLES images [N, 1, H, W] in [0, 1] from fixed noise, on evaluation epochs."""
-    epochs: int
-    """The run's planned number of epochs."""
-
-
-Callback = Callable[[EpochEvent], "bool | None"]
-"""Called after every epoch; returning True stops the run (e.g. an Optuna pruner)."""
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """A finished run."""
-
-    config: RunConfig
-    """The configuration it ran."""
-    history: list[EpochRecord]
-    """One record per epoch trained."""
-    verdict: Verdict
-    """The outcome label, its epoch and evidence."""
-    quality: Quality | None
-    """The last quality evaluation."""
-    samples: torch.Tensor | None
-    """The last image grid's samples."""
-    seconds: float
-    """Wall-clock time, evaluation included."""
-    device: str
-    """The device it trained on."""
-    dataset_source: str
-    """Which data was used (e.g. the bundled 10k split)."""
-    stopped_early: bool
-    """True when the run stopped before its last epoch (sealed fate or a callback)."""
-    resumed_from: int = 0
-    """Epochs restored from a checkpoint (0: trained from scratch)."""
-
-    def summary(self) -> dict:
-        """A JSON-ready summary."""
-        return {
-            "config": self.config.to_flat(),
-            "outcome": self.verdict.label,
-            "outcome_epoch": self.verdict.epoch,
-            "evidence": self.verdict.evidence,
-            "sealed": self.verdict.sealed,
-            "quality": self.quality.as_dict() if self.quality else None,
-            "epochs_trained": len(self.history),
-            "stopped_early": self.stopped_early,
-            "resumed_from": self.resumed_from,
-            "seconds": self.seconds,
-            "device": self.device,
-            "dataset": self.dataset_source,
-            "history": [r.metrics() | {"epoch": r.epoch} for r in self.history],
-        }
-
-
 def weights_finite(*nets: nn.Module) -> torch.Tensor:
     return torch.stack([torch.isfinite(p).all() for n in nets for p in n.parameters()]).all()
 
 
+def optimiser_state(opt: torch.optim.Optimizer, params: list[torch.Tensor]) -> dict[str, list]:
+    """An optimiser's per-parameter slots in the checkpoint layout: slot name -> one entry per parameter."""
+    names = ("step", "exp_avg", "exp_avg_sq") if isinstance(opt, torch.optim.Adam) else ("momentum_buffer",)
+    out: dict[str, list] = {name: [] for name in names}
+    for p in params:
+        st = opt.state.get(p, {})
+        for name in names:
+            v = st.get(name)
+            out[name].append(float(v) if name == "step" and v is not None else
+                             (None if v is None else v.detach().clone()))
+    return out
+
+
+def load_optimiser_state(opt: torch.optim.Optimizer, params: list[torch.Tensor], slots: dict[str, list]) -> None:
+    opt.state.clear()
+    for i, p in enumerate(params):
+        st = {}
+        for name, values in slots.items():
+            v = values[i]
+            if v is None:
+                continue
+            if name == "step":
+                st[name] = torch.tensor(float(v), dtype=torch.float32)
+            else:
+                if tuple(v.shape) != tuple(p.shape):
+                    raise ValueError(f"optimiser slot {name} has shape {tuple(v.shape)}, expected {tuple(p.shape)}")
+                st[name] = v.to(device=p.device, dtype=p.dtype).clone()
+        if st:
+            opt.state[p] = st
+
+
 class Trainer:
-    """Trains one run of the seed's GAN and labels its outcome."""
+    """Trains one run of the seed's GAN and labels its outcome: the reference engine, a stepper of one
+    member for `gan_core.loop` (which owns evaluation, the judge, callbacks and checkpoints)."""
 
     def __init__(self, config: RunConfig, dataset: Dataset | None = None, evaluator: Evaluator | None = None,
                  callbacks: Sequence[Callback] = (), thresholds: Thresholds | None = None,
                  log: Callable[[str], None] | None = None) -> None:
         self.cfg = config
+        self.configs = [config]
         self.device = resolve_device(config.device)
         self.dtype = DTYPES[config.dtype]
         self.dataset = dataset or load_dataset(config.data.dataset, config.data.data_dir)
+        self.image_dim = self.dataset.image_dim
+        self.dataset_source = self.dataset.source
         self.data = to_training_tensor(self.dataset.images, g_output=config.model.g_output,
                                        device=self.device, dtype=self.dtype)
         if len(self.data) < config.data.batch_size:
@@ -276,7 +244,8 @@ class Trainer:
         n = n or self.cfg.data.batch_size
         return rng.normal(self.seed, (rng.STREAM_NOISE, step, draw), (n, self.cfg.model.z_dim), self.dtype)[0]
 
-    def train_epoch(self, epoch: int, global_step: int) -> EpochRecord:
+    # -- the stepper ------------------------------------------------------------------------------
+    def train_one_epoch(self, epoch: int, global_step: int) -> EpochRecord:
         cfg, B = self.cfg, self.cfg.data.batch_size
         probes = Probes()
         perm = rng.permutation(self.seed, (rng.STREAM_DATA, epoch), len(self.data))[0]
@@ -293,123 +262,54 @@ class Trainer:
             g_batches=probes.g_batches, g_capped=probes.g_capped, weights_finite=finite,
             batches=probes.batches, seconds=seconds, samples_per_s=probes.batches * B / max(seconds, 1e-9))
 
+    def train_epoch(self, epoch: int, global_step: int, active: list[bool]) -> list[EpochRecord | None]:
+        return [self.train_one_epoch(epoch, global_step) if active[0] else None]
+
     @torch.no_grad()
-    def generate(self, n: int, stream: int = rng.STREAM_EVAL) -> torch.Tensor:
+    def generate(self, p: int, n: int) -> torch.Tensor:
         """n images in [0, 1] ([n, H*W], on the CPU) from fixed noise of this run's seed."""
-        z = rng.normal(self.seed, (stream, 0, 0), (n, self.cfg.model.z_dim), self.dtype)[0]
+        z = rng.normal(self.seed, (rng.STREAM_EVAL, 0, 0), (n, self.cfg.model.z_dim), self.dtype)[0]
         self.G.eval()
         out = self.G(z).float()
         return ((out + 1) / 2 if self.cfg.model.g_output == "tanh" else out).cpu()
 
-    def evaluate(self) -> tuple[Quality | None, torch.Tensor]:
-        side = int(math.isqrt(self.dataset.image_dim))
-        grid = self.generate(GRID_SAMPLES).view(-1, 1, side, side).clamp(0, 1).nan_to_num(0.0)
-        if self.evaluator is None:
-            return None, grid
-        return self.evaluator.quality(self.generate(self.cfg.budget.eval_samples)), grid
-
-    # -- checkpoints --------------------------------------------------------------------------
-    def save_checkpoint(self, path: Path, history: list[EpochRecord]) -> None:
-        """Everything the run needs to go on exactly where it was (randomness is counter-based,
-        so no RNG state is needed); written atomically."""
+    def member_state(self, p: int) -> dict:
         rule = self.step.rule
-        blob = {
-            "config": _checkpoint_key(self.cfg), "G": self.G.state_dict(), "D": self.D.state_dict(),
-            "opt_d": self.step.opt_d.state_dict(), "opt_g": self.step.opt_g.state_dict(),
-            "rule": {"rest_k": getattr(rule, "rest_k", None), "batches": getattr(rule, "batches", None)},
-            "history": [dataclasses.asdict(r) for r in history],
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(blob, tmp)
-        tmp.replace(path)
+        state = {}
+        for name, net, opt in (("G", self.G, self.step.opt_g), ("D", self.D, self.step.opt_d)):
+            params = list(net.parameters())
+            state[name] = [t.detach().clone() for t in params]
+            state[f"opt_{name}"] = optimiser_state(opt, params)
+            state[f"grad_{name}"] = [None if t.grad is None else t.grad.detach().clone() for t in params]
+        state["rule"] = {"rest_k": getattr(rule, "rest_k", None), "batches": getattr(rule, "batches", None)}
+        return state
 
-    def load_checkpoint(self, path: Path) -> list[EpochRecord] | None:
-        """Restore from `path` if it holds this very config; returns the history so far.
+    def load_member_state(self, p: int, state: dict) -> None:
+        for name, net, opt in (("G", self.G, self.step.opt_g), ("D", self.D, self.step.opt_d)):
+            params = list(net.parameters())
+            if len(state[name]) != len(params):
+                raise ValueError(f"{name} has {len(state[name])} tensors, expected {len(params)}")
+            for t, v in zip(params, state[name]):
+                copy_checked(t, v, name)
+            load_optimiser_state(opt, params, state[f"opt_{name}"])
+            for t, g in zip(params, state[f"grad_{name}"]):
+                t.grad = None if g is None else g.to(device=t.device, dtype=t.dtype).clone()
+        for k, v in state["rule"].items():
+            if v is not None and hasattr(self.step.rule, k):  # a population keeps both rules' state
+                setattr(self.step.rule, k, int(v))
 
-        Loaded with weights_only=True: a checkpoint folder can be shared by many workers, and a pickle
-        placed there must not run code. A file that cannot be used (corrupt, truncated, tampered with,
-        of another shape or config) is moved aside and the run starts from epoch 0 with a warning."""
-        try:
-            blob = torch.load(path, map_location=self.device, weights_only=True)
-            if not isinstance(blob, dict) or blob.get("config") != _checkpoint_key(self.cfg):
-                raise ValueError("it holds another configuration")
-            history = [_record_from_dict(d) for d in blob["history"]]
-            self.G.load_state_dict(blob["G"])
-            self.D.load_state_dict(blob["D"])
-            self.step.opt_d.load_state_dict(blob["opt_d"])
-            self.step.opt_g.load_state_dict(blob["opt_g"])
-            for k, v in blob["rule"].items():
-                if v is not None:
-                    setattr(self.step.rule, k, v)
-            return history
-        except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, the run must go on
-            self._build()  # a partial load leaves no trace
-            aside = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
-            try:
-                path.replace(aside)
-                where = f"moved to {aside.name}"
-            except OSError:
-                where = "left in place"
-            message = (f"checkpoint {path.name} could not be used ({type(exc).__name__}: "
-                       f"{' '.join(str(exc).split())[:200]}); {where}, training from epoch 0")
-            if self.log:
-                self.log(message)
-            else:
-                warnings.warn(message, RuntimeWarning, stacklevel=2)
-            return None
+    def reset_member(self, p: int) -> None:
+        self._build()
+
+    # -- one run ----------------------------------------------------------------------------------
+    def save_checkpoint(self, path: Path, history: list[EpochRecord]) -> None:
+        loop.save_checkpoint(self, 0, path, history, "reference")
 
     def run(self, checkpoint: Path | None = None, checkpoint_every: int = 2) -> RunResult:
         """Train to the end (or a sealed fate); with `checkpoint`, resume from it if it exists and
         save to it every `checkpoint_every` epochs."""
-        cfg = self.cfg
-        judge = Judge(self.thresholds)
-        history: list[EpochRecord] = []
-        if checkpoint is not None and checkpoint.is_file():
-            history = self.load_checkpoint(checkpoint) or []
-            for rec in history:
-                judge.observe(rec)
-        self.resumed_from = len(history)
-        evaluated = [r for r in history if r.quality is not None]
-        quality, samples, stopped = (evaluated[-1].quality if evaluated else None), None, False
-        t0 = time.perf_counter()
-        global_step = history[-1].step if history else 0
-        for epoch in range(len(history), cfg.budget.epochs):
-            rec = self.train_epoch(epoch, global_step)
-            global_step = rec.step
-            last = epoch + 1 == cfg.budget.epochs
-            grid = None
-            due = last or (epoch + 1) % cfg.budget.eval_every == 0 or judge.wants_quality(rec)
-            if not rec.diverged and due:
-                q, grid = self.evaluate()
-                quality, samples = q or quality, grid
-                rec = _with_quality(rec, q)
-            history.append(rec)
-            sealed = judge.observe(rec)
-            stop = any([cb(EpochEvent(rec, sealed, grid, cfg.budget.epochs)) for cb in self.callbacks])
-            if (sealed and cfg.budget.stop_early) or stop:
-                stopped = not last
-                break
-            if checkpoint is not None and not last and (epoch + 1) % checkpoint_every == 0:
-                self.save_checkpoint(checkpoint, history)
-        if (quality is None or samples is None) and not history[-1].diverged:
-            q, samples = self.evaluate()
-            quality = quality or q
-        return RunResult(cfg, history, judge.final(), quality, samples, time.perf_counter() - t0,
-                         str(self.device), self.dataset.source, stopped, self.resumed_from)
-
-
-def _with_quality(rec: EpochRecord, q: Quality | None) -> EpochRecord:
-    return dataclasses.replace(rec, quality=q)
-
-
-def _checkpoint_key(cfg: RunConfig) -> dict:
-    """What a checkpoint must match to be resumed: the whole config but the device."""
-    flat = cfg.to_flat()
-    flat.pop("device")
-    return flat
-
-
-def _record_from_dict(d: dict) -> EpochRecord:
-    q = d.get("quality")
-    return EpochRecord(**(d | {"quality": Quality(**q) if q else None}))
+        callbacks = [lambda p, ev, cb=cb: cb(ev) for cb in self.callbacks]
+        result, = loop.run(self, self.evaluator, self.thresholds, "reference", callbacks, [checkpoint],
+                           checkpoint_every, self.log)
+        self.resumed_from = result.resumed_from
+        return result

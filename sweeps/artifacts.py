@@ -8,8 +8,7 @@ from pathlib import Path
 
 import torch
 
-from gan_core.probes import EpochRecord
-from gan_core.trainer import RunResult
+from gan_core.records import EpochRecord, RunResult
 
 
 def save_grid(samples: torch.Tensor, path: Path, nrow: int = 8) -> Path:

@@ -6,7 +6,7 @@ import math
 
 from rich.console import Console
 
-from gan_core.trainer import EpochEvent
+from gan_core.records import EpochEvent
 
 out = Console()
 err = Console(stderr=True)

@@ -25,8 +25,9 @@ from optuna.trial import TrialState
 
 from gan_core.data import Dataset
 from gan_core.evaluator import Evaluator
-from gan_core.population import PopulationTrainer, split_into_populations, unsupported_reason
-from gan_core.trainer import EpochEvent, RunResult, Trainer
+from gan_core.population import PopulationTrainer, split_into_populations
+from gan_core.records import EpochEvent, RunResult
+from gan_core.trainer import Trainer
 
 from .storage import (HEARTBEAT_S, StudyHandle, beat_now, checkpoint_name, enqueue_missing_seeds, fail_stale,
                       git_commit, heartbeat, pop_waiting, sampled_configs)
@@ -236,9 +237,10 @@ def run_population(ctx: RunContext, trials: list[optuna.Trial]) -> list[tuple[in
         preps = [prepare(ctx, t) for t in trials]
         observers = [observer(ctx, p) for p in preps]
         trainer = PopulationTrainer([p.cfg for p in preps], ctx.dataset, ctx.evaluator,
-                                    [lambda i, ev: observers[i](ev)])
+                                    [lambda i, ev: observers[i](ev)], log=ctx.log)
+        checkpoints = [p.checkpoint for p in preps]
         with heartbeat(ctx.handle.storage, _trial_ids(ctx, trials), ctx.heartbeat_s):
-            results = _training(ctx, trainer.run)
+            results = _training(ctx, lambda: trainer.run(checkpoints, ctx.checkpoint_every))
         return [(p.trial.number, finish(ctx, p, r)) for p, r in zip(preps, results)]
     except KeyboardInterrupt:
         with sigint_ignored():
@@ -347,11 +349,9 @@ def _run_batch(ctx: RunContext, batch: list[optuna.Trial]) -> list[tuple[int, st
     h = ctx.handle
     cfgs = [h.spec.run_config({p.name: p.suggest(t) for p in h.spec.space},
                               t.user_attrs.get("seed", h.spec.seeds[0]), h.profile, **ctx.overrides) for t in batch]
-    alone = [t for t, c in zip(batch, cfgs) if unsupported_reason(c)]
-    together = [(t, c) for t, c in zip(batch, cfgs) if not unsupported_reason(c)]
-    out = [(t.number, run_trial(ctx, t)) for t in alone]
-    for group in split_into_populations([c for _, c in together], ctx.population_size):
-        members = [together[i][0] for i in group]
+    out = []
+    for group in split_into_populations(cfgs, ctx.population_size):
+        members = [batch[i] for i in group]
         out += run_population(ctx, members) if len(members) > 1 else [(members[0].number, run_trial(ctx, members[0]))]
     return out
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gan_core.trainer import EpochEvent, RunResult
+from gan_core.records import EpochEvent, RunResult
 
 from . import urls
 from .errors import UserError

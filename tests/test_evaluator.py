@@ -14,7 +14,7 @@ from gan_core.data import bundled_mnist
 from gan_core.evaluator import Evaluator
 from gan_core.evaluator_weights import EvaluatorError, load_shipped, sha256, shipped_paths
 from gan_core.outcome import Judge, label_quality
-from gan_core.probes import EpochRecord
+from gan_core.records import EpochRecord
 from gan_core.trainer import Trainer
 
 from conftest import assert_one_line_error
@@ -135,7 +135,7 @@ def test_near_a_threshold_a_label_holds_between_near_identical_evaluations(evalu
 
 
 def constructed_quality(evaluator, name):
-    from gan_core.evaluator import Quality
+    from gan_core.records import Quality
 
     return Quality(**evaluator.calibration[name])
 

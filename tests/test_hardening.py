@@ -85,7 +85,7 @@ def test_5_a_corrupt_checkpoint_is_moved_aside_and_the_next_run_is_clean(tiny_co
         ckpt.write_bytes(ckpt.read_bytes()[:200])
     else:
         blob = torch.load(ckpt, weights_only=True)
-        blob["G"] = {k: v[:1] for k, v in blob["G"].items()}
+        blob["state"]["G"] = [v[:1] for v in blob["state"]["G"]]
         torch.save(blob, ckpt)
     clean = Trainer(tiny_config, mnist).run()
     first = Trainer(tiny_config, mnist, log=lambda m: None).run(checkpoint=ckpt)

@@ -1,15 +1,21 @@
-"""The population engine against the reference trainer (the oracle), in float64 on the CPU."""
+"""The population engine against the reference trainer (the oracle), in float64 on the CPU, for every
+toggle, with both implementations of the masked Adam (the GPU's `where` branch runs here too)."""
+
+import dataclasses
 
 import pytest
 import torch
 
+from gan_core import config as C
 from gan_core.config import RunConfig
-from gan_core.population import (AdamState, PopulationTrainer, masked_adam, split_into_populations,
-                                 unsupported_reason)
+from gan_core.population import STRUCTURE_KEYS, PopulationTrainer, split_into_populations
+from gan_core.stacked import AdamState, OptimState, masked_adam, masked_sgd
 from gan_core.trainer import Trainer
 
 SMALL = dict(dataset="mnist-10k", device="cpu", dtype="float64", z_dim=16, g_hidden="32,64", d_hidden=32,
              epochs=2, steps_per_epoch=60, eval_samples=100, stop_early=False)
+KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "grad_d", "grad_d_max", "grad_g", "grad_g_max", "clamp_rate",
+        "frozen_grad_d", "frozen_grad_g", "leak_d", "leak_g")
 
 
 def mixed_configs():
@@ -21,7 +27,19 @@ def mixed_configs():
         base.replace(seed=3, clamp="none", beta1=0.5, g_loop_cap=3, clip_g=0.1),
         base.replace(seed=4, lr_d=3e-3, lr_g=3e-3, g_loss="non_saturating", clamp_eps=1e-2),
         base.replace(seed=5, schedule="fixed", d_steps=3, beta2=0.99, lr_g=2e-3),
+        base.replace(seed=6, freeze="eval_only"),                                # wasted gradients, no leak
+        base.replace(seed=7, zero_grad="own_after_step"),                        # each clears its own: no leak
+        base.replace(seed=8, freeze="eval_only", zero_grad="own_after_step", lr_g=1e-3),  # the leak
+        base.replace(seed=9, freeze="eval_only", zero_grad="own_after_step", schedule="fixed", d_steps=3,
+                     g_loss="non_saturating"),                                   # stale G gradient over 3 batches
     ]
+
+
+def sgd_configs():
+    base = RunConfig().replace(**SMALL, optimiser="sgd", lr_d=0.05, lr_g=0.05)
+    return [base.replace(seed=0), base.replace(seed=1, momentum=0.9),
+            base.replace(seed=2, momentum=0.5, freeze="eval_only", zero_grad="own_after_step"),
+            base.replace(seed=3, schedule="fixed", d_steps=2, momentum=0.9)]
 
 
 def g_params(pop, p):
@@ -35,25 +53,39 @@ def ref_g_params(trainer):
     return out
 
 
-@pytest.fixture(scope="module")
-def population_run(mnist):
-    pop = PopulationTrainer(mixed_configs(), mnist)
-    return pop, pop.run()
-
-
-def test_each_member_reproduces_its_single_run_to_1e_10(population_run, mnist):
-    pop, results = population_run
-    for p, cfg in enumerate(mixed_configs()):
+def assert_matches_reference(pop, results, configs, mnist):
+    for p, cfg in enumerate(configs):
         trainer = Trainer(cfg, mnist)
         ref = trainer.run()
-        assert len(ref.history) == len(results[p].history) == 2
+        assert len(ref.history) == len(results[p].history)
         for a, b in zip(results[p].history, ref.history):
-            assert a.g_steps == b.g_steps and a.g_batches == b.g_batches and a.g_capped == b.g_capped
-            for key in ("loss_d", "loss_g", "d_real", "d_fake", "grad_d", "grad_d_max", "grad_g", "clamp_rate"):
+            assert (a.g_steps, a.g_batches, a.g_capped) == (b.g_steps, b.g_batches, b.g_capped), p
+            for key in KEYS:
                 assert getattr(a, key) == pytest.approx(getattr(b, key), rel=1e-10, abs=1e-10), (p, key)
         for mine, theirs in zip(g_params(pop, p), ref_g_params(trainer)):
             assert (mine - theirs).abs().max().item() < 1e-10, p
         assert results[p].verdict.label == ref.verdict.label
+
+
+@pytest.fixture(scope="module", params=["per_member", "where"])
+def population_run(request, mnist):
+    pop = PopulationTrainer(mixed_configs(), mnist, adam_impl=request.param)
+    return pop, pop.run()
+
+
+def test_each_member_reproduces_its_single_run_to_1e_10_for_every_toggle(population_run, mnist):
+    pop, results = population_run
+    assert_matches_reference(pop, results, mixed_configs(), mnist)
+
+
+def test_the_toggles_act_in_the_population_as_in_the_reference(population_run):
+    _, results = population_run
+    last = [res.history[-1] for res in results]
+    assert last[0].frozen_grad_g == 0 and last[0].leak_g == 0           # requires_grad_(False), cleared
+    assert last[6].frozen_grad_g > 0 and last[6].leak_g == 0            # eval(): wasted, cleared anyway
+    assert last[7].leak_g == 0 and last[7].leak_d == 0                  # own clearing, frozen: nothing leaks
+    assert last[8].leak_g > 0 and last[8].leak_d > 0                    # eval() + own clearing: the leak
+    assert last[9].leak_g > last[8].leak_g                              # 3 batches of stale gradient
 
 
 def test_members_really_skip_g_steps(population_run):
@@ -64,8 +96,26 @@ def test_members_really_skip_g_steps(population_run):
     assert steps[0] != batches  # the adaptive rule rests G on some batches and loops on others
 
 
+def test_an_sgd_population_reproduces_its_single_runs(mnist):
+    pop = PopulationTrainer(sgd_configs(), mnist)
+    assert_matches_reference(pop, pop.run(), sgd_configs(), mnist)
+
+
+def test_the_inner_loop_s_stragglers_run_alone_and_still_match(mnist):
+    """Adaptive members whose inner G loop runs long are compacted; the results do not change."""
+    base = RunConfig().replace(**(SMALL | dict(epochs=1, steps_per_epoch=40)))
+    configs = [base.replace(seed=s, g_loop_cap=20 if s < 2 else 1, lr_d=3e-3) for s in range(6)]
+    pop = PopulationTrainer(configs, mnist)
+    calls = []
+    real = pop._g_step
+    pop._g_step = lambda *a, **k: (calls.append(k.get("rows", a[4] if len(a) > 4 else None)), real(*a, **k))[1]
+    results = pop.run()
+    assert any(rows is not None for rows in calls), "no compacted step ran"
+    assert_matches_reference(pop, results, configs, mnist)
+
+
 def test_a_nan_member_leaves_every_other_member_bit_for_bit_unchanged(mnist):
-    configs = mixed_configs()[:4]
+    configs = mixed_configs()[:4] + mixed_configs()[8:9]
     clean = PopulationTrainer(configs, mnist)
     poisoned = PopulationTrainer(configs, mnist)
     with torch.no_grad():
@@ -73,7 +123,7 @@ def test_a_nan_member_leaves_every_other_member_bit_for_bit_unchanged(mnist):
     clean.run()
     res = poisoned.run()
     assert res[1].verdict.label == "diverged"
-    for p in (0, 2, 3):
+    for p in (0, 2, 3, 4):
         for a, b in zip(clean.G.params + clean.D.params, poisoned.G.params + poisoned.D.params):
             assert torch.equal(a[p], b[p]), p
 
@@ -91,30 +141,77 @@ def test_permuting_members_permutes_results_exactly(mnist):
             assert torch.equal(x[i], y[j])
 
 
-def test_masked_adam_leaves_skipped_members_exactly_as_they_were():
+@pytest.mark.parametrize("impl", ["per_member", "where"])
+def test_masked_adam_matches_torch_adam_step_by_step_and_skipped_members_stay_put(impl):
     torch.manual_seed(0)
-    params = [torch.randn(3, 4, 5, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)]
+    shapes = [(4, 5), (5,)]
+    params = [torch.randn(3, *s, dtype=torch.float64) for s in shapes]
+    refs = [[torch.nn.Parameter(p[i].clone()) for p in params] for i in range(3)]
+    lrs, b1s, b2s = [1e-3, 3e-3, 1e-2], [0.9, 0.5, 0.0], [0.999, 0.99, 0.9]
+    opts = [torch.optim.Adam(refs[i], lr=lrs[i], betas=(b1s[i], b2s[i]), eps=1e-8) for i in range(3)]
     state = AdamState.zeros(params)
-    one = torch.ones(3, dtype=torch.float64)
-    masked_adam(params, [torch.randn_like(p) for p in params], state, torch.ones(3, dtype=torch.bool),
-                1e-3 * one, 0.9 * one, 0.999 * one, 1e-8 * one)
-    before = [t.clone() for t in params + state.m + state.v] + [state.step.clone()]
-    mask = torch.tensor([True, False, True])
-    masked_adam(params, [torch.randn_like(p) for p in params], state, mask, 1e-3 * one, 0.9 * one, 0.999 * one,
-                1e-8 * one)
-    after = params + state.m + state.v
-    for b, a in zip(before, after):
-        assert torch.equal(a[1], b[1]) and not torch.equal(a[0], b[0])
-    assert state.step.tolist() == [2.0, 1.0, 2.0]
+    t = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    masks = [[True, True, True], [True, False, True], [False, True, True], [True, True, False]]
+    for mask in masks:
+        grads = [torch.randn_like(p) for p in params]
+        before = [p.clone() for p in params] + [m.clone() for m in state.m + state.v]
+        masked_adam(params, grads, state, torch.tensor(mask), t(lrs), t(b1s), t(b2s), t([1e-8] * 3), impl)
+        for i in range(3):
+            if mask[i]:
+                for r, g in zip(refs[i], grads):
+                    r.grad = g[i].clone()
+                opts[i].step()
+            else:
+                for b, a in zip(before, params + state.m + state.v):
+                    assert torch.equal(a[i], b[i])
+            for r, p in zip(refs[i], params):
+                assert (r.detach() - p[i]).abs().max() < 1e-12
+    assert state.step.tolist() == [3.0, 3.0, 3.0]
 
 
-def test_structure_splits_populations_and_unsupported_configs_are_named():
+def test_masked_sgd_matches_torch_sgd_step_by_step():
+    torch.manual_seed(0)
+    params = [torch.randn(3, 4, 5, dtype=torch.float64)]
+    refs = [[torch.nn.Parameter(params[0][i].clone())] for i in range(3)]
+    moms = [0.0, 0.9, 0.5]
+    opts = [torch.optim.SGD(refs[i], lr=0.1, momentum=moms[i]) for i in range(3)]
+    state = OptimState.zeros(params)
+    for mask in ([True, True, True], [False, True, True], [True, False, True]):
+        grads = [torch.randn_like(params[0])]
+        masked_sgd(params, grads, state, torch.tensor(mask), torch.full((3,), 0.1, dtype=torch.float64),
+                   torch.tensor(moms, dtype=torch.float64))
+        for i in range(3):
+            if mask[i]:
+                refs[i][0].grad = grads[0][i].clone()
+                opts[i].step()
+            assert (refs[i][0].detach() - params[0][i]).abs().max() < 1e-12
+
+
+def test_every_run_config_field_declares_how_a_population_treats_it():
+    unclassified = sorted(k for k, v in C.POPULATION_CLASS.items() if v not in (C.POPULATION_SHARED, C.POPULATION_MEMBER))
+    assert not unclassified and set(C.POPULATION_CLASS) == set(C.FLAT_KEYS)
+    assert set(STRUCTURE_KEYS) == {k for k, v in C.POPULATION_CLASS.items() if v == C.POPULATION_SHARED}
+    for f in (f for cls in (C.ModelConfig, C.OptimConfig, C.PitfallConfig, C.ScheduleConfig, C.DataConfig,
+                            C.BudgetConfig) for f in dataclasses.fields(cls)):
+        assert f.metadata.get("population") in (C.POPULATION_SHARED, C.POPULATION_MEMBER), f.name
+
+
+def test_structure_splits_populations_and_every_toggle_joins_one():
     base = RunConfig().replace(**SMALL)
     configs = [base.replace(seed=0), base.replace(seed=1, lr_d=1e-3), base.replace(seed=2, d_hidden=64),
-               base.replace(seed=3), base.replace(seed=4)]
-    assert split_into_populations(configs, max_size=2) == [[0, 1], [3, 4], [2]]
-    assert unsupported_reason(base) is None
-    assert "freeze=eval_only" in unsupported_reason(base.replace(freeze="eval_only"))
-    assert "optimiser=sgd" in unsupported_reason(base.replace(optimiser="sgd"))
+               base.replace(seed=3, freeze="eval_only", zero_grad="own_after_step"), base.replace(seed=4),
+               base.replace(seed=5, optimiser="sgd")]
+    assert split_into_populations(configs, max_size=2) == [[0, 1], [3, 4], [2], [5]]
     with pytest.raises(ValueError, match="share their structure"):
         PopulationTrainer(configs[1:3], None)
+
+
+def test_gan_core_imports_no_orchestration_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, gan_core.loop, gan_core.population, gan_core.trainer, gan_core.constructed, "
+            "gan_core.evaluator_weights; bad = [m for m in ('optuna', 'mlflow', 'typer', 'pandas') if m in sys.modules];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,0 +1,188 @@
+"""The one epoch loop both engines run on, and the checkpoints it keeps.
+
+An engine is a *stepper* of P members (the reference trainer is a stepper of one): it trains an
+epoch for the members it is told are active, generates a member's samples, and gives or takes a
+member's state. Everything else lives here, once: the evaluation cadence, the judge and early
+stopping, callbacks, checkpoints and resume, timing, and the final results.
+
+Checkpoints hold one member each, in one format whichever engine wrote them (networks in
+`nn.Module` layout, optimiser slots per parameter, the gradients `.grad` still holds, the
+schedule's state and the history so far), so a retried trial resumes from its own checkpoint on
+either engine. They load with `weights_only=True` (a shared folder must not run code); a file that
+cannot be used is moved aside and its member starts from epoch 0.
+
+Members that resume at different epochs: the population trains its members in lockstep, since
+batch order and noise are functions of (seed, epoch, step). So the loop starts at the earliest
+member's epoch and trains only the members whose history has reached the current epoch; the
+others sit masked (a masked member's parameters, optimiser state and counters stay exactly as
+they were) until the laggards catch up, then all go on together. A member never trains an epoch
+twice and never skips one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from .config import RunConfig
+from .evaluator import Evaluator
+from .outcome import Judge
+from .records import EpochEvent, EpochRecord, Quality, RunResult, Thresholds
+
+GRID_SAMPLES = 64
+"""Samples in the image grid saved at each evaluation (fixed noise, so grids are comparable)."""
+CHECKPOINT_FORMAT = 2
+"""Bumped when the checkpoint layout changes: a file of another format is moved aside, not misread."""
+
+MemberCallback = Callable[[int, EpochEvent], "bool | None"]
+"""Called after every epoch of member p; returning True stops that member (e.g. an Optuna pruner)."""
+
+
+class Stepper(Protocol):
+    """What an engine provides to the loop."""
+
+    configs: list[RunConfig]
+    device: torch.device
+    steps_per_epoch: int
+    image_dim: int
+    dataset_source: str
+
+    def train_epoch(self, epoch: int, global_step: int, active: list[bool]) -> list[EpochRecord | None]:
+        """Train one epoch for the active members; a record per member (None for the inactive)."""
+
+    def generate(self, p: int, n: int) -> torch.Tensor:
+        """Member p's n images [n, H*W] in [0, 1], on the CPU, from its fixed evaluation noise."""
+
+    def member_state(self, p: int) -> dict[str, Any]:
+        """Member p's whole training state, in the engine-neutral checkpoint layout."""
+
+    def load_member_state(self, p: int, state: dict[str, Any]) -> None:
+        """Restore member p from `member_state`'s layout (raises on anything that does not fit)."""
+
+    def reset_member(self, p: int) -> None:
+        """Member p back to its initial state (after a checkpoint that could not be used)."""
+
+
+def checkpoint_key(cfg: RunConfig) -> dict:
+    """What a checkpoint must match to be resumed: the whole config but the device."""
+    flat = cfg.to_flat()
+    flat.pop("device")
+    return flat
+
+
+def save_checkpoint(stepper: Stepper, p: int, path: Path, history: list[EpochRecord], engine: str) -> None:
+    """Write member p's checkpoint atomically (randomness is counter-based: no RNG state is needed)."""
+    blob = {"format": CHECKPOINT_FORMAT, "engine": engine, "config": checkpoint_key(stepper.configs[p]),
+            "state": stepper.member_state(p), "history": [dataclasses.asdict(r) for r in history]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(blob, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(stepper: Stepper, p: int, path: Path, log: Callable[[str], None] | None) -> list[EpochRecord]:
+    """Restore member p from `path`; the history so far. An unusable file is moved aside: []."""
+    try:
+        blob = torch.load(path, map_location=stepper.device, weights_only=True)
+        if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError("not a gan-sweep checkpoint of this version")
+        if blob.get("config") != checkpoint_key(stepper.configs[p]):
+            raise ValueError("it holds another configuration")
+        history = [record_from_dict(d) for d in blob["history"]]
+        stepper.load_member_state(p, blob["state"])
+        return history
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, the run must go on
+        stepper.reset_member(p)  # a partial load leaves no trace
+        aside = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            path.replace(aside)
+            where = f"moved to {aside.name}"
+        except OSError:
+            where = "left in place"
+        message = (f"checkpoint {path.name} could not be used ({type(exc).__name__}: "
+                   f"{' '.join(str(exc).split())[:200]}); {where}, training from epoch 0")
+        if log:
+            log(message)
+        else:
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+        return []
+
+
+def record_from_dict(d: dict) -> EpochRecord:
+    q = d.get("quality")
+    return EpochRecord(**(d | {"quality": Quality(**q) if q else None}))
+
+
+def evaluate(stepper: Stepper, p: int, evaluator: Evaluator | None) -> tuple[Quality | None, torch.Tensor]:
+    """Member p's quality (when there is an evaluator) and its image grid."""
+    side = int(math.isqrt(stepper.image_dim))
+    grid = stepper.generate(p, GRID_SAMPLES).view(-1, 1, side, side).clamp(0, 1).nan_to_num(0.0)
+    if evaluator is None:
+        return None, grid
+    return evaluator.quality(stepper.generate(p, stepper.configs[p].budget.eval_samples)), grid
+
+
+def run(stepper: Stepper, evaluator: Evaluator | None, thresholds: Thresholds, engine: str,
+        callbacks: Sequence[MemberCallback] = (), checkpoints: Sequence[Path | None] | None = None,
+        checkpoint_every: int = 2, log: Callable[[str], None] | None = None) -> list[RunResult]:
+    """Train every member to the end of its budget (or its sealed fate), evaluating, judging, calling
+    back and checkpointing as it goes; one result per member."""
+    cfgs = stepper.configs
+    P = len(cfgs)
+    paths = list(checkpoints) if checkpoints is not None else [None] * P
+    judges = [Judge(thresholds) for _ in range(P)]
+    histories: list[list[EpochRecord]] = []
+    for p in range(P):
+        path = paths[p]
+        history = load_checkpoint(stepper, p, path, log) if path is not None and path.is_file() else []
+        for rec in history:
+            judges[p].observe(rec)
+        histories.append(history)
+    resumed = [len(h) for h in histories]
+    quality: list[Quality | None] = [next((r.quality for r in reversed(h) if r.quality), None) for h in histories]
+    samples: list[torch.Tensor | None] = [None] * P
+    done = [len(h) >= c.budget.epochs or (judges[p].sealed is not None and c.budget.stop_early)
+            for p, (h, c) in enumerate(zip(histories, cfgs))]
+    stopped = [False] * P
+    t0 = time.perf_counter()
+    start = min((len(h) for h, d in zip(histories, done) if not d), default=0)
+    for epoch in range(start, max(c.budget.epochs for c in cfgs)):
+        if all(done):
+            break
+        active = [not done[p] and len(histories[p]) == epoch for p in range(P)]
+        if not any(active):
+            continue
+        records = stepper.train_epoch(epoch, epoch * stepper.steps_per_epoch, active)
+        for p in (q for q in range(P) if active[q]):
+            cfg, rec, judge = cfgs[p], records[p], judges[p]
+            last = epoch + 1 == cfg.budget.epochs
+            due = last or (epoch + 1) % cfg.budget.eval_every == 0 or judge.wants_quality(rec)
+            grid = None
+            if not rec.diverged and due:
+                q, grid = evaluate(stepper, p, evaluator)
+                quality[p], samples[p] = q or quality[p], grid
+                rec = dataclasses.replace(rec, quality=q)
+            histories[p].append(rec)
+            sealed = judge.observe(rec)
+            stop = any([cb(p, EpochEvent(rec, sealed, grid, cfg.budget.epochs)) for cb in callbacks])
+            if (sealed and cfg.budget.stop_early) or stop or last:
+                done[p], stopped[p] = True, not last
+            elif paths[p] is not None and (epoch + 1) % checkpoint_every == 0:
+                save_checkpoint(stepper, p, paths[p], histories[p], engine)
+    seconds = time.perf_counter() - t0
+    results = []
+    for p in range(P):
+        diverged = bool(histories[p]) and histories[p][-1].diverged
+        if (quality[p] is None or samples[p] is None) and not diverged:
+            q, samples[p] = evaluate(stepper, p, evaluator)
+            quality[p] = quality[p] or q
+        results.append(RunResult(cfgs[p], histories[p], judges[p].final(), quality[p], samples[p], seconds,
+                                 str(stepper.device), stepper.dataset_source, stopped[p], resumed[p]))
+    return results

@@ -1,0 +1,241 @@
+"""Plain records every part of gan-sweep shares: what an evaluation measured, what an epoch did,
+where the outcome labels begin, a run's verdict and result, and what callbacks see.
+
+They hold data and compute nothing heavy, so the evaluator, the judge, both engines, the loop and
+everything in `sweeps` import them from here (and nothing that only reports or prints needs a trainer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: records never import the code that makes them
+    import torch
+
+    from .config import RunConfig
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Quality of one set of samples, as the evaluator's classifier sees it."""
+
+    fld: float
+    """Fréchet distance between classifier features of the samples and of real held-out data."""
+    score: float
+    """Classifier score exp(E KL(p(y|x) || p(y))): 1 for one class, up to K."""
+    coverage: int
+    """Classes that receive at least half their uniform share of the samples (a hard count)."""
+    junk: float
+    """Share of samples the classifier calls "not data" (noise 1.0, real held-out data ~0)."""
+    class_kl: float
+    """KL of the predicted class histogram from uniform (nats; log K = one class)."""
+    precision: float
+    """Share of samples inside the real data's feature manifold (k-NN balls)."""
+    recall: float
+    """Share of real data inside the samples' feature manifold."""
+    confidence: float
+    """Mean top probability among the data classes (how sure the classifier is of each sample's class)."""
+    legible: float = float("nan")
+    """Share of samples read as one data class with probability >= 0.9 (real digits ~0.94)."""
+    classes: float = float("nan")
+    """Classes present among the legible samples, counted softly (fully from a quarter of the uniform share)."""
+    distinct: float = float("nan")
+    """Share of samples that are distinct modes (real ~0.99; m images repeated: m / 1000)."""
+    spread: float = float("nan")
+    """Mean pairwise pixel distance of the samples over that of real data (1 for data, 0 for one image)."""
+
+    def as_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What one epoch did, as read from the device at its end (means are over the epoch)."""
+
+    epoch: int
+    """1-based epoch number."""
+    step: int
+    """Batches trained so far, this epoch included."""
+    loss_d: float
+    """D's loss on a batch (real term + fake term, the seed's tmp_loss); log 4 at equilibrium."""
+    loss_g: float
+    """The loss G minimised, over its steps (NaN when G never trained this epoch)."""
+    d_real: float
+    """Mean D(x) on real data."""
+    d_fake: float
+    """Mean D(G(z)) on fakes, at D's fake step."""
+    clamp_rate: float
+    """Share of D outputs in the clamp's dead zone (where the clamp fires, or would)."""
+    grad_d: float
+    """Mean pre-clip global L2 norm of D's gradient, over D updates."""
+    grad_d_max: float
+    """Largest pre-clip norm of D's gradient."""
+    grad_g: float
+    """Mean pre-clip global L2 norm of G's gradient, over G updates (0 without G steps)."""
+    grad_g_max: float
+    """Largest pre-clip norm of G's gradient."""
+    frozen_grad_d: float
+    """Mean norm of the gradient D received while G trained (0 when requires_grad_(False) froze it)."""
+    frozen_grad_g: float
+    """Mean norm of the gradient G received while D trained on fakes (wasted compute)."""
+    leak_d: float
+    """Mean norm of stale gradient already in D's .grad when D's own backward began."""
+    leak_g: float
+    """Mean norm of stale gradient already in G's .grad when G's own backward began."""
+    g_steps: int
+    """G updates this epoch."""
+    g_batches: int
+    """Batches on which G trained at least once."""
+    g_capped: int
+    """Batches on which the adaptive inner G loop stopped at its cap."""
+    nonfinite: int
+    """Non-finite losses and gradient norms seen this epoch (0 in a healthy run)."""
+    weights_finite: bool
+    """All weights of D and G finite at the epoch's end."""
+    batches: int
+    """Batches this epoch."""
+    seconds: float
+    """Training time of the epoch (evaluation excluded)."""
+    samples_per_s: float
+    """Real images through D per second."""
+    quality: Quality | None = None
+    """Sample quality, on evaluation epochs."""
+
+    def metrics(self) -> dict[str, float]:
+        """Numeric fields (quality flattened with a q_ prefix), e.g. for MLflow."""
+        out = {f.name: float(getattr(self, f.name)) for f in dataclasses.fields(self)
+               if f.name not in ("epoch", "quality")}
+        if self.quality is not None:
+            out.update({f"q_{k}": float(v) for k, v in self.quality.as_dict().items()})
+        return out
+
+    @property
+    def diverged(self) -> bool:
+        return self.nonfinite > 0 or not self.weights_finite
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where each label begins (defaults from the MNIST calibration; see the module docstring)."""
+
+    success_fld: float = 160.0
+    """success needs FLD at or below this (overridden by the evaluator's calibrated value)."""
+    fld_band: float = 0.1
+    """A success holds until FLD exceeds success_fld by more than this fraction."""
+    num_classes: int = 10
+    """Classes in the data set."""
+    missing_classes: float = 0.7
+    """Digit-like samples collapse when their soft class count is below num_classes minus this (nine
+    classes: 9.0; blurred digits, one class misread down to 1.1%: 9.4) ..."""
+    classes_band: float = 0.2
+    """... and a diverse label holds until it is below by this much more (a class that vanishes still counts)."""
+    legible_min: float = 0.5
+    """Digit-like needs at least half the samples legible (real 0.94, a good GAN ~0.7; scribbles 0.16) ..."""
+    precision_min: float = 0.6
+    """... and at least this precision (real 0.91; blurred sigma 3: 0.36)."""
+    fidelity_band: float = 0.05
+    """A success holds until legibility or precision misses its minimum by more than this."""
+    distinct_min: float = 0.8
+    """Diverse needs at least this share of distinct modes (real 0.99, blurred or noised digits 0.97;
+    50 images repeated 0.05, with pixel noise on each copy 0.63) ..."""
+    spread_min: float = 0.3
+    """... a pixel spread of at least this (real 1; one class 0.66; one blob repeated 0.08) ..."""
+    recall_min: float = 0.1
+    """A success needs at least this recall (real 0.91, heavily noised real 0.38, a good GAN ~0.6)."""
+    diversity_band: float = 0.05
+    """A diverse label holds until distinct, spread or recall misses its minimum by more than this."""
+    overpowered_loss_d: float = 0.05
+    """d_overpowered: D's epoch-mean loss below this (log 4 = 1.39 at equilibrium) ..."""
+    overpowered_d_fake: float = 0.01
+    """... and mean D(G(z)) below this ..."""
+    overpowered_window: int = 2
+    """... for this many consecutive epochs."""
+    dead_grad: float = 1e-12
+    """stalled: the largest pre-clip norm of G's gradient at or below this, and D's too ..."""
+    saturated: float = 1e-3
+    """... or D(x) and D(G(z)) both within this of 1 (D calls everything real; G learns nothing) ..."""
+    dead_window: int = 2
+    """... for this many consecutive epochs."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A run's label, when it was decided, and why."""
+
+    label: str
+    """One of LABELS."""
+    epoch: int
+    """The epoch at which the label was decided (for final labels: from which it held to the end)."""
+    evidence: str
+    """One sentence: which signal crossed which threshold."""
+    sealed: bool
+    """Decided before the end of training: nothing later can change it, so the run may stop."""
+    signals: dict[str, Any] = field(default_factory=dict)
+    """The numbers behind the evidence."""
+
+
+@dataclass(frozen=True)
+class EpochEvent:
+    """What callbacks see after each epoch."""
+
+    record: EpochRecord
+    """The epoch's signals (and quality, on evaluation epochs)."""
+    verdict: Verdict | None
+    """The sealed verdict, if the run's fate is now sealed."""
+    samples: torch.Tensor | None
+    """GRID_SAMPLES images [N, 1, H, W] in [0, 1] from fixed noise, on evaluation epochs."""
+    epochs: int
+    """The run's planned number of epochs."""
+
+
+Callback = Callable[[EpochEvent], "bool | None"]
+"""Called after every epoch; returning True stops the run (e.g. an Optuna pruner)."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run."""
+
+    config: RunConfig
+    """The configuration it ran."""
+    history: list[EpochRecord]
+    """One record per epoch trained."""
+    verdict: Verdict
+    """The outcome label, its epoch and evidence."""
+    quality: Quality | None
+    """The last quality evaluation."""
+    samples: torch.Tensor | None
+    """The last image grid's samples."""
+    seconds: float
+    """Wall-clock time, evaluation included."""
+    device: str
+    """The device it trained on."""
+    dataset_source: str
+    """Which data was used (e.g. the bundled 10k split)."""
+    stopped_early: bool
+    """True when the run stopped before its last epoch (sealed fate or a callback)."""
+    resumed_from: int = 0
+    """Epochs restored from a checkpoint (0: trained from scratch)."""
+
+    def summary(self) -> dict:
+        """A JSON-ready summary."""
+        return {
+            "config": self.config.to_flat(),
+            "outcome": self.verdict.label,
+            "outcome_epoch": self.verdict.epoch,
+            "evidence": self.verdict.evidence,
+            "sealed": self.verdict.sealed,
+            "quality": self.quality.as_dict() if self.quality else None,
+            "epochs_trained": len(self.history),
+            "stopped_early": self.stopped_early,
+            "resumed_from": self.resumed_from,
+            "seconds": self.seconds,
+            "device": self.device,
+            "dataset": self.dataset_source,
+            "history": [r.metrics() | {"epoch": r.epoch} for r in self.history],
+        }
+
+
