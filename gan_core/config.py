@@ -22,6 +22,7 @@ G_LOSSES = ("saturating", "non_saturating")
 OPTIMISERS = ("adam", "sgd")
 G_OUTPUTS = ("sigmoid", "tanh")
 DTYPES = ("float32", "float64")
+PRECISIONS = ("fp32", "bf16", "tf32")
 OFF = "off"
 
 
@@ -259,11 +260,14 @@ class RunConfig:
     """cpu, cuda, cuda:N, or auto (cuda when there is one)."""
     dtype: str = SHARED("float32")
     """float32, or float64 (for equivalence tests)."""
+    precision: str = SHARED("fp32")
+    """Matmul precision: fp32, bf16 (bfloat16 autocast; float32 weights and losses) or tf32 (CUDA)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             raise ConfigError(f"seed must be an integer from 0 to 2^63 - 1, got {self.seed!r}")
         _choice("dtype", self.dtype, DTYPES)
+        _choice("precision", self.precision, PRECISIONS)
         if not (self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
 
@@ -310,7 +314,7 @@ _SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "budget": BudgetConfig,
 }
-_TOP_LEVEL = ("seed", "device", "dtype")
+_TOP_LEVEL = ("seed", "device", "dtype", "precision")
 _KEY_SECTION = {f.name: name for name, cls in _SECTIONS.items() for f in dataclasses.fields(cls)}
 _FIELD_TYPES: dict[str, Any] = {
     key: typing.get_type_hints(cls)[key] for name, cls in _SECTIONS.items() for key in

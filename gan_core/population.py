@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from . import loop, losses, rng
+from . import loop, losses, precision, rng
 from .config import POPULATION_CLASS, POPULATION_SHARED, RunConfig
 from .data import Dataset, to_training_tensor
 from .evaluator import Evaluator
@@ -105,6 +105,7 @@ class PopulationTrainer:
         self.P = len(configs)
         self.device = resolve_device(c0.device)
         self.dtype = DTYPES[c0.dtype]
+        precision.check(c0.precision, c0.dtype, self.device)
         self.dataset = dataset
         self.image_dim, self.dataset_source = dataset.image_dim, dataset.source
         self.data = to_training_tensor(dataset.images, g_output=c0.model.g_output, device=self.device, dtype=self.dtype)
@@ -170,7 +171,7 @@ class PopulationTrainer:
     def disc(self, x: torch.Tensor, D: StackedMLP | None = None) -> torch.Tensor:
         D = D or self.D
         h = F.leaky_relu(D.layer(0, x), self.configs[0].model.leaky_slope)
-        return D.layer(1, h).squeeze(-1)
+        return D.layer(1, h).squeeze(-1).to(self.dtype)  # losses and the clamp in float32 under bf16
 
     def noise(self, step: int, draw: int, seeds: torch.Tensor | None = None) -> torch.Tensor:
         return rng.normal(self.seeds if seeds is None else seeds, (rng.STREAM_NOISE, step, draw),
@@ -349,7 +350,7 @@ class PopulationTrainer:
             if not n_active:
                 break
             draw += 1
-            if draw > 1 and not self.buffered and n_active < COMPACT_BELOW * self.P:
+            if not self.buffered and n_active < COMPACT_BELOW * self.P:
                 rows = active.nonzero().flatten()
                 l = l.index_put((rows,), self._g_step(step, draw, active, acc, rows))
             else:
@@ -380,9 +381,10 @@ class PopulationTrainer:
         acc = self.new_accumulator()
         perm = rng.permutation(self.seeds, (rng.STREAM_DATA, epoch), len(self.data))
         t0 = time.perf_counter()
-        for b in range(self.steps_per_epoch):
-            x = self.data[perm[:, b * self.B:(b + 1) * self.B]]
-            self.batch(x, global_step + b, acc)
+        with precision.matmuls(self.configs[0].precision, self.device):
+            for b in range(self.steps_per_epoch):
+                x = self.data[perm[:, b * self.B:(b + 1) * self.B]]
+                self.batch(x, global_step + b, acc)
         stats = self.summarise(acc)  # the epoch's one device read
         finite = self._weights_finite()
         seconds = time.perf_counter() - t0

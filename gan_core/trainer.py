@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import loop, losses, rng
+from . import loop, losses, precision, rng
 from .config import ConfigError, RunConfig
 from .data import Dataset, load_dataset, to_training_tensor
 from .evaluator import Evaluator
@@ -86,6 +86,10 @@ class SeedStep:
             return self.zero if norm is None else norm
         return torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm)
 
+    def _logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """D's logits in the weights' dtype: under bf16 autocast the losses and the clamp stay float32."""
+        return logits.to(self.zero.dtype)
+
     def _norm_or_zero(self, net: nn.Module) -> torch.Tensor:
         norm = grad_norm(net)
         return self.zero if norm is None else norm
@@ -98,7 +102,7 @@ class SeedStep:
             self.D.requires_grad_(True)
         self._zero_both()
         leak = self._norm_or_zero(self.D)
-        logits = self.D(x)
+        logits = self._logits(self.D(x))
         loss = losses.d_real_loss(logits, p.clamp, p.clamp_eps)
         loss.backward()
         norm = self._clip(self.D, p.clip_d)
@@ -116,7 +120,7 @@ class SeedStep:
         if p.freeze == "requires_grad":
             self.G.requires_grad_(False)
         leak = self._norm_or_zero(self.D)
-        logits = self.D(self.G(z))
+        logits = self._logits(self.D(self.G(z)))
         loss = losses.d_fake_loss(logits, p.clamp, p.clamp_eps)
         loss.backward()
         frozen = self._norm_or_zero(self.G)  # only eval(): G got gradients it will never use
@@ -140,7 +144,7 @@ class SeedStep:
         if p.freeze == "requires_grad":
             self.D.requires_grad_(False)
         leak = self._norm_or_zero(self.G)
-        logits = self.D(self.G(z))
+        logits = self._logits(self.D(self.G(z)))
         sat = losses.g_saturating(logits, p.clamp, p.clamp_eps)
         loss = sat if p.g_loss == "saturating" else losses.g_non_saturating(logits, p.clamp, p.clamp_eps)
         loss.backward()
@@ -215,6 +219,7 @@ class Trainer:
         self.configs = [config]
         self.device = resolve_device(config.device)
         self.dtype = DTYPES[config.dtype]
+        precision.check(config.precision, config.dtype, self.device)
         self.dataset = dataset or load_dataset(config.data.dataset, config.data.data_dir)
         self.image_dim = self.dataset.image_dim
         self.dataset_source = self.dataset.source
@@ -250,10 +255,11 @@ class Trainer:
         probes = Probes()
         perm = rng.permutation(self.seed, (rng.STREAM_DATA, epoch), len(self.data))[0]
         t0 = time.perf_counter()
-        for b in range(self.steps_per_epoch):
-            x = self.data[perm[b * B:(b + 1) * B]]
-            step = global_step + b
-            self.step.batch(x, lambda draw, step=step: self.noise(step, draw), probes)
+        with precision.matmuls(cfg.precision, self.device):
+            for b in range(self.steps_per_epoch):
+                x = self.data[perm[b * B:(b + 1) * B]]
+                step = global_step + b
+                self.step.batch(x, lambda draw, step=step: self.noise(step, draw), probes)
         s = probes.summary()  # the epoch's one device read (it also waits for the device)
         finite = bool(weights_finite(self.G, self.D))
         seconds = time.perf_counter() - t0

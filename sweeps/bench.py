@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from gan_core import precision
 from gan_core.config import RunConfig
 from gan_core.data import BUNDLED_MNIST, load_dataset
 from gan_core.population import PopulationTrainer
@@ -149,51 +150,82 @@ def reference(cfg: RunConfig, dataset, steps: int, repeats: int, device: torch.d
     return _median_ms(block, steps, repeats, device)
 
 
-def population(cfg: RunConfig, dataset, size: int, steps: int, repeats: int, device: torch.device) -> float:
-    configs = [cfg.replace(seed=i, lr_d=10 ** (-5 + 3 * i / max(size - 1, 1))) for i in range(size)]
-    pop = PopulationTrainer(configs, dataset)
-    state = {"b": 0}
+def population(cfg: RunConfig, dataset, size: int, steps: int, repeats: int, device: torch.device,
+               adam_impl: str = "auto") -> tuple[float, float]:
+    """(ms per step of the whole population, updates per member-step: 2 D updates plus its G steps)."""
+    configs = [cfg.replace(seed=i, lr_d=10 ** (-5 + 3 * i / max(size - 1, 1)), lr_g=10 ** (-5 + 3 * i / max(size - 1, 1)))
+               for i in range(size)]
+    pop = PopulationTrainer(configs, dataset, adam_impl=adam_impl)
+    state = {"b": 0, "g": 0.0, "steps": 0}
     perm = torch.stack([torch.randperm(len(pop.data), device=device) for _ in range(size)])
 
     def block(n: int) -> None:
         acc = pop.new_accumulator()
         B = pop.B
-        for _ in range(n):
-            b = state["b"] % pop.steps_per_epoch
-            pop.batch(pop.data[perm[:, b * B:(b + 1) * B]], state["b"], acc)
-            state["b"] += 1
-        pop.summarise(acc)  # the per-epoch read, charged to these steps
+        with precision.matmuls(cfg.precision, device):
+            for _ in range(n):
+                b = state["b"] % pop.steps_per_epoch
+                pop.batch(pop.data[perm[:, b * B:(b + 1) * B]], state["b"], acc)
+                state["b"] += 1
+        stats = pop.summarise(acc)  # the per-epoch read, charged to these steps
+        state["g"] += sum(stats["g_steps"])
+        state["steps"] += n
 
-    return _median_ms(block, steps, repeats, device)
+    ms = _median_ms(block, steps, repeats, device)
+    return ms, 2 + state["g"] / max(state["steps"] * size, 1)
 
 
-def run_bench(device: str, sizes: list[int], steps: int, repeats: int, log=print) -> dict:
+def _row(rows: list, engine: str, members: int, ms: float, updates: float = 3.0, prec: str = "fp32",
+         schedule: str = "fixed") -> dict:
+    row = {"engine": engine, "members": members, "precision": prec, "schedule": schedule, "ms_per_step": ms,
+           "updates_per_member_step": updates, "member_steps_per_s": members * 1000 / ms}
+    row["ms_per_member_update"] = ms / (members * updates)
+    rows.append(row)
+    return row
+
+
+def run_bench(device: str, sizes: list[int], steps: int, repeats: int, log=print,
+              precisions: tuple[str, ...] | None = None, adaptive: bool = True) -> dict:
     dev = resolve_device(device)
     cfg = bench_config(str(dev))
     dataset = load_dataset("mnist-10k")
-    rows = []
-    log(f"bench on {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads), batch 64, one G step per batch")
-    a = seed_style(dev, steps, repeats)
-    rows.append({"engine": "seed-style loop (a)", "members": 1, "ms_per_step": a})
-    log(f"(a) seed-style loop: {a:.2f} ms/step")
-    b = reference(cfg, dataset, steps, repeats, dev)
-    rows.append({"engine": "reference trainer (b)", "members": 1, "ms_per_step": b})
-    log(f"(b) reference trainer: {b:.2f} ms/step")
+    rows: list[dict] = []
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
+    log(f"bench on {dev} ({name}, {torch.get_num_threads()} threads), batch 64, the fixed schedule (one G step per "
+        f"batch) unless a row says adaptive")
+    a = _row(rows, "(a) seed loop", 1, seed_style(dev, steps, repeats))
+    log(f"(a) seed-style loop: {a['ms_per_step']:.2f} ms/step")
+    b = _row(rows, "(b) reference", 1, reference(cfg, dataset, steps, repeats, dev))
+    log(f"(b) reference trainer: {b['ms_per_step']:.2f} ms/step")
     for size in sizes:
-        ms = population(cfg, dataset, size, max(steps // 2, 4), repeats, dev)
-        rows.append({"engine": f"population (c)", "members": size, "ms_per_step": ms})
-        log(f"(c) population of {size}: {ms:.2f} ms/step ({size * 1000 / ms:.0f} member-steps/s)")
+        ms, upd = population(cfg, dataset, size, max(steps // 2, 4), repeats, dev)
+        r = _row(rows, "(c) population", size, ms, upd)
+        log(f"(c) population of {size}: {ms:.2f} ms/step ({r['member_steps_per_s']:.0f} member-steps/s)")
+    fixed_best = max((r for r in rows if r["engine"] == "(c) population"), key=lambda r: r["member_steps_per_s"])
+    size = fixed_best["members"]
+    if precisions is None:
+        precisions = ("bf16", "tf32") if dev.type == "cuda" else ("bf16",)
+    for prec in precisions:
+        ms, upd = population(cfg.replace(precision=prec), dataset, size, max(steps // 2, 4), repeats, dev)
+        r = _row(rows, "(c) population", size, ms, upd, prec)
+        log(f"(c) population of {size} at {prec}: {ms:.2f} ms/step ({r['member_steps_per_s']:.0f} member-steps/s)")
+    if adaptive:  # the seed's adaptive rule: inner G loops of different lengths per member
+        seed_cfg = cfg.replace(schedule="adaptive")
+        ms, upd = population(seed_cfg, dataset, size, max(steps // 2, 4), repeats, dev)
+        r = _row(rows, "(d) population", size, ms, upd, schedule="adaptive")
+        log(f"(d) population of {size}, adaptive schedule: {ms:.2f} ms/step, {upd:.1f} updates per member-step, "
+            f"{r['ms_per_member_update'] / fixed_best['ms_per_member_update']:.2f}x the fixed schedule's cost per update")
     for r in rows:
-        r["member_steps_per_s"] = r["members"] * 1000 / r["ms_per_step"]
         r["ratio_vs_seed_loop"] = r["member_steps_per_s"] / rows[0]["member_steps_per_s"]
-    best = max(rows, key=lambda r: r["member_steps_per_s"])
+    best = max((r for r in rows if r["schedule"] == "fixed"), key=lambda r: r["member_steps_per_s"])
     minutes_128 = 128 * SEED_BUDGET_STEPS / best["member_steps_per_s"] / 60
+    adaptive_row = next((r for r in rows if r["schedule"] == "adaptive"), None)
     return {
-        "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
+        "device": str(dev), "device_name": name,
         "threads": torch.get_num_threads(), "torch": torch.__version__, "steps": steps, "repeats": repeats,
         "rows": rows, "best": best,
+        "adaptive_cost_per_update_vs_fixed": (adaptive_row["ms_per_member_update"] / fixed_best["ms_per_member_update"]
+                                              if adaptive_row else None),
         "estimate": {"what": "a full-budget 128-trial lr-study (120 epochs x 937 steps each) at the best rate",
                      "minutes": minutes_128,
                      "seed_style_minutes": 128 * SEED_BUDGET_STEPS / rows[0]["member_steps_per_s"] / 60},
@@ -229,12 +261,16 @@ def register(app) -> None:
         from rich.table import Table
 
         table = Table(title=f"gan-sweep bench on {result['device_name']} ({result['device']})", box=None)
-        for col in ("engine", "members", "ms/step", "member-steps/s", "vs (a)"):
+        for col in ("engine", "members", "prec", "schedule", "ms/step", "member-steps/s", "upd", "vs (a)"):
             table.add_column(col, justify="right")
         for r in result["rows"]:
-            table.add_row(r["engine"], str(r["members"]), f"{r['ms_per_step']:.2f}", f"{r['member_steps_per_s']:.0f}",
+            table.add_row(r["engine"], str(r["members"]), r["precision"], r["schedule"], f"{r['ms_per_step']:.2f}",
+                          f"{r['member_steps_per_s']:.0f}", f"{r['updates_per_member_step']:.1f}",
                           f"{r['ratio_vs_seed_loop']:.1f}x")
         out.print(table)
+        if result["adaptive_cost_per_update_vs_fixed"] is not None:
+            out.print(f"adaptive schedule: {result['adaptive_cost_per_update_vs_fixed']:.2f}x the fixed schedule's time "
+                      f"per member-update (updates = 2 D updates + the G steps each member took)")
         est = result["estimate"]
         out.print(f"128-trial lr-study at the seed's budget: ~{est['minutes']:.0f} min at the best rate "
                   f"(seed-style loop: ~{est['seed_style_minutes']:.0f} min)")

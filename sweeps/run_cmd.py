@@ -24,6 +24,10 @@ from .errors import UserError
 from .spec import PROFILES, Profile, StudySpec, load_spec
 
 ENGINES = ("auto", "reference", "population")
+POPULATION_GPU = 64
+"""Default most members per population on a GPU."""
+POPULATION_CPU = 16
+"""Default on a CPU: `gan-sweep bench` measures no gain past 16 members on 2 cores."""
 MAX_TRIALS = 100_000
 """Most trials a grid study may plan without --allow-large (enqueuing runs at a few hundred per second)."""
 
@@ -56,8 +60,8 @@ class RunOptions:
     """Report folder."""
     engine: str = "auto"
     """auto, reference or population."""
-    population_size: int = 64
-    """Most members per population."""
+    population_size: Optional[int] = None
+    """Most members per population (None: 64 on a GPU, 16 on a CPU)."""
     checkpoint_dir: Path = Path("checkpoints")
     """Trial checkpoints (shared between workers on a shared disk)."""
     heartbeat: int = 20
@@ -88,6 +92,8 @@ class Resolved:
     """The largest batch size of any trial (checked against the data once it is loaded)."""
     planned: int
     """Trials the study plans."""
+    population_size: int
+    """Most members per population."""
 
 
 def default_profile(device: str | None) -> str:
@@ -149,6 +155,8 @@ def _every_config(spec: StudySpec, prof: Profile, overrides: dict[str, Any]) -> 
 
 def resolve(opts: RunOptions) -> Resolved:
     """Validate everything a user can get wrong that needs no data and no store."""
+    from gan_core import precision
+    from gan_core.config import ConfigError
     from gan_core.trainer import resolve_device
 
     from .storage import check_storage_url, make_sampler
@@ -179,8 +187,15 @@ def resolve(opts: RunOptions) -> Resolved:
     max_batch = _every_config(spec, prof, overrides)
     base = spec.run_config({}, spec.seeds[0], prof, **overrides)
     device = resolve_device(base.device)
+    try:
+        precision.check(base.precision, base.dtype, device)
+    except ConfigError as exc:
+        raise UserError(f"{spec.source}: {exc}") from None
     # auto: populations pay off where launches dominate (a GPU); on a CPU arithmetic does.
-    engine = opts.engine if opts.engine != "auto" else ("population" if device.type == "cuda" else "reference")
+    # auto: the population whenever trials can share one (a GPU: launches dominate; a CPU: `gan-sweep bench`
+    # measures 1.7-2.4x the reference trainer's member-steps/s at 8-16 members on 2 cores).
+    engine = opts.engine if opts.engine != "auto" else ("population" if planned >= 2 else "reference")
+    size = opts.population_size or (POPULATION_GPU if device.type == "cuda" else POPULATION_CPU)
     name = paths.check_name(opts.study_name or default_study_name(spec.name, prof.name, opts.dataset, opts.epochs))
     paths.check_writable_dir(opts.out_dir, "--out")
     paths.under(opts.out_dir, name)
@@ -189,7 +204,7 @@ def resolve(opts: RunOptions) -> Resolved:
     check_tracking_uri(opts.tracking_uri)
     urls.check_not_swapped(opts.storage, opts.tracking_uri)
     make_sampler(spec)
-    return Resolved(spec, prof, overrides, base, device, engine, name, max_batch, planned)
+    return Resolved(spec, prof, overrides, base, device, engine, name, max_batch, planned, size)
 
 
 @contextlib.contextmanager
@@ -254,7 +269,7 @@ def execute(opts: RunOptions, create: bool) -> None:
             with ending(tracker, parent), tracker.parent_heartbeat(parent, heartbeat_s):
                 display = RunDisplay(handle, r.planned, r.profile.epochs)
                 ctx = RunContext(handle, data, evaluator, tracker, parent, r.overrides, display.on_epoch,
-                                 engine=r.engine, population_size=opts.population_size,
+                                 engine=r.engine, population_size=r.population_size,
                                  checkpoint_dir=opts.checkpoint_dir, heartbeat_s=heartbeat_s, log=display.say)
                 with display:
                     ran = run_trials(ctx, limit=opts.trials, on_trial=display.on_trial, on_start=display.on_start)
@@ -302,8 +317,10 @@ def register(app: typer.Typer) -> None:
         storage=typer.Option(DEFAULT_STORAGE, help="Optuna storage URL (sqlite:///file.db or postgresql://...)."),
         tracking_uri=typer.Option(DEFAULT_TRACKING_URI, help="MLflow tracking URI (sqlite:///mlflow.db or http://...)."),
         study_name=typer.Option(None, help="Name in storage (default: <study>-<profile>[-<dataset>][-e<epochs>])."),
-        engine=typer.Option("auto", help="auto (population on a GPU, reference on a CPU), reference or population."),
-        population_size=typer.Option(64, help="Members per population (population engine)."),
+        engine=typer.Option("auto", help="auto (the population engine when a study has 2 or more trials), "
+                                         "reference or population."),
+        population_size=typer.Option(None, help=f"Most members per population (default {POPULATION_GPU} on a GPU, "
+                                                f"{POPULATION_CPU} on a CPU, where larger ones are no faster)."),
         checkpoint_dir=typer.Option(Path("checkpoints"), help="Trial checkpoints; share it between workers so a "
                                                               "retried trial resumes."),
         heartbeat=typer.Option(20, help="Seconds between trial heartbeats for a new study (a trial silent 3x as "
@@ -320,7 +337,7 @@ def register(app: typer.Typer) -> None:
             storage: str = common["storage"], tracking_uri: str = common["tracking_uri"],
             study_name: Optional[str] = common["study_name"],
             out_dir: Path = typer.Option(Path("reports"), "--out", help="Folder for the report."),
-            engine: str = common["engine"], population_size: int = common["population_size"],
+            engine: str = common["engine"], population_size: Optional[int] = common["population_size"],
             checkpoint_dir: Path = common["checkpoint_dir"], heartbeat: int = common["heartbeat"],
             allow_large: bool = common["allow_large"],
         ) -> None:

@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 
 from gan_core import config as C
+from gan_core import precision
 from gan_core.config import RunConfig
 
 from .console import err, out
@@ -27,7 +28,7 @@ from .urls import mask
 CHOICES = {
     "clamp": C.CLAMP_MODES, "freeze": C.FREEZE_MODES, "zero_grad": C.ZERO_GRAD_MODES,
     "schedule": C.SCHEDULES, "g_loss": C.G_LOSSES, "optimiser": C.OPTIMISERS,
-    "g_output": C.G_OUTPUTS, "dtype": C.DTYPES,
+    "g_output": C.G_OUTPUTS, "dtype": C.DTYPES, "precision": C.PRECISIONS,
 }
 
 
@@ -63,6 +64,7 @@ def train(out_dir: Optional[Path], track: bool, tracking_uri: str, experiment: s
     # Everything a user can get wrong is checked before any file is written.
     cfg = RunConfig.from_flat(flat_overrides(flags))
     device = resolve_device(cfg.device)
+    precision.check(cfg.precision, cfg.dtype, device)
     folder = out_dir or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise UserError(f"output folder {folder} exists and is not an empty folder")

@@ -215,3 +215,65 @@ def test_gan_core_imports_no_orchestration_library():
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+class Killed(Exception):
+    pass
+
+
+def _die_at(epoch):
+    def cb(p, ev):
+        if ev.record.epoch == epoch:
+            raise Killed
+
+    return cb
+
+
+def _trace(result):
+    return [(r.epoch, r.loss_d, r.loss_g, r.d_real, r.d_fake, r.g_steps, r.leak_g) for r in result.history]
+
+
+def test_a_population_checkpoint_resumes_every_member_exactly_on_either_engine(mnist, tmp_path):
+    base = RunConfig().replace(**(SMALL | dict(epochs=4, steps_per_epoch=20)))
+    configs = [base.replace(seed=0), base.replace(seed=1, freeze="eval_only", zero_grad="own_after_step",
+                                                  schedule="fixed", d_steps=3), base.replace(seed=2, lr_d=1e-3)]
+    whole = PopulationTrainer(configs, mnist).run()
+    paths = [tmp_path / f"m{p}.pt" for p in range(3)]
+    interrupted = PopulationTrainer(configs, mnist, callbacks=[_die_at(3)])
+    with pytest.raises(Killed):
+        interrupted.run(paths, checkpoint_every=2)
+    assert all(p.is_file() for p in paths)
+    resumed = PopulationTrainer(configs, mnist).run([p for p in paths], checkpoint_every=2)
+    for a, b in zip(resumed, whole):
+        assert a.resumed_from == 2 and _trace(a) == _trace(b)
+    # the same checkpoints, resumed one by one on the reference engine
+    for p, cfg in enumerate(configs):
+        ref = Trainer(cfg, mnist).run(checkpoint=paths[p])
+        assert ref.resumed_from == 2
+        for x, y in zip(_trace(ref), _trace(whole[p])):
+            assert x[:1] == y[:1] and x[5] == y[5]
+            assert x[1:5] == pytest.approx(y[1:5], rel=1e-10, abs=1e-12)
+
+
+def test_a_reference_checkpoint_resumes_in_a_population_and_members_at_different_epochs_catch_up(mnist, tmp_path):
+    base = RunConfig().replace(**(SMALL | dict(epochs=5, steps_per_epoch=20)))
+    configs = [base.replace(seed=0, schedule="fixed", d_steps=2), base.replace(seed=1),
+               base.replace(seed=2, zero_grad="own_after_step", freeze="eval_only")]
+    whole = [Trainer(c, mnist).run() for c in configs]
+    paths = [tmp_path / f"m{p}.pt" for p in range(3)]
+    for p, stop in ((0, 5), (1, 3)):  # member 0 checkpointed at epoch 4, member 1 at epoch 2, member 2 never
+        with pytest.raises(Killed):
+            Trainer(configs[p], mnist, callbacks=[lambda ev, stop=stop: (_ for _ in ()).throw(Killed)
+                                                  if ev.record.epoch == stop else None]).run(paths[p], 2)
+    calls = []
+    pop = PopulationTrainer(configs, mnist)
+    real = pop.train_epoch
+    pop.train_epoch = lambda e, s, active: (calls.append((e, list(active))), real(e, s, active))[1]
+    results = pop.run(paths, checkpoint_every=2)
+    assert [r.resumed_from for r in results] == [4, 2, 0]
+    assert calls[:2] == [(0, [False, False, True]), (1, [False, False, True])]  # the laggard first
+    assert calls[2:4] == [(2, [False, True, True]), (3, [False, True, True])]
+    assert calls[4] == (4, [True, True, True])
+    for r, w in zip(results, whole):
+        for x, y in zip(_trace(r), _trace(w)):
+            assert x[0] == y[0] and x[5] == y[5] and x[1:5] == pytest.approx(y[1:5], rel=1e-10, abs=1e-12)

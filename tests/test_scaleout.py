@@ -149,12 +149,14 @@ def test_two_runs_starting_together_on_fresh_sqlite_stores_both_succeed(tmp_path
     assert len(exactly_once(study)) == 4
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_closes_the_trial_in_hand_and_a_rerun_finishes_only_the_missing(tmp_path, evaluator, sig):
+@pytest.mark.parametrize("sig,engine", [(signal.SIGINT, "reference"), (signal.SIGTERM, "reference"),
+                                        (signal.SIGINT, "population")])
+def test_a_signal_closes_the_trials_in_hand_and_a_rerun_finishes_only_the_missing(tmp_path, evaluator, sig, engine):
     spec = study_file(tmp_path, lrs=2, seeds=1, epochs=30, steps=20)
     storage, tracking = f"sqlite:///{tmp_path / 'o.db'}", f"sqlite:///{tmp_path / 'm.db'}"
     common = ["--storage", storage, "--tracking-uri", tracking, "--device", "cpu", "--epochs", 4,
-              "--checkpoint-dir", tmp_path / "ckpt", "--out", tmp_path / "r"]
+              "--checkpoint-dir", tmp_path / "ckpt", "--out", tmp_path / "r", "--engine", engine]
+    in_hand = 1 if engine == "reference" else 2  # a population holds both trials at once
     proc = gan_sweep("run", spec, *common)
     deadline = time.time() + 300
     while True:  # wait until the first trial is training
@@ -174,11 +176,11 @@ def test_a_signal_closes_the_trial_in_hand_and_a_rerun_finishes_only_the_missing
     assert "interrupted" in out
     study = optuna.load_study(study_name="scale-quick-e4", storage=storage)
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
-    assert len(failed) == 1 and failed[0].user_attrs["fail_reason"] == "interrupted"
-    assert MlflowClient(tracking).get_run(failed[0].user_attrs["mlflow_run_id"]).info.status == "KILLED"
+    assert len(failed) == in_hand and all(t.user_attrs["fail_reason"] == "interrupted" for t in failed)
+    assert all(MlflowClient(tracking).get_run(t.user_attrs["mlflow_run_id"]).info.status == "KILLED" for t in failed)
     finish(gan_sweep("run", spec, *common))
     study = optuna.load_study(study_name="scale-quick-e4", storage=storage)
-    assert len(exactly_once(study)) == 2 and len(study.trials) == 3
+    assert len(exactly_once(study)) == 2 and len(study.trials) == 2 + in_hand
 
 
 @pytest.mark.parametrize("args, message", [
@@ -229,3 +231,36 @@ def test_a_password_in_a_working_postgresql_url_is_never_printed(tmp_path):
     out = finish(proc, timeout=300)
     assert "postgres:***@" in out and "SECRET" not in out
     assert not [p for p in (tmp_path / "r").rglob("*.*") if p.is_file() and b"SECRET" in p.read_bytes()]
+
+
+def test_a_killed_population_worker_s_trials_resume_from_their_checkpoints_and_end_as_if_never_killed(tmp_path):
+    """kill -9 of a worker training a population mid-trial (sqlite: no servers needed): the next worker
+    retries every member from its own checkpoint, and in float64 each ends exactly as an uninterrupted run."""
+    spec = study_file(tmp_path, lrs=3, seeds=1, epochs=6, steps=30)
+    spec.write_text(spec.read_text().replace('dataset = "mnist-10k"', 'dataset = "mnist-10k"\ndtype = "float64"\n'
+                                             'z_dim = 16\ng_hidden = "32,64"\nd_hidden = 32\nstop_early = false'))
+    ckpt = tmp_path / "ckpt"
+    killed = ["--storage", f"sqlite:///{tmp_path / 'k.db'}", "--tracking-uri", f"sqlite:///{tmp_path / 'km.db'}",
+              "--device", "cpu", "--engine", "population", "--heartbeat", 1, "--checkpoint-dir", ckpt]
+    victim = gan_sweep("run", spec, *killed, "--out", tmp_path / "r", cwd=tmp_path)
+    deadline = time.time() + 300
+    while len(list(ckpt.glob("*.pt"))) < 3:  # every member has checkpointed: the population is mid-way
+        assert victim.poll() is None and time.time() < deadline, "no checkpoints appeared"
+        time.sleep(0.2)
+    victim.kill()
+    victim.wait()
+    time.sleep(3.5)  # three missed heartbeats
+    finish(gan_sweep("worker", spec, *killed, cwd=tmp_path))
+    clean = ["--storage", f"sqlite:///{tmp_path / 'c.db'}", "--tracking-uri", f"sqlite:///{tmp_path / 'cm.db'}",
+             "--device", "cpu", "--engine", "population", "--checkpoint-dir", tmp_path / "ckpt2"]
+    finish(gan_sweep("run", spec, *clean, "--out", tmp_path / "r2", cwd=tmp_path))
+    done = lambda url: {t.params["lr_d"]: t for t in optuna.load_study(study_name="scale-quick", storage=url).trials  # noqa: E731
+                        if t.state in DONE}
+    retried, uninterrupted = done(f"sqlite:///{tmp_path / 'k.db'}"), done(f"sqlite:///{tmp_path / 'c.db'}")
+    assert set(retried) == set(uninterrupted) and len(retried) == 3
+    for lr, t in retried.items():
+        u = uninterrupted[lr]
+        assert t.user_attrs["resumed_from_epoch"] >= 2
+        assert t.user_attrs["outcome"] == u.user_attrs["outcome"]
+        for key in ("last_loss_d", "last_loss_g", "last_d_real", "last_d_fake", "final_fld"):
+            assert t.user_attrs[key] == pytest.approx(u.user_attrs[key], rel=1e-9), (lr, key)

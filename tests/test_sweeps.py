@@ -104,7 +104,7 @@ def test_an_interrupted_run_is_closed_and_a_rerun_completes_exactly_the_missing_
         return real_run(self, *args, **kwargs)
 
     monkeypatch.setattr(gan_core.trainer.Trainer, "run", interrupt_second)
-    first = run(tmp_path)
+    first = run(tmp_path, "--engine", "reference")  # one trial at a time: the second is interrupted
     assert first.exit_code == 130
     storage, tracking = stores(tmp_path)
     study = optuna.load_study(study_name="smoke-quick", storage=storage)
@@ -119,7 +119,7 @@ def test_an_interrupted_run_is_closed_and_a_rerun_completes_exactly_the_missing_
         [client.get_experiment_by_name("smoke-quick").experiment_id]))
 
     monkeypatch.setattr(gan_core.trainer.Trainer, "run", real_run)
-    second = run(tmp_path)
+    second = run(tmp_path, "--engine", "reference")
     assert second.exit_code == 0, second.output
     study = optuna.load_study(study_name="smoke-quick", storage=storage)
     done = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
