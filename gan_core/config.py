@@ -12,17 +12,28 @@ import dataclasses
 import math
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-CLAMP_MODES = ("none", "clamp", "logits")
-FREEZE_MODES = ("requires_grad", "eval_only")
-ZERO_GRAD_MODES = ("both_before_backward", "own_after_step")
-SCHEDULES = ("adaptive", "fixed")
-G_LOSSES = ("saturating", "non_saturating")
-OPTIMISERS = ("adam", "sgd")
-G_OUTPUTS = ("sigmoid", "tanh")
-DTYPES = ("float32", "float64")
-PRECISIONS = ("fp32", "bf16", "tf32")
+# The choices of each choice field, declared once as its type: the CLI lists and completes them,
+# validation checks them, and `typing.get_args` gives the tuples below.
+ClampMode = Literal["none", "clamp", "logits"]
+FreezeMode = Literal["requires_grad", "eval_only"]
+ZeroGradMode = Literal["both_before_backward", "own_after_step"]
+Schedule = Literal["adaptive", "fixed"]
+GLoss = Literal["saturating", "non_saturating"]
+Optimiser = Literal["adam", "sgd"]
+GOutput = Literal["sigmoid", "tanh"]
+DType = Literal["float32", "float64"]
+Precision = Literal["fp32", "bf16", "tf32"]
+CLAMP_MODES = typing.get_args(ClampMode)
+FREEZE_MODES = typing.get_args(FreezeMode)
+ZERO_GRAD_MODES = typing.get_args(ZeroGradMode)
+SCHEDULES = typing.get_args(Schedule)
+G_LOSSES = typing.get_args(GLoss)
+OPTIMISERS = typing.get_args(Optimiser)
+G_OUTPUTS = typing.get_args(GOutput)
+DTYPES = typing.get_args(DType)
+PRECISIONS = typing.get_args(Precision)
 OFF = "off"
 
 
@@ -92,7 +103,7 @@ class ModelConfig:
     """Width of D's hidden layer (D: 2 linear layers, 1 LeakyReLU)."""
     leaky_slope: float = SHARED(0.2)
     """Negative slope of D's LeakyReLU."""
-    g_output: str = SHARED("sigmoid")
+    g_output: GOutput = SHARED("sigmoid")
     """G's output activation: sigmoid (pixels in [0, 1]) or tanh (pixels in [-1, 1])."""
 
     def __post_init__(self) -> None:
@@ -111,7 +122,7 @@ class ModelConfig:
 class OptimConfig:
     """The optimisers; the seed names only lr = 1e-4, Adam is our reading."""
 
-    optimiser: str = SHARED("adam")
+    optimiser: Optimiser = SHARED("adam")
     """adam or sgd, the same kind for D and G."""
     lr_d: float = MEMBER(1e-4)
     """D's learning rate (the seed's pitfall 4)."""
@@ -141,7 +152,7 @@ class OptimConfig:
 class PitfallConfig:
     """One toggle per loss-side pitfall the seed documents."""
 
-    clamp: str = MEMBER("clamp")
+    clamp: ClampMode = MEMBER("clamp")
     """none (raw log: log(0) is possible), clamp (the seed's torch.clamp), logits (stable BCE)."""
     clamp_eps: float = MEMBER(1e-3)
     """The clamp's bound: D(x) in [eps, 1] on real data, D(G(z)) in [0, 1 - eps] on fakes."""
@@ -149,11 +160,11 @@ class PitfallConfig:
     """Max global L2 norm of D's gradient, or None (off) for no clipping."""
     clip_g: float | None = MEMBER(1.0)
     """Max global L2 norm of G's gradient, or None (off) for no clipping."""
-    freeze: str = MEMBER("requires_grad")
+    freeze: FreezeMode = MEMBER("requires_grad")
     """How the other net is frozen: requires_grad_(False), or only eval() (still gets grads)."""
-    zero_grad: str = MEMBER("both_before_backward")
+    zero_grad: ZeroGradMode = MEMBER("both_before_backward")
     """both_before_backward (the seed's cure) or own_after_step (each net clears only its own)."""
-    g_loss: str = MEMBER("saturating")
+    g_loss: GLoss = MEMBER("saturating")
     """saturating (minimise log(1 - D(G(z))), the seed's) or non_saturating (-log D(G(z)))."""
 
     def __post_init__(self) -> None:
@@ -172,7 +183,7 @@ class PitfallConfig:
 class ScheduleConfig:
     """When G trains: the seed's adaptive rule, or a fixed k D batches per G step."""
 
-    schedule: str = MEMBER("adaptive")
+    schedule: Schedule = MEMBER("adaptive")
     """adaptive (the seed's tmp_loss / rest_K rule with its inner G loop) or fixed."""
     d_steps: int = MEMBER(1)
     """fixed schedule: G takes one step every d_steps batches (D trains on every batch)."""
@@ -258,9 +269,9 @@ class RunConfig:
     """Seeds weights, batch order and noise."""
     device: str = SHARED("auto")
     """cpu, cuda, cuda:N, or auto (cuda when there is one)."""
-    dtype: str = SHARED("float32")
+    dtype: DType = SHARED("float32")
     """float32, or float64 (for equivalence tests)."""
-    precision: str = SHARED("fp32")
+    precision: Precision = SHARED("fp32")
     """Matmul precision: fp32, bf16 (bfloat16 autocast; float32 weights and losses) or tf32 (CUDA)."""
 
     def __post_init__(self) -> None:
@@ -326,6 +337,11 @@ POPULATION_CLASS: dict[str, str | None] = {
     f.name: f.metadata.get("population") for cls in (*_SECTIONS.values(), RunConfig) for f in dataclasses.fields(cls)
     if f.name in FLAT_KEYS and (cls is not RunConfig or f.name in _TOP_LEVEL)}
 """Flat key -> how the population engine treats it (declared with the field; None: undeclared)."""
+def field_type(key: str) -> Any:
+    """The declared type of a flat key (e.g. Literal['none', 'clamp', 'logits'], float, float | None)."""
+    return _FIELD_TYPES[key]
+
+
 FIELD_DOCS: dict[str, str] = {}
 """One line per flat key, for `gan-sweep train --help` and `gan-sweep show`."""
 
@@ -361,10 +377,10 @@ def _coerce(key: str, raw: Any, hint: Any) -> Any:
             if isinstance(raw, bool):
                 raise ValueError
             return float(raw)
-        if hint is str:
+        if hint is str or typing.get_origin(hint) is Literal:
             if not isinstance(raw, str):
                 raise ValueError
-            return raw
+            return raw  # a Literal's choices are checked by the field's own validation
         if typing.get_origin(hint) is tuple:
             items = raw.replace("x", ",").split(",") if isinstance(raw, str) else list(raw)
             return tuple(int(v) for v in items)
@@ -373,7 +389,7 @@ def _coerce(key: str, raw: Any, hint: Any) -> Any:
     else:
         raise AssertionError(f"no coercion for {key}: {hint}")
     expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
-        hint, "a list of integers")
+        hint, "one of " + ", ".join(typing.get_args(hint)) if typing.get_origin(hint) is Literal else "a list of integers")
     if optional:
         expected += " or 'off'"
     raise ConfigError(f"{key} must be {expected}, got {raw!r}")

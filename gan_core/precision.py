@@ -30,7 +30,10 @@ def check(precision: str, dtype: str, device: torch.device) -> None:
 def matmuls(precision: str, device: torch.device):
     """Train inside this: the matmuls run at `precision`."""
     if precision == "bf16":
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        # No weight cache: autocast keeps one bfloat16 copy of each weight for as long as its region
+        # lasts, and a region spans many optimiser steps here (a whole epoch), so a cached copy would
+        # train every forward on stale weights.
+        with torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False):
             yield
     elif precision == "tf32":
         before = torch.backends.cuda.matmul.allow_tf32

@@ -51,6 +51,15 @@ class Quality:
         return dataclasses.asdict(self)
 
 
+METRIC_NAMES = {
+    "step": "batches_done", "clamp_rate": "clamp_share", "weights_finite": "weights_finite_flag",
+    "coverage": "classes_covered_count", "classes": "classes_present_soft_count", "junk": "not_data_share",
+    "legible": "legible_share", "distinct": "distinct_share", "spread": "pixel_spread_ratio",
+    "class_kl": "class_kl_nats", "score": "classifier_score",
+}
+"""Field -> metric name where the field's own name does not say its unit (MLflow, JSON summaries)."""
+
+
 @dataclass(frozen=True)
 class EpochRecord:
     """What one epoch did, as read from the device at its end (means are over the epoch)."""
@@ -105,11 +114,11 @@ class EpochRecord:
     """Sample quality, on evaluation epochs."""
 
     def metrics(self) -> dict[str, float]:
-        """Numeric fields (quality flattened with a q_ prefix), e.g. for MLflow."""
-        out = {f.name: float(getattr(self, f.name)) for f in dataclasses.fields(self)
+        """Numeric fields under names that say their unit (quality with a q_ prefix), e.g. for MLflow."""
+        out = {METRIC_NAMES.get(f.name, f.name): float(getattr(self, f.name)) for f in dataclasses.fields(self)
                if f.name not in ("epoch", "quality")}
         if self.quality is not None:
-            out.update({f"q_{k}": float(v) for k, v in self.quality.as_dict().items()})
+            out.update({f"q_{METRIC_NAMES.get(k, k)}": float(v) for k, v in self.quality.as_dict().items()})
         return out
 
     @property

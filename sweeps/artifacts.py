@@ -37,8 +37,12 @@ def loss_figure(history: list[EpochRecord], title: str = ""):
     axes[2].plot(epochs, [r.grad_d for r in history], label="|grad D| pre-clip")
     axes[2].plot(epochs, [r.grad_g for r in history], label="|grad G| pre-clip")
     axes[2].set_yscale("symlog", linthresh=1e-3)
-    for ax in axes:
+    from matplotlib.ticker import MaxNLocator
+
+    for ax, ylabel in zip(axes, ("loss", "D output", "pre-clip gradient norm")):
         ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)

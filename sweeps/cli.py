@@ -26,13 +26,22 @@ app = typer.Typer(
     name="gan-sweep",
     help="Sweep and ablate the training pitfalls of the seed's MNIST GAN, with evidence.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion; choices complete too
     pretty_exceptions_enable=False,
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"gan-sweep {version('gan-sweep')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
     """Sweep and ablate the training pitfalls of the seed's MNIST GAN, with evidence."""
 
 

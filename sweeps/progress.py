@@ -102,12 +102,12 @@ class RunDisplay(_Display):
         if not self.live:
             _plain(f"trial #{prep.trial.number} started ({what}); {self.done} of {self.planned} done")
 
-    def on_epoch(self, ev) -> None:
+    def on_epoch(self, number: int, ev) -> None:
         if self.live:
             self.bars.update(self.epoch, completed=ev.record.epoch, total=ev.epochs)
-            self.set_status(epoch_line(ev))
+            self.set_status(f"#{number} {epoch_line(ev)}")
         elif ev.record.quality is not None or ev.verdict is not None:
-            _plain(f"  epoch {ev.record.epoch}/{ev.epochs}: {epoch_line(ev, markup=False)}")
+            _plain(f"  #{number} epoch {ev.record.epoch}/{ev.epochs}: {epoch_line(ev, markup=False)}")
 
     def on_trial(self, number: int, label: str, fld: float | None = None) -> None:
         self.ran += 1

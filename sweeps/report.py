@@ -65,6 +65,9 @@ def build(data: StudyData, tracking_uri: str | None) -> Report:
     rep.figures["outcome_by_param"] = F.outcome_by_param(data)
     rep.figures["outcome_counts"] = F.outcome_counts(data, tables)
     rep.figures["effects"] = F.effects(rep.effects)
+    if rep.figures["effects"] is None and data.swept:
+        rep.notes.append("No effects figure: no swept key has runs at its baseline (the seed's setting) yet, so "
+                         "there is nothing to compare against.")
     if tracking_uri:
         try:
             histories, grids = _from_mlflow(data, tracking_uri)
@@ -234,7 +237,11 @@ def write(rep: Report, folder: Path) -> dict[str, Path]:
         body.append(f"<h2>{html.escape(heading)}</h2>")
         if isinstance(content, str):
             md += [content, ""]
-            body += [f"<p>{html.escape(p)}</p>" for p in content.split("\n") if p.strip()]
+            paras = [p for p in content.split("\n") if p.strip()]
+            if paras and all(p.startswith("- ") for p in paras):  # a list in Markdown is a list in HTML too
+                body.append("<ul>" + "".join(f"<li>{html.escape(p[2:])}</li>" for p in paras) + "</ul>")
+            else:
+                body += [f"<p>{html.escape(p)}</p>" for p in paras]
         elif content.empty:
             md += ["(no finished runs yet)", ""]
             body.append("<p>(no finished runs yet)</p>")
@@ -245,9 +252,10 @@ def write(rep: Report, folder: Path) -> dict[str, Path]:
     md += ["## Figures", ""]
     body.append("<h2>Figures</h2>")
     for name, blob in pngs.items():
-        md += [f"![{name}](figures/{name}.png)", ""]
+        caption = CAPTIONS.get(name, name.replace("_", " "))
+        md += [f"![{caption}](figures/{name}.png)", "", f"*{caption}*", ""]
         body.append(f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(blob).decode()}">'
-                    f"<figcaption>{name.replace('_', ' ')}</figcaption></figure>")
+                    f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     files["md"].write_text("\n".join(md))
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
              "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{border:1px solid #ccc;"
@@ -256,6 +264,17 @@ def write(rep: Report, folder: Path) -> dict[str, Path]:
                              f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
     return files
 
+
+CAPTIONS = {
+    "outcome_by_param": "Each run's final objective against the swept value, coloured by its outcome (runs without "
+                        "a quality, such as diverged ones, sit on top).",
+    "outcome_counts": "How many runs ended in each outcome, per level of each swept key.",
+    "effects": "Each setting's difference in success rate from the seed's baseline, with its 95% interval.",
+    "curves_by_outcome": "D's and G's losses and D(x) / D(G(z)) per epoch, one line per run, coloured by outcome.",
+    "samples": "The final samples of the typical run of each outcome (the median objective within the label).",
+    "audit_sheet": "Every trial's final samples with the judge's label, grouped by label: check the judge by eye.",
+}
+"""A sentence under each figure (a file name says nothing)."""
 
 SHORT = {"diverged": "diverged", "d_overpowered": "D wins", "stalled": "stalled", "mode_collapse": "collapse",
          "poor_quality": "poor", "success": "ok"}

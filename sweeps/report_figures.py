@@ -43,7 +43,7 @@ def outcome_by_param(data: StudyData):
         y = numeric(df, metric).to_numpy(float)
         top = np.nanmax(y) * 1.6 if np.isfinite(y).any() else 1.0
         y = np.where(np.isfinite(y), y, top)  # runs without a quality (diverged, crashed) sit on top
-        for label in LABELS + (FAIL,):
+        for label in LABELS + (FAIL,):  # only outcomes that occurred get a legend entry
             m = (df["outcome"] == label).to_numpy()
             if m.any():
                 ax.scatter(jitter[m], y[m], s=26, c=COLORS[label], label=label, alpha=0.85, edgecolors="none")
@@ -61,22 +61,27 @@ def outcome_by_param(data: StudyData):
 
 
 def outcome_counts(data: StudyData, tables: dict[str, pd.DataFrame]):
-    """Stacked outcome counts per level of each swept key."""
+    """Stacked outcome counts per level of each swept key (only outcomes that occurred; whole runs on
+    the axis; the legend beside the bars, not over them)."""
+    from matplotlib.ticker import MaxNLocator
+
     keys = [k for k in data.swept if k in tables and not tables[k].empty]
     if not keys:
         return None
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys) + 1.6, 3.2), squeeze=False, layout="constrained")
     for ax, key in zip(axes[0], keys):
         t = tables[key]
         bottom = np.zeros(len(t))
         for label in LABELS + (FAIL,):
+            if t[label].sum() == 0:
+                continue
             ax.bar(t[key].astype(str), t[label], bottom=bottom, color=COLORS[label], label=label)
             bottom += t[label].to_numpy()
         ax.set_xlabel(key)
         ax.set_ylabel("runs")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(axis="x", labelrotation=20, labelsize=8)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return fig
 
 
@@ -101,9 +106,14 @@ def curves_by_outcome(histories: dict[str, pd.DataFrame], outcomes: dict[str, st
     axes[0].axhline(math.log(4), color="grey", lw=0.8, ls=":")
     for ax in axes[:2]:
         ax.set_yscale("symlog", linthresh=1.0)  # failed runs' losses reach the thousands
-    for ax, title in zip(axes, ("loss_d (log 4 dotted)", "loss_g", "D(x) solid, D(G(z)) dashed")):
+    from matplotlib.ticker import MaxNLocator
+
+    for ax, title, ylabel in zip(axes, ("loss_d (log 4 dotted)", "loss_g", "D(x) solid, D(G(z)) dashed"),
+                                 ("D's loss", "G's loss", "D output")):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig

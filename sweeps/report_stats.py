@@ -1,5 +1,6 @@
 """Small statistics for reports: Wilson intervals for rates, Newcombe's interval for a difference
-of rates, a seeded bootstrap for differences of means, and how many seeds a verdict still needs.
+of rates, Welch's t (small arms) or a seeded bootstrap (large arms) for differences of means, and
+how many seeds a verdict still needs.
 
 Hand-checkable formulas on purpose: the tests compute the same numbers by hand.
 """
@@ -49,6 +50,37 @@ def bootstrap_diff(a: Sequence[float], b: Sequence[float], n_boot: int = 2000, s
     diffs = (rng.choice(a, (n_boot, len(a))).mean(1) - rng.choice(b, (n_boot, len(b))).mean(1))
     lo, hi = np.percentile(diffs, [2.5, 97.5])
     return float(a.mean() - b.mean()), float(lo), float(hi)
+
+
+SMALL_SAMPLE = 10
+"""Up to this many runs per arm, a difference of means gets Welch's t interval: the percentile
+bootstrap over 2-3 seeds is far too narrow (it can only resample the few values there are)."""
+
+
+def welch_diff(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
+    """mean(a) - mean(b) with Welch's t 95% interval (unequal variances, Welch-Satterthwaite df)."""
+    from scipy import stats
+
+    a = np.asarray([x for x in a if math.isfinite(x)], dtype=float)
+    b = np.asarray([x for x in b if math.isfinite(x)], dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return (float(a.mean() - b.mean()) if len(a) and len(b) else math.nan), math.nan, math.nan
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    d = float(a.mean() - b.mean())
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return d, d, d
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.975, df)) * se
+    return d, d - half, d + half
+
+
+def mean_diff(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float, str]:
+    """mean(a) - mean(b), its 95% interval and the method: Welch's t for small arms, else the bootstrap."""
+    n = min(sum(math.isfinite(x) for x in a), sum(math.isfinite(x) for x in b))
+    if n <= SMALL_SAMPLE:
+        return (*welch_diff(a, b), "welch")
+    return (*bootstrap_diff(a, b), "bootstrap")
 
 
 def seeds_needed(p1: float, p2: float, z_alpha: float = Z95, z_beta: float = 0.8416) -> int | None:

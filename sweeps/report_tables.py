@@ -12,7 +12,7 @@ from gan_core.config import RunConfig
 from gan_core.outcome import LABELS
 
 from .report_data import FAIL, StudyData, is_log_scale, level_column, numeric
-from .report_stats import bootstrap_diff, newcombe, wilson
+from .report_stats import mean_diff, newcombe, wilson
 
 
 def outcome_table(data: StudyData, key: str) -> pd.DataFrame:
@@ -58,7 +58,7 @@ def config_table(data: StudyData) -> pd.DataFrame:
         row |= {"seeds": len(g), "outcomes": _outcome_summary(g["outcome"]),
                 "success": f"{int((g['outcome'] == 'success').sum())}/{len(g)}",
                 f"{data.metric}_mean": q.mean(), f"{data.metric}_std": q.std(ddof=1) if q.notna().sum() > 1 else math.nan,
-                "coverage_mean": numeric(g, "final_coverage").mean()}
+                "classes_mean": numeric(g, "final_classes").mean()}
         rows.append(row)
     out = pd.DataFrame(rows)
     ascending = data.direction == "minimize"
@@ -78,7 +78,8 @@ def baseline_value(data: StudyData, key: str):
 
 def effect_table(data: StudyData) -> pd.DataFrame:
     """Each swept key's levels against its baseline level: difference in success rate (Newcombe
-    95% interval) and in the objective metric (bootstrap 95% interval over seeds)."""
+    95% interval) and in the objective metric (Welch's t 95% interval over seeds for up to 10 runs per
+    arm, a bootstrap beyond)."""
     df = data.finished
     metric = f"final_{data.metric}"
     rows = []
@@ -97,16 +98,28 @@ def effect_table(data: StudyData) -> pd.DataFrame:
             g = df[levels == level]
             d, lo, hi = newcombe(int((g["outcome"] == "success").sum()), len(g),
                                  int((b["outcome"] == "success").sum()), len(b))
-            m, mlo, mhi = bootstrap_diff(numeric(g, metric).tolist(),
-                                         numeric(b, metric).tolist())
+            m, mlo, mhi, method = mean_diff(numeric(g, metric).tolist(), numeric(b, metric).tolist())
             rows.append({"key": key, "level": level, "baseline": base_level, "runs": len(g), "baseline_runs": len(b),
                          "success_diff": d, "success_ci_low": lo, "success_ci_high": hi,
-                         f"{data.metric}_diff": m, f"{data.metric}_ci_low": mlo, f"{data.metric}_ci_high": mhi})
+                         f"{data.metric}_diff": m, f"{data.metric}_ci_low": mlo, f"{data.metric}_ci_high": mhi,
+                         "interval": method})
     return pd.DataFrame(rows)
 
 
 def best_worst(data: StudyData, n: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The best configurations (most successes, then the best objective; never one that produced no
+    quality at all) and the worst (the fewest successes, then the worst objective), never the same rows."""
     table = config_table(data)
     if table.empty:
         return table, table
-    return table.head(n), table.tail(n).iloc[::-1]
+    metric = f"{data.metric}_mean"
+    rate = table["success"].map(lambda s: int(s.split("/")[0]) / max(int(s.split("/")[1]), 1))
+    sign = 1 if data.direction == "minimize" else -1
+    ranked = table.assign(_rate=rate, _m=sign * table[metric]).sort_values(["_rate", "_m"], ascending=[False, True],
+                                                                         na_position="last")
+    measured = ranked[ranked[metric].notna()]
+    best = measured.head(n)
+    rest = ranked.drop(best.index)
+    worst = rest.sort_values(["_rate", "_m"], ascending=[True, False], na_position="first").head(n)
+    drop = ["_rate", "_m"]
+    return best.drop(columns=drop).reset_index(drop=True), worst.drop(columns=drop).reset_index(drop=True)

@@ -49,14 +49,19 @@ class Arm:
     """Runs on one side of a comparison, and how many of them show the failure."""
 
     name: str
+    """How the sentence names the arm."""
     k: int
+    """Runs that show the failure."""
     n: int
+    """Runs in the arm."""
 
     @property
     def rate(self) -> float:
         return self.k / self.n if self.n else math.nan
 
     def text(self, what: str) -> str:
+        if not self.n:
+            return f"{self.name}: not run yet"
         low, high = wilson(self.k, self.n)
         return f"{self.name}, {self.k} of {self.n} runs {what} (95% CI {fmt_ci(low, high)})"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -233,7 +234,7 @@ def execute(opts: RunOptions, create: bool) -> None:
 
     from .progress import RunDisplay
     from .runner import Interrupted, RunContext, interrupt_on_sigterm, run_trials
-    from .storage import StaleTrials, open_study_for, plan, probe_storage, study_names
+    from .storage import StaleTrials, counts, open_study_for, probe_storage, study_names
     from .tracking import Tracker, check_tracking_uri
 
     r = resolve(opts)
@@ -262,7 +263,8 @@ def execute(opts: RunOptions, create: bool) -> None:
                           f"studies only)")
             err.print(f"study {r.name!r} ({r.profile.name} profile, {r.profile.epochs} epochs per trial, {r.engine} "
                       f"engine) in {urls.mask(opts.storage)}; {added} trials enqueued now; data: {data.source}")
-            parent = tracker.start_run(f"{r.name} {'run' if create else 'worker'}",
+            started = time.perf_counter()
+            parent = tracker.start_run(f"{r.name} {'run' if create else 'worker'} {time.strftime('%Y-%m-%d %H:%M:%S')}",
                                        tags={"gan_sweep.kind": "study" if create else "worker",
                                              "profile": r.profile.name, "engine": r.engine,
                                              "study_source": r.spec.source})
@@ -273,17 +275,20 @@ def execute(opts: RunOptions, create: bool) -> None:
                                  checkpoint_dir=opts.checkpoint_dir, heartbeat_s=heartbeat_s, log=display.say)
                 with display:
                     ran = run_trials(ctx, limit=opts.trials, on_trial=display.on_trial, on_start=display.on_start)
-                tracker.end(parent, "FINISHED", trials_run=ran, overhead_ratio=f"{ctx.overhead.ratio:.4f}")
+                summarize(handle, ctx, ran)
+                files = None
+                if create:
+                    from .report import report_study
+
+                    files = report_study(r.name, opts.storage, opts.tracking_uri, opts.out_dir)
+                tracker.log_summary(parent, counts(handle.study), time.perf_counter() - started, ctx.overhead.ratio,
+                                    {k: files[k] for k in ("html", "csv")} if files else None)
+                tracker.end(parent, "FINISHED", trials_run=ran)
     except KeyboardInterrupt as exc:
         why = str(exc) if isinstance(exc, Interrupted) else "Ctrl-C"
         err.print(f"interrupted ({why}): a trial in hand is marked FAIL (reason: interrupted); run the same "
                   f"command again to finish the missing trials")
         raise typer.Exit(130) from None
-    summarize(handle, ctx, ran)
-    if create:
-        from .report import report_study
-
-        report_study(r.name, opts.storage, opts.tracking_uri, opts.out_dir)
 
 
 def summarize(handle, ctx, ran: int) -> None:

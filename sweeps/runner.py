@@ -27,7 +27,7 @@ from gan_core.data import Dataset
 from gan_core.evaluator import Evaluator
 from gan_core.population import PopulationTrainer, split_into_populations
 from gan_core.records import EpochEvent, RunResult
-from gan_core.trainer import Trainer
+from gan_core.trainer import Trainer, resolve_device
 
 from .storage import (HEARTBEAT_S, StudyHandle, beat_now, checkpoint_name, enqueue_missing_seeds, fail_stale,
                       git_commit, heartbeat, pop_waiting, sampled_configs)
@@ -70,7 +70,7 @@ class RunContext:
     """This invocation's parent MLflow run."""
     overrides: dict[str, Any]
     """Run-config overrides from the command line (dataset, device, epochs)."""
-    on_epoch: Callable[[EpochEvent], None] | None = None
+    on_epoch: Callable[[int, EpochEvent], None] | None = None
     """Progress display."""
     overhead: Overhead = field(default_factory=Overhead)
     """Orchestration cost so far."""
@@ -153,9 +153,11 @@ def prepare(ctx: RunContext, trial: optuna.Trial) -> Prepared:
         trial.set_user_attr("git_commit", git_commit())
     prep = Prepared(trial, None, params)
     prep.cfg = h.spec.run_config(params, seed, h.profile, **ctx.overrides)
+    # What actually runs: the resolved device and the data that was found, not "auto" and "mnist".
+    ran = prep.cfg.to_flat() | {"device": str(resolve_device(prep.cfg.device)), "data_source": ctx.dataset.source}
     with _timed(o, "mlflow_s"):
         prep.child = ctx.tracker.start_run(
-            f"trial-{trial.number}", parent=ctx.parent_run, params=prep.cfg.to_flat(),
+            run_name(params, seed), parent=ctx.parent_run, params=ran,
             tags={"optuna_trial": trial.number, "optuna_study": h.name, "seed": seed, "git_commit": git_commit(),
                   **{f"swept.{k}": v for k, v in params.items()}})
     with _timed(o, "optuna_s"):
@@ -165,6 +167,11 @@ def prepare(ctx: RunContext, trial: optuna.Trial) -> Prepared:
     if ctx.on_start:
         ctx.on_start(prep)
     return prep
+
+
+def run_name(params: dict[str, Any], seed: int) -> str:
+    """A child run's name: its swept values and seed, e.g. `clamp=none lr_d=0.02 s0`."""
+    return " ".join(f"{k}={v}" for k, v in params.items()) + f" s{seed}"
 
 
 def observer(ctx: RunContext, prep: Prepared) -> Callable[[EpochEvent], None]:
@@ -179,7 +186,7 @@ def observer(ctx: RunContext, prep: Prepared) -> Callable[[EpochEvent], None]:
             with _timed(o, "optuna_s"):
                 prep.trial.report(getattr(q, h.spec.metric), ev.record.epoch)
         if ctx.on_epoch:
-            ctx.on_epoch(ev)
+            ctx.on_epoch(prep.trial.number, ev)
 
     return observe
 
@@ -343,17 +350,22 @@ def run_trials(ctx: RunContext, limit: int | None = None,
     return ran
 
 
-def _run_batch(ctx: RunContext, batch: list[optuna.Trial]) -> list[tuple[int, str]]:
+def _run_batch(ctx: RunContext, batch: list[optuna.Trial]):
+    """(trial number, label) as each trial or population finishes (a generator: progress lines come
+    when a population ends, not when the whole batch does)."""
     if ctx.engine == "reference" or len(batch) == 1:
-        return [(t.number, run_trial(ctx, t)) for t in batch]
+        for t in batch:
+            yield t.number, run_trial(ctx, t)
+        return
     h = ctx.handle
     cfgs = [h.spec.run_config({p.name: p.suggest(t) for p in h.spec.space},
                               t.user_attrs.get("seed", h.spec.seeds[0]), h.profile, **ctx.overrides) for t in batch]
-    out = []
     for group in split_into_populations(cfgs, ctx.population_size):
         members = [batch[i] for i in group]
-        out += run_population(ctx, members) if len(members) > 1 else [(members[0].number, run_trial(ctx, members[0]))]
-    return out
+        if len(members) > 1:
+            yield from run_population(ctx, members)
+        else:
+            yield members[0].number, run_trial(ctx, members[0])
 
 
 @contextlib.contextmanager

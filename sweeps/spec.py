@@ -55,6 +55,8 @@ METRICS = ("fld", "score", "coverage", "class_kl", "junk", "precision", "recall"
            "distinct", "spread")
 BUDGET_KEYS = ("epochs", "steps_per_epoch", "eval_every", "eval_samples")
 NOT_SWEEPABLE = ("seed", "device", "dtype", "data_dir")
+BALANCE_LIMIT = 5_000
+"""Grids up to this size are enqueued in a balanced order (see StudySpec.balanced_grid)."""
 MAX_SAMPLER_SEED = 2**32 - 1
 """Optuna's samplers seed numpy, which takes 32-bit seeds."""
 
@@ -161,6 +163,25 @@ class StudySpec:
             return
         axes = [[(p.name, v) for v in p.values] for p in self.space]
         yield from (dict(combo) for combo in itertools.product(*axes))
+
+    def balanced_grid(self) -> Iterator[dict[str, Any]]:
+        """The grid in an order whose every prefix covers each level of each swept key as evenly as it
+        can (`--trials 4` of a 3 x 2 study runs all three levels of the first key and both of the
+        second): greedily, the next configuration is the one whose levels have run least so far.
+        Quadratic in the grid's size, so grids beyond BALANCE_LIMIT keep the plain order."""
+        if self.grid_size() > BALANCE_LIMIT:
+            yield from self.grid()
+            return
+        points = list(self.grid())
+        keys = [p.name for p in self.space]
+        used: dict[tuple[str, str], int] = {}
+        left = list(range(len(points)))
+        while left:
+            best = min(left, key=lambda i: (sum(used.get((k, repr(points[i][k])), 0) for k in keys), i))
+            left.remove(best)
+            for k in keys:
+                used[(k, repr(points[best][k]))] = used.get((k, repr(points[best][k])), 0) + 1
+            yield points[best]
 
     def grid_size(self) -> int:
         """How many configurations the grid has, without building it."""

@@ -247,6 +247,7 @@ def open_study(spec: StudySpec, profile: Profile, storage: optuna.storages.BaseS
         except KeyError:
             raise UserError(f"study {name!r} does not exist in this storage; start it with gan-sweep run") from None
     if made:  # under the planning lock, so no other process sees the study before these attributes
+        study.set_metric_names([spec.metric])  # optuna-dashboard names the objective, not "Objective 0"
         study.set_user_attr("fingerprint", fingerprint)
         study.set_user_attr("heartbeat_s", heartbeat_s)
         study.set_user_attr("spec", {"source": spec.source, "description": spec.description,
@@ -295,8 +296,8 @@ PLAN_REPORT_EVERY = 2000
 def plan(handle: StudyHandle, log=None) -> int:
     """Enqueue the grid points (x seeds) that are neither done nor pending; return how many.
 
-    Seed-major order: every configuration's first seed before any second seed, so a partial run
-    (`--trials N`) covers every arm before it repeats one."""
+    Seed-major order, configurations balanced within a seed: any prefix of the queue covers every
+    level of every swept key as evenly as it can, so a partial run (`--trials N`) compares arms."""
     spec, study = handle.spec, handle.study
     if spec.sampler != "grid":
         return enqueue_missing_seeds(handle)
@@ -304,7 +305,7 @@ def plan(handle: StudyHandle, log=None) -> int:
     added, total = 0, spec.grid_size() * len(spec.seeds)
     t0 = time.perf_counter()
     for seed in spec.seeds:
-        for params in spec.grid():
+        for params in spec.balanced_grid():
             if _key(params, seed) not in have:
                 study.enqueue_trial(params, user_attrs={"seed": seed})
                 added += 1

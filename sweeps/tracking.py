@@ -22,6 +22,9 @@ from .errors import UserError
 
 
 MAX_PARAM_LEN = 500
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+"""MLflow 3 marks an experiment's kind with this tag (its 3.17 UI still opens on the GenAI overview:
+the README says where to click)."""
 HEARTBEAT_TAG = "gan_sweep.heartbeat"
 """Tag of an invocation's parent run: the time of its last heartbeat (seconds since the epoch)."""
 
@@ -88,8 +91,10 @@ class Tracker:
         if exp is not None:
             if exp.lifecycle_stage == "deleted":
                 raise UserError(f"MLflow experiment {name!r} is deleted; restore it or use another --study-name")
+            if exp.tags.get(KIND_TAG) != KIND:
+                self.client.set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
             return exp.experiment_id
-        tags = {"mlflow.note.content": description} if description else None
+        tags = {KIND_TAG: KIND} | ({"mlflow.note.content": description} if description else {})
         try:
             return self.client.create_experiment(name, artifact_location=artifact_root(self.uri), tags=tags)
         except Exception:  # noqa: BLE001 - another worker created it first
@@ -97,6 +102,21 @@ class Tracker:
             if exp is None:
                 raise
             return exp.experiment_id
+
+    def log_summary(self, run_id: str, counts: dict[str, int], seconds: float, overhead: float,
+                    files: dict[str, Path] | None = None) -> None:
+        """An invocation's parent run: the study's outcome counts, success rate, wall time and
+        orchestration overhead as metrics; the report's files as artifacts."""
+        from mlflow.entities import Metric
+
+        finished = sum(counts.get(k, 0) for k in ("COMPLETE", "PRUNED"))
+        values = {"trials_finished": finished, "trials_failed": counts.get("FAIL", 0), "wall_seconds": seconds,
+                  "overhead_share": overhead,
+                  "success_share": counts.get("success", 0) / finished if finished else float("nan")}
+        values |= {f"outcome_{k}_count": v for k, v in counts.items() if k.islower()}
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), _now_ms(), 0) for k, v in values.items()])
+        for path in (files or {}).values():
+            self.client.log_artifact(run_id, str(path), artifact_path="report")
 
     # -- runs ---------------------------------------------------------------------------------
     def start_run(self, name: str, tags: dict[str, Any] | None = None, parent: str | None = None,

@@ -25,27 +25,40 @@ from .paths import check_writable_dir
 from .progress import TrainDisplay
 from .urls import mask
 
-CHOICES = {
-    "clamp": C.CLAMP_MODES, "freeze": C.FREEZE_MODES, "zero_grad": C.ZERO_GRAD_MODES,
-    "schedule": C.SCHEDULES, "g_loss": C.G_LOSSES, "optimiser": C.OPTIMISERS,
-    "g_output": C.G_OUTPUTS, "dtype": C.DTYPES, "precision": C.PRECISIONS,
-}
+def _flag_type(hint) -> tuple[object, dict]:
+    """The typer annotation and Option keywords of a config field, from its type: numbers are parsed by
+    the CLI, a Literal's choices are listed in --help and completed by the shell."""
+    import typing
+
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is typing.Literal:
+        return Optional[hint], {}
+    if hint is bool:
+        return Optional[bool], {}
+    if hint in (int, float):
+        return Optional[hint], {}
+    if type(None) in args and float in args:
+        return Optional[str], {"metavar": "FLOAT|off"}
+    if typing.get_origin(hint) is tuple:
+        return Optional[str], {"metavar": "W1,W2"}
+    return Optional[str], {"metavar": "DIR" if type(None) in args else "TEXT"}
 
 
 def config_flag_params(defaults: RunConfig | None = None) -> list[inspect.Parameter]:
-    """One `--key` typer option per flat config key (None = keep the config's value)."""
+    """One `--key` typer option per flat config key (None = keep the config's value), typed from the field."""
+    from rich.markup import escape
+
     flat = (defaults or RunConfig()).to_flat()
     params = []
     for key in flat:
-        doc = C.FIELD_DOCS.get(key, "")
-        if key in CHOICES:
-            doc += f" [{'|'.join(CHOICES[key])}]"
+        annotation, extra = _flag_type(C.field_type(key))
         default = flat[key]
         shown = "off" if default is None and key.startswith("clip") else default
-        option = typer.Option(None, f"--{key.replace('_', '-')}", help=f"{doc} (default: {shown})",
-                              show_default=False, rich_help_panel="Run config")
-        params.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                        annotation=Optional[str]))
+        name = f"--{key.replace('_', '-')}"
+        decls = [f"{name}/--no-{key.replace('_', '-')}"] if annotation == Optional[bool] else [name]
+        option = typer.Option(None, *decls, help=escape(f"{C.FIELD_DOCS.get(key, '')} (default: {shown})"),
+                              show_default=False, rich_help_panel="Run config", **extra)
+        params.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation))
     return params
 
 

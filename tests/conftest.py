@@ -43,3 +43,17 @@ def assert_one_line_error(stderr: str, code: int, message: str) -> None:
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert code == 2, stderr[-2000:]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], stderr
+
+
+def main_cli(args, capsys) -> tuple[int, str, str]:
+    """Run the installed command's entry point in-process: (exit code, stdout, stderr). Unlike typer's
+    test runner on the app, usage errors (a bad choice, an unknown flag) come out as the user sees them."""
+    from sweeps.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -8,7 +8,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, main_cli
 from sweeps.cli import app
 
 runner = CliRunner()
@@ -31,25 +31,26 @@ def test_train_writes_grid_summary_and_prints_the_outcome(tmp_path, evaluator):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--clamp", "sometimes"], "clamp must be one of none, clamp, logits"),
+    (["--clamp", "sometimes"], "'sometimes' is not one of 'none', 'clamp', 'logits'"),
     (["--lr-d", "-1"], "lr_d must be > 0, got -1"),
     (["--lr-g", "0"], "lr_g must be > 0, got 0"),
     (["--epochs", "0"], "epochs must be > 0, got 0"),
     (["--dataset", "cifar"], "unknown dataset 'cifar'"),
     (["--data-dir", "/no/such/dir"], "data dir not found: /no/such/dir"),
     (["--device", "cuda"], "no CUDA GPU is available here"),
-    (["--freeze", "ice"], "freeze must be one of requires_grad, eval_only"),
+    (["--freeze", "ice"], "'ice' is not one of 'requires_grad', 'eval_only'"),
+    (["--epochs", "two"], "Invalid value for '--epochs': Input should be a valid integer"),
 ])
-def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, args, message):
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, args, message):
     out = tmp_path / "run"
     base = ["--dataset", "mnist-10k", "--device", "cpu"]
-    result = runner.invoke(app, ["train", "--no-track", "--out", str(out), *base, *args])
-    assert_one_line_error(result.stderr, result.exit_code, message)
+    code, _, err = main_cli(["train", "--no-track", "--out", out, *base, *args], capsys)
+    assert_one_line_error(err, code, message)
     assert not out.exists()
 
 
 def test_unknown_flag_is_one_line_exit_2(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "sweeps.cli", "train", "--warp-speed", "9"],
+    proc = subprocess.run([sys.executable, "-m", "sweeps", "train", "--warp-speed", "9"],
                           capture_output=True, text=True, env=os.environ | {"COLUMNS": "200"})
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "--warp-speed" in proc.stderr

@@ -152,7 +152,7 @@ epochs = 1
     (GOOD.replace('kind = "grid"', 'kind = "bayes"'), "sampler.kind must be one of grid, tpe, random"),
     (GOOD.replace("[1e-4, 1e-3]", "[1e-4, 1e-4]"), "space.lr_d.values has duplicates"),
     (GOOD.replace("epochs = 1", ""), "profiles.quick.epochs is missing"),
-    (GOOD + "[fixed]\nclamp = 3\n", "fixed.clamp: clamp must be a string"),
+    (GOOD + "[fixed]\nclamp = 3\n", "fixed.clamp: clamp must be one of none, clamp, logits, got 3"),
     (GOOD.replace("[sampler]", "[sampler\n"), "not valid TOML"),
     (GOOD.replace('kind = "grid"', 'kind = "tpe"'), "profiles.quick.trials is needed by the tpe sampler"),
 ])

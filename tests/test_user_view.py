@@ -1,0 +1,203 @@
+"""What a user reads: progress lines in logs, a typed CLI, grid order, MLflow and Optuna names, the
+evaluator trained once, and the report's fixes (each would fail on the output before them)."""
+
+import math
+import re
+
+import optuna
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from sweeps.cli import app
+from test_reports import add, study  # noqa: F401 - the report fixture
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("smoke")
+    storage, tracking = f"sqlite:///{tmp / 'o.db'}", f"sqlite:///{tmp / 'm.db'}"
+    res = runner.invoke(app, ["run", "smoke", "--device", "cpu", "--storage", storage, "--tracking-uri", tracking,
+                              "--out", str(tmp / "reports")])
+    assert res.exit_code == 0, res.output
+    return tmp, storage, tracking, res
+
+
+def test_off_a_terminal_progress_is_plain_lines_per_trial_and_per_evaluated_epoch(smoke_run):
+    _, _, _, res = smoke_run
+    lines = res.stderr.splitlines()
+    starts = [line for line in lines if re.match(r"trial #\d+ started \(lr_d=", line)]
+    ends = [line for line in lines if re.match(r"trial #\d+ \w+, FLD [\d.]+ in \d+s \(lr_d=.*; \d+ done, \d+ left, ETA",
+                                               line)]
+    epochs = [line for line in lines if re.match(r"  #\d+ epoch \d/2: loss_d", line)]
+    assert len(starts) == 2 and len(ends) == 2 and len(epochs) == 4, res.stderr  # 2 trials x 2 evaluated epochs
+    assert not any("\x1b[" in line or "━" in line for line in lines)  # no redrawn frames in a log
+
+
+def test_mlflow_names_say_what_ran_and_the_parent_carries_the_summary(smoke_run):
+    tmp, storage, tracking, _ = smoke_run
+    client = MlflowClient(tracking)
+    exp = client.get_experiment_by_name("smoke-quick")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs
+    runs = client.search_runs([exp.experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert re.fullmatch(r"smoke-quick run \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", parent.info.run_name)
+    assert sorted(c.info.run_name for c in children) == ["lr_d=0.0001 s0", "lr_d=0.001 s0"]
+    m = parent.data.metrics
+    assert m["trials_finished"] == 2 and "wall_seconds" in m and "overhead_share" in m and "success_share" in m
+    assert sum(v for k, v in m.items() if k.startswith("outcome_")) == 2
+    arts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.html", "report/trials.csv"} <= arts
+    for c in children:
+        assert c.data.params["device"] == "cpu" and "bundled" in c.data.params["data_source"]
+        history = client.get_metric_history(c.info.run_id, "q_classes_covered_count")
+        assert history and "step" not in c.data.metrics and "q_coverage" not in c.data.metrics
+
+
+def test_optuna_names_the_objective(smoke_run):
+    _, storage, _, _ = smoke_run
+    assert optuna.load_study(study_name="smoke-quick", storage=storage).metric_names == ["fld"]
+
+
+def test_the_first_trials_of_a_grid_cover_every_arm(tmp_path):
+    from sweeps.spec import load_spec
+    from sweeps.storage import StudyHandle, open_storage, plan
+
+    spec, prof = load_spec("clamp-study").for_profile("quick")
+    storage = open_storage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat=False)
+    study = optuna.create_study(storage=storage, study_name="c")
+    plan(StudyHandle(study, storage, spec, prof, "c"))
+    queue = [t.system_attrs["fixed_params"] for t in sorted(study.get_trials(states=(TrialState.WAITING,)),
+                                                             key=lambda t: t.number)]
+    first = queue[:3]
+    assert {p["clamp"] for p in first} == {"none", "clamp", "logits"}  # --trials 3 runs all three arms
+    assert len({p["lr_d"] for p in queue[:4]}) == 2
+    seeds = [t.user_attrs["seed"] for t in sorted(study.trials, key=lambda t: t.number)]
+    assert seeds == sorted(seeds)  # every configuration's first seed before any second seed
+
+
+def test_help_lists_choices_and_keeps_brackets(tmp_path, capsys):
+    from conftest import assert_one_line_error, main_cli
+
+    res = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    text = " ".join(res.stdout.split())
+    assert "none|clamp|logits" in text and "requires_grad|eval_only" in text
+    assert "D(x) in [eps, 1] on real data" in text  # rich markup no longer eats "[eps, 1]"
+    assert "<int>" in text and "<float>" in text
+    code, _, err = main_cli(["train", "--no-track", "--epochs", "two"], capsys)  # parsed by the CLI, as a number
+    assert_one_line_error(err, code, "Invalid value for '--epochs'")
+
+
+def test_version_and_python_m(tmp_path):
+    import subprocess
+    import sys
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.stdout.startswith("gan-sweep ")
+    proc = subprocess.run([sys.executable, "-m", "sweeps", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout == res.stdout
+
+
+EVALUATOR_CHILD = """
+import gan_core.classifier as clf
+from gan_core.data import Dataset, bundled_mnist
+from gan_core.evaluator import Evaluator
+clf.CLF_EPOCHS = 1
+m = bundled_mnist()
+small = Dataset("other", "test", m.images[:3000], m.labels[:3000], m.clf_images[:2100], m.clf_labels[:2100],
+                m.held_out_images[:2000], m.held_out_labels[:2000])
+print("TRAINED" if Evaluator(small).trained_now else "LOADED")
+"""
+
+
+def test_two_processes_asking_for_the_same_evaluator_train_it_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = os.environ | {"GAN_SWEEP_CACHE": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", EVALUATOR_CHILD], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    said = sorted(p.communicate(timeout=600)[0].strip() for p in procs)
+    assert said == ["LOADED", "TRAINED"]  # one trained under the lock, the other waited and loaded it
+
+
+# -- the report's fixes -----------------------------------------------------------------------------
+
+def test_notes_are_a_list_in_html_not_a_literal_dash(study, tmp_path):  # noqa: F811
+    from sweeps.report import build, write
+    from sweeps.report_data import load_study_data
+
+    study.enqueue_trial({"clamp": "none"}, user_attrs={"seed": 9})
+    page = write(build(load_study_data(study), tracking_uri=None), tmp_path)["html"].read_text()
+    assert "<li>Partial: " in page and "<p>- Partial" not in page
+
+
+def test_best_and_worst_are_different_rows_and_best_never_produced_no_quality(study):  # noqa: F811
+    from sweeps.report_data import load_study_data
+    from sweeps.report_tables import best_worst
+
+    best, worst = best_worst(load_study_data(study))
+    key = lambda df: set(df["clamp"])  # noqa: E731
+    assert key(best).isdisjoint(key(worst)) or len(best) + len(worst) > 3
+    assert best["fld_mean"].notna().all()
+    assert best.iloc[0]["success"] != "0/5"  # the most successful configuration leads
+
+
+def test_captions_are_sentences_and_count_axes_are_whole_runs(study, tmp_path):  # noqa: F811
+    from sweeps import report_figures as F
+    from sweeps.report import CAPTIONS, build, write
+    from sweeps.report_data import load_study_data
+
+    data = load_study_data(study)
+    rep = build(data, tracking_uri=None)
+    page = write(rep, tmp_path)["html"].read_text()
+    assert f"<figcaption>{CAPTIONS['outcome_counts']}</figcaption>" in page
+    fig = F.outcome_counts(data, rep.outcome_tables)
+    ax = fig.axes[0]
+    assert all(float(t).is_integer() for t in ax.get_yticks())
+    legend = [t.get_text() for t in fig.legends[0].get_texts()] if fig.legends else \
+        [t.get_text() for a in fig.axes if a.get_legend() for t in a.get_legend().get_texts()]
+    assert "d_overpowered" not in legend and "success" in legend  # only outcomes that occurred
+
+
+def test_a_missing_effects_figure_is_explained(tmp_path):
+    from sweeps.report import build
+    from sweeps.report_data import load_study_data
+
+    s = optuna.create_study()
+    s.set_user_attr("spec", {"pitfall": 1, "metric": "fld", "fixed": {}, "baseline": {"clamp": "clamp"}})
+    for i, clamp in enumerate(["none", "logits"]):
+        add(s, i, clamp, i, "success", 100.0)
+    rep = build(load_study_data(s), tracking_uri=None)
+    assert "effects" not in rep.figures and any("No effects figure" in n for n in rep.notes)
+
+
+def test_the_loss_figure_has_whole_epochs_and_y_labels(tiny_config, mnist):
+    from gan_core.trainer import Trainer
+    from sweeps.artifacts import loss_figure
+
+    fig = loss_figure(Trainer(tiny_config.replace(epochs=3), mnist).run().history)
+    for ax in fig.axes:
+        assert ax.get_ylabel() and all(float(t).is_integer() for t in ax.get_xticks())
+
+
+def test_small_arms_get_welch_intervals_not_an_overconfident_bootstrap():
+    from sweeps.report_stats import bootstrap_diff, mean_diff
+
+    a, b = [1200.0, 1500.0, 900.0], [2300.0, 2100.0, 2450.0]
+    d, lo, hi, method = mean_diff(a, b)
+    _, blo, bhi = bootstrap_diff(a, b)
+    assert method == "welch" and lo < blo and hi > bhi  # wider than the bootstrap's
+    # by hand: Welch-Satterthwaite df and t_0.975
+    from scipy import stats
+
+    va, vb = pd.Series(a).var() / 3, pd.Series(b).var() / 3
+    df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)
+    assert hi - d == pytest.approx(stats.t.ppf(0.975, df) * math.sqrt(va + vb))
+    assert mean_diff(list(range(20)), list(range(5, 25)))[3] == "bootstrap"
