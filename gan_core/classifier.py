@@ -6,7 +6,7 @@ it a small CNN maps noise confidently onto some digit, and noise then looks like
 metric; with it, "how much of this is not data at all" is one honest number.
 
 Training is a pure function of the data and the constants below (fixed seeds, counter-based batch
-order), so rerunning it reproduces the shipped weights' accuracy (`gan_core.evaluator_weights`).
+order), so rerunning it reproduces the shipped weights' accuracy (`gan_core.ship_evaluator`).
 """
 
 from __future__ import annotations

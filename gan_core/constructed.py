@@ -21,6 +21,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .config import ModelConfig
+from .models import build_models
+from .outcome import label_quality
+
 SIZE = 2000
 """Images per set: the evaluator compares sets of this size (its FLD reference is as large)."""
 SEED = 20261201
@@ -196,12 +200,19 @@ class Check:
 
 def check(evaluator, dataset) -> list[Check]:
     """Label every constructed set of `dataset` with the judge, on `evaluator`'s scale."""
-    from .evaluator import untrained_generator
-    from .outcome import label_quality
-
     th = evaluator.thresholds()
     rows = []
     for s in build(dataset.clf_images, dataset.clf_labels, untrained_generator(dataset)):
         q = evaluator.quality(s.images)
         rows.append(Check(s, q.as_dict(), *label_quality(q, th)))
     return rows
+
+
+def untrained_generator(ds) -> Callable[[int], torch.Tensor]:
+    """n samples of the seed's G at its initial weights (seed 0), pixels in [0, 1]."""
+    def draw(n: int) -> torch.Tensor:
+        G, _ = build_models(ModelConfig(), ds.image_dim, 0, torch.device("cpu"), torch.float32)
+        with torch.no_grad():
+            return G(torch.randn(n, ModelConfig().z_dim, generator=torch.Generator().manual_seed(0)))
+
+    return draw

@@ -29,7 +29,9 @@ import torch.nn.functional as F
 
 from . import metrics
 from .classifier import as_images, uint8_to_unit
+from .constructed import build, untrained_generator
 from .data import Dataset
+from .evaluator_weights import load_weights, reference_images
 from .records import Quality, Thresholds
 
 REFERENCE_SIZE = 2000
@@ -54,8 +56,6 @@ class Evaluator:
 
     def __init__(self, dataset: Dataset, device: torch.device | str = "cpu",
                  log: Callable[[str], None] | None = None, use_cache: bool = True) -> None:
-        from .evaluator_weights import load_weights, reference_images
-
         self.device = torch.device(device)
         self.num_classes = dataset.num_classes
         self.dataset_name = dataset.name
@@ -80,8 +80,6 @@ class Evaluator:
 
     def calibrate(self, dataset: Dataset) -> dict[str, dict[str, float]]:
         """Quality of every constructed set (`gan_core.constructed`): the scale's landmarks."""
-        from .constructed import build
-
         sets = build(dataset.clf_images, dataset.clf_labels, untrained_generator(dataset))
         return {s.name: self.quality(s.images).as_dict() for s in sets}
 
@@ -129,16 +127,3 @@ class Evaluator:
             distinct=metrics.distinct_share(feats[sub], self.duplicate_radius),
             spread=metrics.mean_pairwise_distance(images[sub]) / self.ref_spread,
         )
-
-
-def untrained_generator(ds: Dataset) -> Callable[[int], torch.Tensor]:
-    """n samples of the seed's G at its initial weights (seed 0), pixels in [0, 1]."""
-    from .config import ModelConfig
-    from .models import build_models
-
-    def draw(n: int) -> torch.Tensor:
-        G, _ = build_models(ModelConfig(), ds.image_dim, 0, torch.device("cpu"), torch.float32)
-        with torch.no_grad():
-            return G(torch.randn(n, ModelConfig().z_dim, generator=torch.Generator().manual_seed(0)))
-
-    return draw

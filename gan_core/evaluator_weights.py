@@ -7,8 +7,8 @@ constructed set, which fixes the scale). The checksum is verified on every load,
 does not match is a one-line EvaluatorError. As FID ships one Inception network, every user, CI
 and GPU machine then scores on one scale, and the first run starts at once.
 
-    python -m gan_core.evaluator_weights              # retrain (deterministic) and rewrite both files
-    python -m gan_core.evaluator_weights --calibrate  # recompute only the record's calibration
+    python -m gan_core.ship_evaluator              # retrain (deterministic) and rewrite both files
+    python -m gan_core.ship_evaluator --calibrate  # recompute only the record's calibration
 
 Other data sets train the classifier on first use and cache it under `cache_dir()/evaluator`,
 keyed by the data's fingerprint; concurrent processes train it once (a file lock) and a cached file
@@ -17,13 +17,11 @@ that cannot be read (truncated, corrupt, another version) is trained again.
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import hashlib
 import io
 import json
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,7 +64,7 @@ class Weights:
     def save_calibration(self, calibration: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
         """Cache a freshly computed calibration beside cached weights (never beside shipped ones)."""
         if not self.shipped:
-            _write_atomic(_calibration_path(self.path), json.dumps(calibration, indent=1).encode())
+            write_atomic(_calibration_path(self.path), json.dumps(calibration, indent=1).encode())
         return calibration
 
 
@@ -106,7 +104,7 @@ def load_shipped(name: str, num_classes: int) -> Weights:
     if actual != record.get("sha256"):
         raise EvaluatorError(f"the shipped evaluator {weights} is corrupt (SHA-256 {actual[:12]}..., its record says "
                              f"{str(record.get('sha256'))[:12]}...); reinstall gan-sweep or run "
-                             f"python -m gan_core.evaluator_weights")
+                             f"python -m gan_core.ship_evaluator")
     clf = new_classifier(num_classes)
     clf.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return Weights(clf, float(record["accuracy"]), f"shipped weights {weights.name} (SHA-256 {actual[:12]})",
@@ -117,7 +115,7 @@ def _calibration_path(weights: Path) -> Path:
     return weights.with_suffix(".calibration.json")
 
 
-def _write_atomic(path: Path, blob: bytes) -> None:
+def write_atomic(path: Path, blob: bytes) -> None:
     """Write via a temporary file and a rename: a concurrent reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -146,7 +144,7 @@ def _read_cached(path: Path, num_classes: int) -> Weights | None:
 def _load_or_train(ds: Dataset, device: torch.device, log, use_cache: bool) -> Weights:
     path = cache_dir() / "evaluator" / f"{ds.name}-{ds.fingerprint()}-v{CLASSIFIER_VERSION}.pt"
     if not use_cache:
-        clf, acc, _ = _train(ds, device, log, path)
+        clf, acc, _ = train_weights(ds, device, log, path)
         return Weights(clf, acc, "trained now (not cached)", True, path, None)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
@@ -154,15 +152,15 @@ def _load_or_train(ds: Dataset, device: torch.device, log, use_cache: bool) -> W
         cached = _read_cached(path, ds.num_classes)
         if cached is not None:
             return cached
-        clf, acc, _ = _train(ds, device, log, path)
+        clf, acc, _ = train_weights(ds, device, log, path)
         buf = io.BytesIO()
         torch.save({"state_dict": clf.state_dict(), "accuracy": acc}, buf)
-        _write_atomic(path, buf.getvalue())
+        write_atomic(path, buf.getvalue())
         _calibration_path(path).unlink(missing_ok=True)  # a calibration of older weights is stale
     return Weights(clf, acc, f"trained now, cached at {path}", True, path, None)
 
 
-def _train(ds: Dataset, device: torch.device, log, path: Path) -> tuple[Classifier, float, float]:
+def train_weights(ds: Dataset, device: torch.device, log, path: Path) -> tuple[Classifier, float, float]:
     if log:
         log(f"training the evaluator's classifier for {ds.name} once (cached at {path})")
     clf = new_classifier(ds.num_classes)
@@ -173,37 +171,3 @@ def _train(ds: Dataset, device: torch.device, log, path: Path) -> tuple[Classifi
     if log:
         log(f"evaluator classifier: {100 * acc:.2f}% held-out accuracy, trained in {seconds:.0f} s")
     return clf.cpu(), acc, seconds
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Rebuild the shipped MNIST evaluator (weights and record) in the source tree."""
-    parser = argparse.ArgumentParser(prog="python -m gan_core.evaluator_weights", description=main.__doc__)
-    parser.add_argument("--calibrate", action="store_true", help="keep the weights, recompute the calibration")
-    args = parser.parse_args(argv)
-    from .evaluator import Evaluator
-
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    weights, record_path = shipped_paths()
-    ds = bundled_mnist()
-    if args.calibrate:
-        record = json.loads(record_path.read_text())
-    else:
-        clf, acc, seconds = _train(ds, torch.device("cpu"), print, weights)
-        buf = io.BytesIO()
-        torch.save(clf.state_dict(), buf)
-        _write_atomic(weights, buf.getvalue())
-        record = {"dataset": "mnist (bundled 10k split: 8,000 to train, 2,000 held out)",
-                  "fingerprint": ds.fingerprint(), "classifier_version": CLASSIFIER_VERSION, "accuracy": acc,
-                  "torch": torch.__version__, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-                  "train_seconds": round(seconds, 1), "trained_at": time.strftime("%Y-%m-%d")}
-    record["sha256"] = sha256(weights)
-    record["calibration"] = None
-    _write_atomic(record_path, json.dumps(record, indent=1).encode())  # verified weights, before calibrating
-    record["calibration"] = Evaluator(ds).calibration  # computed there: the record had none
-    _write_atomic(record_path, json.dumps(record, indent=1).encode())
-    print(f"wrote {weights} ({weights.stat().st_size} bytes, {100 * record['accuracy']:.2f}% held-out accuracy) "
-          f"and {record_path}")
-
-
-if __name__ == "__main__":
-    main()

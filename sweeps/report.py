@@ -276,8 +276,9 @@ CAPTIONS = {
 }
 """A sentence under each figure (a file name says nothing)."""
 
-SHORT = {"diverged": "diverged", "d_overpowered": "D wins", "stalled": "stalled", "mode_collapse": "collapse",
+SHORT = {"diverged": "div", "d_overpowered": "D win", "stalled": "stall", "mode_collapse": "coll",
          "poor_quality": "poor", "success": "ok"}
+"""Column heads of the terminal's outcome table (80 columns); the report's files use the full labels."""
 
 
 def print_summary(rep: Report) -> None:
@@ -285,7 +286,7 @@ def print_summary(rep: Report) -> None:
         if t.empty:
             continue
         table = Table(title=f"outcomes by {key}", box=None, header_style="bold")
-        for col in (key, "runs", *SHORT.values(), FAIL, "success", "95% CI"):
+        for col in (key, "runs", *SHORT.values(), FAIL, "rate", "95% CI"):
             table.add_column(col, justify="right")
         for r in t.itertuples(index=False):
             row = r._asdict()
@@ -293,6 +294,8 @@ def print_summary(rep: Report) -> None:
             ci = "" if pd.isna(row["ci_low"]) else f"{100 * row['ci_low']:.0f}-{100 * row['ci_high']:.0f}%"
             table.add_row(str(row[key]), str(row["runs"]), *(str(row[lb]) for lb in LABELS), str(row[FAIL]), rate, ci)
         out.print(table)
+    if any(not t.empty for t in rep.outcome_tables.values()):
+        out.print("  " + ", ".join(f"{v} = {k}" for k, v in SHORT.items() if k != v) + "; rate = success rate")
     if rep.verdict:
         out.print(f"[bold]pitfall {rep.verdict.pitfall} ({rep.verdict.status})[/bold]: {rep.verdict.sentence}")
     for note in rep.notes:

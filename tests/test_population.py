@@ -206,12 +206,34 @@ def test_structure_splits_populations_and_every_toggle_joins_one():
         PopulationTrainer(configs[1:3], None)
 
 
+def test_gan_core_has_no_import_circle_not_even_through_a_function_local_import():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "gan_core"
+    graph = {}
+    for path in root.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps |= {node.module} if node.module else {a.name for a in node.names}
+        graph[path.stem] = {d for d in deps if (root / f"{d}.py").is_file()}
+
+    def visit(node, stack):
+        assert node not in stack, " -> ".join(stack + [node])
+        for dep in graph[node]:
+            visit(dep, stack + [node])
+
+    for module in graph:
+        visit(module, [])
+
+
 def test_gan_core_imports_no_orchestration_library():
     import subprocess
     import sys
 
     code = ("import sys, gan_core.loop, gan_core.population, gan_core.trainer, gan_core.constructed, "
-            "gan_core.evaluator_weights; bad = [m for m in ('optuna', 'mlflow', 'typer', 'pandas') if m in sys.modules];"
+            "gan_core.evaluator_weights, gan_core.ship_evaluator; bad = [m for m in ('optuna', 'mlflow', 'typer', 'pandas') if m in sys.modules];"
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
