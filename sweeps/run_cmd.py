@@ -117,8 +117,7 @@ def default_study_name(study: str, profile: str, dataset: str | None = None, epo
 
 
 def trial_count(spec: StudySpec, profile: Profile) -> int:
-    configs = spec.grid_size() if spec.sampler == "grid" else profile.trials
-    return configs * len(spec.seeds)
+    return spec.trial_count(profile)
 
 
 def _seeds(text: str) -> tuple[int, ...]:

@@ -19,6 +19,7 @@
 
     # or, instead of [space], an explicit list of configurations (grid sampler), e.g. an ablation:
     # configs = [{ clamp = "clamp" }, { clamp = "none" }, { clip_d = "off" }]   # unset keys: fixed/default
+    # a config may name its own seeds (a subset of the study's): { g_output = "tanh", seeds = [0, 1] }
 
     [fixed]                                       # run-config overrides for every trial
     clamp = "logits"
@@ -139,6 +140,8 @@ class StudySpec:
     """The seed's setting of the swept keys, for effect-vs-baseline tables."""
     configs: tuple[dict[str, Any], ...] | None = None
     """An explicit list of configurations (instead of the product of the values axes)."""
+    config_seeds: tuple[tuple[int, ...] | None, ...] | None = None
+    """Per explicit configuration, its own seeds (None: the study's)."""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     """The file as parsed (profiles may override its seeds, fixed and space)."""
 
@@ -189,6 +192,23 @@ class StudySpec:
             return len(self.configs)
         return math.prod(len(p.values) for p in self.space)
 
+    def seeds_for(self, params: dict[str, Any]) -> tuple[int, ...]:
+        """The seeds a grid configuration runs with: its own (a subset of the study's), else the study's."""
+        if self.config_seeds is not None and self.configs is not None:
+            key = json.dumps(params, sort_keys=True, default=str)
+            for c, own in zip(self.configs, self.config_seeds):
+                if own is not None and json.dumps(c, sort_keys=True, default=str) == key:
+                    return tuple(seed for seed in self.seeds if seed in own)
+        return self.seeds
+
+    def trial_count(self, profile: Profile) -> int:
+        """Trials the study plans: grid configurations x their seeds, or sampled configurations x seeds."""
+        if self.sampler != "grid":
+            return (profile.trials or 0) * len(self.seeds)
+        if self.config_seeds is not None and any(s is not None for s in self.config_seeds):
+            return sum(len(self.seeds_for(c)) for c in self.grid())
+        return self.grid_size() * len(self.seeds)
+
     def expand(self, params: dict[str, Any]) -> dict[str, Any]:
         """Swept params -> run-config overrides (ties applied)."""
         out = dict(params)
@@ -214,8 +234,10 @@ class StudySpec:
 
     def describe_space(self) -> list[str]:
         if self.configs is not None:
+            own = self.config_seeds or (None,) * len(self.configs)
             return [f"config {i + 1}: " + ", ".join(f"{k} = {v}" for k, v in c.items())
-                    for i, c in enumerate(self.configs)]
+                    + (f" (seeds {', '.join(map(str, self.seeds_for(c)))})" if seeds is not None else "")
+                    for i, (c, seeds) in enumerate(zip(self.configs, own))]
         lines = []
         for p in self.space:
             what = (", ".join(map(str, p.values)) if p.kind == "values" else f"{p.kind} [{p.low:g}, {p.high:g}]")
@@ -364,13 +386,13 @@ def _build(source: str, raw: dict, validate_overrides: bool = True) -> StudySpec
     for k in fixed:
         if k not in FLAT_KEYS:
             raise SpecError(f"{source}: fixed.{k}: unknown run-config key {k!r} (see gan-sweep train --help)")
-    configs = None
+    configs = config_seeds = None
     if "configs" in raw:
         if "space" in raw:
             raise SpecError(f"{source}: give either [space] or configs, not both")
         if kind != "grid":
             raise SpecError(f"{source}: configs need the grid sampler")
-        configs = _configs(source, raw["configs"], fixed)
+        configs, config_seeds = _configs(source, raw["configs"], fixed)
         keys = list(dict.fromkeys(k for c in configs for k in c))
         space = tuple(Param(k, "values", tuple({repr(c[k]): c[k] for c in configs}.values())) for k in keys)
     else:
@@ -417,21 +439,30 @@ def _build(source: str, raw: dict, validate_overrides: bool = True) -> StudySpec
             raise SpecError(f"{source}: profiles.{pname}.trials is needed by the {kind} sampler")
         profiles[pname] = Profile(pname, **budget)
     spec = StudySpec(name, description, source, space, dict(fixed), seeds, kind, sampler_seed, metric,
-                     direction, profiles, pitfall, dict(baseline), configs, raw)
+                     direction, profiles, pitfall, dict(baseline), configs, config_seeds, raw)
     if validate_overrides:  # a profile's overrides are checked now, not when that profile first runs
         for pname in profiles:
             spec.for_profile(pname)
     return spec
 
 
-def _configs(source: str, configs: Any, fixed: dict) -> tuple[dict[str, Any], ...]:
-    """An explicit list of configurations; keys a config leaves out take the fixed/default value."""
+def _configs(source: str, configs: Any, fixed: dict
+             ) -> tuple[tuple[dict[str, Any], ...], tuple[tuple[int, ...] | None, ...]]:
+    """An explicit list of configurations (keys a config leaves out take the fixed/default value), and
+    each one's own seeds (None: the study's)."""
     if not isinstance(configs, list) or not configs or not all(isinstance(c, dict) for c in configs):
         raise SpecError(f"{source}: configs must be a non-empty list of tables")
     try:
         base = RunConfig.from_flat(fixed).to_flat()
     except ConfigError as exc:
         raise SpecError(f"{source}: fixed: {exc}") from None
+    own = []
+    for i, c in enumerate(configs):
+        if "seeds" in c:
+            own.append(_seeds(source, f"configs[{i}].seeds", c["seeds"]))  # those among the study's run
+        else:
+            own.append(None)
+    configs = [{k: v for k, v in c.items() if k != "seeds"} for c in configs]
     keys = list(dict.fromkeys(k for c in configs for k in c))
     for k in keys:
         if k not in FLAT_KEYS or k in NOT_SWEEPABLE:
@@ -442,7 +473,7 @@ def _configs(source: str, configs: Any, fixed: dict) -> tuple[dict[str, Any], ..
     seen = [json.dumps(c, sort_keys=True, default=str) for c in out]
     if len(set(seen)) != len(seen):
         raise SpecError(f"{source}: configs has duplicates (after filling in the fixed/default values)")
-    return tuple(out)
+    return tuple(out), tuple(own)
 
 
 def _seeds(source: str, key: str, seeds: Any) -> tuple[int, ...]:

@@ -302,11 +302,11 @@ def plan(handle: StudyHandle, log=None) -> int:
     if spec.sampler != "grid":
         return enqueue_missing_seeds(handle)
     have = {trial_key(t) for t in study.get_trials(deepcopy=False, states=DONE + PENDING)}
-    added, total = 0, spec.grid_size() * len(spec.seeds)
+    added, total = 0, spec.trial_count(handle.profile)
     t0 = time.perf_counter()
     for seed in spec.seeds:
         for params in spec.balanced_grid():
-            if _key(params, seed) not in have:
+            if seed in spec.seeds_for(params) and _key(params, seed) not in have:
                 study.enqueue_trial(params, user_attrs={"seed": seed})
                 added += 1
                 if log and added % PLAN_REPORT_EVERY == 0:
