@@ -14,7 +14,7 @@ import warnings
 import typer
 import typer.main
 
-from . import bench, calibrate_cmd, report_cmd, study_cmds, train_cmd
+from . import atlas_cmd, bench, calibrate_cmd, report_cmd, study_cmds, train_cmd
 from .errors import EXIT_USER_ERROR
 
 # Library chatter that says nothing to a user: schema creation notices, experimental-API warnings.
@@ -45,7 +45,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """Sweep and ablate the training pitfalls of the seed's MNIST GAN, with evidence."""
 
 
-for _module in (study_cmds, report_cmd, train_cmd, bench, calibrate_cmd):
+for _module in (study_cmds, report_cmd, atlas_cmd, train_cmd, bench, calibrate_cmd):
     _module.register(app)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table
 
 from gan_core.outcome import LABELS
@@ -20,7 +21,8 @@ from .console import err, out
 from .errors import UserError
 from .report_data import FAIL, StudyData, load_study_data, numeric
 from .report_tables import best_worst, config_table, effect_table, outcome_table
-from .report_verdicts import Verdict, verdict
+from .claims import BY_ID
+from .report_verdicts import Verdict, verdicts
 
 
 @dataclass
@@ -39,8 +41,8 @@ class Report:
     """Best configurations."""
     worst: pd.DataFrame
     """Worst configurations."""
-    verdict: Verdict | None
-    """The pitfall's verdict, if the study tests one."""
+    verdicts: list[Verdict]
+    """A verdict per claim of the seed the study tests (none for a study that tests none)."""
     figures: dict[str, object] = field(default_factory=dict)
     """name -> matplotlib figure."""
     notes: list[str] = field(default_factory=list)
@@ -52,7 +54,7 @@ def build(data: StudyData, tracking_uri: str | None) -> Report:
 
     tables = {k: outcome_table(data, k) for k in data.swept}
     best, worst = best_worst(data)
-    rep = Report(data, tables, config_table(data), effect_table(data), best, worst, verdict(data))
+    rep = Report(data, tables, config_table(data), effect_table(data), best, worst, verdicts(data))
     n = len(data.trials)
     done = len(data.finished)
     if data.partial:
@@ -186,6 +188,11 @@ def _fmt_table(df: pd.DataFrame) -> pd.DataFrame:
     return out_df
 
 
+def claim_name(claim_id: str) -> str:
+    """How a heading names a claim: "the seed's pitfall 3", "the adaptive G rule"."""
+    return f"the seed's pitfall {claim_id}" if claim_id.isdigit() else BY_ID[claim_id].title.replace("The ", "the ", 1)
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
@@ -203,9 +210,8 @@ def _sections(rep: Report) -> list[tuple[str, pd.DataFrame | str]]:
     sections: list[tuple[str, pd.DataFrame | str]] = [("Study", head)]
     if rep.notes:
         sections.append(("Notes", "\n".join(f"- {n}" for n in rep.notes)))
-    if rep.verdict:
-        v = rep.verdict
-        sections.append((f"Verdict on the seed's pitfall {v.pitfall}: {v.status}", f'The seed: "{v.claim}"\n\n{v.sentence}'))
+    for v in rep.verdicts:
+        sections.append((f"Verdict on {claim_name(v.claim_id)}: {v.status}", f'The seed: "{v.claim}"\n\n{v.sentence}'))
     for key, t in rep.outcome_tables.items():
         sections.append((f"Outcomes by {key}", t))
     sections.append(("Quality per configuration (over seeds)", rep.configs))
@@ -296,8 +302,8 @@ def print_summary(rep: Report) -> None:
         out.print(table)
     if any(not t.empty for t in rep.outcome_tables.values()):
         out.print("  " + ", ".join(f"{v} = {k}" for k, v in SHORT.items() if k != v) + "; rate = success rate")
-    if rep.verdict:
-        out.print(f"[bold]pitfall {rep.verdict.pitfall} ({rep.verdict.status})[/bold]: {rep.verdict.sentence}")
+    for v in rep.verdicts:
+        out.print(f"[bold]{claim_name(v.claim_id)} ({v.status})[/bold]: {escape(v.sentence)}", highlight=False)
     for note in rep.notes:
         out.print(f"[yellow]note[/yellow]: {note}")
 
@@ -323,5 +329,5 @@ def report_study(name: str, storage_url: str, tracking_uri: str | None, out_dir:
     rep = build(load_study_data(study), tracking_uri)
     files = write(rep, folder)
     print_summary(rep)
-    out.print(f"report: {files['html']} (also {files['md'].name}, {files['csv'].name})")
+    out.print(f"report: {files['html']} (also {files['md'].name}, {files['csv'].name})", soft_wrap=True)
     return files

@@ -1,8 +1,9 @@
-"""A plain sentence per pitfall of the seed, with the numbers behind it.
+"""A plain sentence per claim of the seed (sweeps/claims.py), with the numbers behind it.
 
-Each verdict compares the runs where the pitfall is present with the runs where the seed's
-cure is applied, on the failure the seed warns of, and says whether the data support the
-seed's claim, contradict it, or cannot tell yet (and then how many more seeds would).
+Each pitfall's verdict compares the runs where the pitfall is present with the runs where the
+seed's cure is applied, on the failure the seed warns of, and says whether the data support the
+seed's claim, contradict it, or cannot tell yet (and then how many more seeds would). The
+headline's verdict asks whether the seed's own configuration succeeds at its budget.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pandas as pd
 
 from gan_core.outcome import FAILURES
 
+from .claims import BY_ID, CLAIMS
 from .report_data import StudyData, level_column, numeric
 from .report_tables import baseline_value
 from .report_stats import fmt_ci, newcombe, seeds_needed, wilson
@@ -21,27 +23,8 @@ from .report_stats import fmt_ci, newcombe, seeds_needed, wilson
 MIN_RUNS = 3
 """No verdict from fewer runs per arm than this."""
 
-CLAIMS = {
-    1: "Clamp D's output when computing the loss, or the log blows up.",
-    2: "GANs easily explode their gradients: clip gradients while training.",
-    3: "If D trains faster and its loss becomes 0, the loss stays 0 and training may die.",
-    4: "Too small an lr makes |L1| and |L2| high while the actual results are poor.",
-    5: "After eval() gradients are still computed: use requires_grad_(False), or clear both nets' gradients.",
-}
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One pitfall's verdict."""
-
-    pitfall: int
-    """The seed's numbering (1-5)."""
-    claim: str
-    """What the seed says."""
-    status: str
-    """supported, contradicted, inconclusive, or not tested."""
-    sentence: str
-    """The plain sentence with its numbers."""
+STATUSES = ("supported", "contradicted", "inconclusive", "not tested")
+"""A verdict's status; the atlas colours and counts these."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +37,8 @@ class Arm:
     """Runs that show the failure."""
     n: int
     """Runs in the arm."""
+    trials: tuple[int, ...] = ()
+    """The trial numbers the arm rests on (for the atlas's thumbnails and links)."""
 
     @property
     def rate(self) -> float:
@@ -66,9 +51,27 @@ class Arm:
         return f"{self.name}, {self.k} of {self.n} runs {what} (95% CI {fmt_ci(low, high)})"
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """One claim's verdict."""
+
+    claim_id: str
+    """The claim (sweeps/claims.py): a pitfall number, "adaptive" or "headline"."""
+    claim: str
+    """What the seed says."""
+    status: str
+    """supported, contradicted, inconclusive, or not tested."""
+    sentence: str
+    """The plain sentence with its numbers."""
+    arms: tuple[Arm, ...] = ()
+    """The arms compared, the one the seed warns against first."""
+    seeds_needed: int | None = None
+    """When inconclusive: about how many seeds per arm would settle it (None: unknown or settled)."""
+
+
 def _arm(df: pd.DataFrame, name: str, mask: pd.Series, labels: tuple[str, ...]) -> Arm:
     g = df[mask]
-    return Arm(name, int(g["outcome"].isin(labels).sum()), len(g))
+    return Arm(name, int(g["outcome"].isin(labels).sum()), len(g), tuple(int(t) for t in g["trial"]))
 
 
 def _pts(x: float) -> str:
@@ -92,47 +95,69 @@ def by_other_keys(data: StudyData, df: pd.DataFrame, key: str, bad: str, good: s
     return ("By condition: " + "; ".join(parts) + ".") if parts else ""
 
 
-def _decide(bad: Arm, good: Arm) -> tuple[str, str]:
-    """supported / contradicted / inconclusive from the difference bad - good (Newcombe)."""
+def _decide(bad: Arm, good: Arm) -> tuple[str, str, int | None]:
+    """supported / contradicted / inconclusive from the difference bad - good (Newcombe), the reason,
+    and when inconclusive about how many seeds per arm would settle it."""
     if min(bad.n, good.n) < MIN_RUNS:
         need = MIN_RUNS - min(bad.n, good.n)
-        return "inconclusive", f"too few runs for a verdict: run at least {need} more seed(s) per arm"
+        return "inconclusive", f"too few runs for a verdict: run at least {need} more seed(s) per arm", MIN_RUNS
     d, low, high = newcombe(bad.k, bad.n, good.k, good.n)
     diff = f"difference {_pts(d)} points, 95% CI {_pts(low)} to {_pts(high)}"
     if low > 0:
-        return "supported", f"the data support the seed ({diff})"
+        return "supported", f"the data support the seed ({diff})", None
     if high < 0:
-        return "contradicted", f"the data contradict the seed ({diff})"
+        return "contradicted", f"the data contradict the seed ({diff})", None
     n = seeds_needed(bad.rate, good.rate)
     if n is None:
         return "inconclusive", (f"no difference seen ({diff}); at this budget the data do not support the seed's "
-                                f"claim")
+                                f"claim"), None
     more = max(n - min(bad.n, good.n), 1)
-    return "inconclusive", f"cannot tell yet ({diff}); about {more} more seeds per arm would settle it"
+    return "inconclusive", f"cannot tell yet ({diff}); about {more} more seeds per arm would settle it", n
 
 
 def _levels(data: StudyData, key: str) -> pd.Series:
     return level_column(data.finished, key)
 
 
-def verdict(data: StudyData) -> Verdict | None:
-    pitfall = data.spec.get("pitfall")
-    if pitfall not in CLAIMS:
-        return None
+def study_claims(data: StudyData) -> tuple[str, ...]:
+    """The claims a study tests: its file's `claims`; for studies stored before claims had ids, the
+    old `pitfall` number, or the claims whose built-in study it is."""
+    spec = data.spec
+    if spec.get("claims"):
+        return tuple(str(c) for c in spec["claims"] if str(c) in BY_ID)
+    if spec.get("pitfall") in range(1, 6):
+        return (str(spec["pitfall"]),) + (("adaptive",) if spec["pitfall"] == 3 else ())
+    source = str(spec.get("source", "")).removesuffix(" (built-in)")
+    return tuple(c.id for c in CLAIMS if c.study == source)
+
+
+def verdicts(data: StudyData) -> list[Verdict]:
+    """A verdict on each claim the study tests."""
+    return [claim_verdict(data, c) for c in study_claims(data)]
+
+
+def claim_verdict(data: StudyData, claim_id: str) -> Verdict:
+    """The verdict on one claim from one study's trials."""
     df = data.finished
-    claim = CLAIMS[pitfall]
+    claim = BY_ID[claim_id].text
     if df.empty:
-        return Verdict(pitfall, claim, "not tested", "No finished runs yet.")
-    return {1: _clamp, 2: _clip, 3: _overpowered, 4: _lr, 5: _freeze}[pitfall](data, df, claim)
+        return Verdict(claim_id, claim, "not tested", "No finished runs yet.")
+    judge = {"1": _clamp, "2": _clip, "3": _overpowered, "4": _lr, "5": _freeze, "adaptive": _adaptive,
+             "headline": _headline}[claim_id]
+    return judge(data, df, claim)
+
+
+def _verdict(claim_id: str, claim: str, bad: Arm, good: Arm, text: str) -> Verdict:
+    status, why, need = _decide(bad, good)
+    return Verdict(claim_id, claim, status, f"{text} So {why}.".replace("  ", " "), (bad, good), need)
 
 
 def _clamp(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
     if "clamp" not in data.swept:
-        return Verdict(1, claim, "not tested", "This study does not sweep clamp.")
+        return Verdict("1", claim, "not tested", "This study does not sweep clamp.")
     lv = _levels(data, "clamp")
     bad = _arm(df, "Without clamping", lv == "none", ("diverged",))
     good = _arm(df, "with the seed's clamp", lv == "clamp", ("diverged",))
-    status, why = _decide(bad, good)
     text = f"{bad.text('diverged')}; {good.text('diverged')}."
     dead = int(((lv == "clamp") & (df["outcome"] == "stalled")).sum())
     if dead:
@@ -141,18 +166,17 @@ def _clamp(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
     if (lv == "logits").any():
         text += " " + _arm(df, "With stable logits", lv == "logits", ("diverged",)).text("diverged") + "."
     cond = by_other_keys(data, df, "clamp", "none", "clamp", ("diverged",), "diverged")
-    return Verdict(1, claim, status, f"{text} {cond} So {why}.".replace("  ", " "))
+    return _verdict("1", claim, bad, good, f"{text} {cond}")
 
 
 def _clip(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
     key = next((k for k in ("clip_d", "clip_g") if k in data.swept), None)
     if key is None:
-        return Verdict(2, claim, "not tested", "This study does not sweep clipping.")
+        return Verdict("2", claim, "not tested", "This study does not sweep clipping.")
     lv = _levels(data, key)
     off = lv == "off"
     bad = _arm(df, "Without clipping", off, ("diverged",))
     good = _arm(df, "with clipping", ~off, ("diverged",))
-    status, why = _decide(bad, good)
     peak = numeric(df, "grad_d_peak")
     text = f"{bad.text('diverged')}; {good.text('diverged')}."
     if peak.notna().any() and off.any() and (~off).any():
@@ -160,23 +184,58 @@ def _clip(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
                  f"{peak[~off].median():.3g} clipped.")
     base = str(baseline_value(data, key)) if key in data.swept else "1.0"
     cond = by_other_keys(data, df, key, "off", base, ("diverged",), "diverged")
-    return Verdict(2, claim, status, f"{text} {cond} So {why}.".replace("  ", " "))
+    return _verdict("2", claim, bad, good, f"{text} {cond}")
+
+
+def _schedule_arms(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Masks: D trains faster (a fixed k > 1), D and G at one update each (fixed k = 1), the seed's
+    adaptive rule."""
+    schedule = df["schedule"].astype(str) if "schedule" in df else pd.Series("fixed", index=df.index)
+    k = numeric(df, "d_steps").fillna(1)
+    fixed = schedule == "fixed"
+    return fixed & (k > 1), fixed & (k == 1), schedule == "adaptive"
 
 
 def _overpowered(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
-    key = next((k for k in ("schedule", "lr_d", "g_loop_cap", "d_steps") if k in data.swept), data.swept[0])
-    lv = _levels(data, key)
-    base = str(baseline_value(data, key))
-    base_level = level_column(pd.DataFrame({key: [baseline_value(data, key)]}), key).iloc[0] \
-        if key.startswith("lr") else base
-    bad = _arm(df, f"With the seed's {key} = {base_level}", lv == base_level, ("d_overpowered",))
-    good = _arm(df, f"with the other {key} settings", lv != base_level, ("d_overpowered",))
-    status, why = _decide(bad, good)
-    capped = numeric(df, "g_capped")
-    text = f"{bad.text('ended with D overpowered (loss ~0 and D(G(z)) ~0 for 2+ epochs)')}; {good.text('did')}."
-    if capped.notna().any() and capped.sum() > 0:
+    """D trained k > 1 times per G update against once: how often D wins (loss ~0, D(G(z)) ~0,
+    sealed), which is what the seed says then stays and kills training."""
+    faster, even, adaptive = _schedule_arms(df)
+    if not faster.any():
+        return Verdict("3", claim, "not tested", "This study has no arm where D trains faster (a fixed d_steps > 1).")
+    k = int(numeric(df, "d_steps")[faster].max())
+    label = ("d_overpowered",)
+    bad = _arm(df, f"With D trained {k} times per G update", faster, label)
+    good = _arm(df, "with one D update per G update", even, label)
+    what = "ended with D overpowered (loss ~0 and D(G(z)) ~0, sustained)"
+    text = f"{bad.text(what)}; {good.text('did')}."
+    if adaptive.any():
+        text += " " + _arm(df, "Under the seed's adaptive rule", adaptive, label).text("did") + "."
+    lost = df[faster & df["outcome"].isin(FAILURES)]
+    if len(lost):
+        text += f" Outcomes with D faster: {', '.join(f'{o} {c}' for o, c in lost['outcome'].value_counts().items())}."
+    return _verdict("3", claim, bad, good, text)
+
+
+def _adaptive(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
+    """The seed's adaptive D/G rule (capped inner G loop) against one D and one G update per batch,
+    on how many runs fail."""
+    faster, even, adaptive = _schedule_arms(df)
+    cap = numeric(df, "g_loop_cap")
+    seed_rule = adaptive & ((cap == cap[adaptive].min()) if adaptive.any() else adaptive)
+    if not adaptive.any() or not even.any():
+        return Verdict("adaptive", claim, "not tested", "This study does not run the adaptive rule beside a fixed k = 1.")
+    bad = _arm(df, "With a fixed schedule (k = 1)", even, FAILURES)
+    good = _arm(df, f"with the seed's adaptive rule (inner G loop capped at {int(cap[seed_rule].min())})",
+                seed_rule, FAILURES)
+    text = f"{bad.text('failed')}; {good.text('failed')}."
+    uncapped = adaptive & ~seed_rule
+    if uncapped.any():
+        text += " " + _arm(df, f"With the inner loop capped at {int(cap[uncapped].max())}", uncapped,
+                           FAILURES).text("failed") + "."
+    capped = numeric(df, "g_capped")[seed_rule]
+    if capped.notna().any():
         text += f" The inner G loop hit its cap on {int(capped.sum())} batches in all (the seed's loop has no cap)."
-    return Verdict(3, claim, status, f"{text} So {why}.")
+    return _verdict("adaptive", claim, bad, good, text)
 
 
 def _lr(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
@@ -184,18 +243,17 @@ def _lr(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
     losses' magnitudes there against the best lr's."""
     key = next((k for k in ("lr_d", "lr_g") if k in data.swept), None)
     if key is None:
-        return Verdict(4, claim, "not tested", "This study does not sweep the learning rate.")
+        return Verdict("4", claim, "not tested", "This study does not sweep the learning rate.")
     lv = _levels(data, key)
     numeric_lr = pd.to_numeric(df[key])
     smallest = lv[numeric_lr == numeric_lr.min()].iloc[0]
     success = df.groupby(lv)["outcome"].apply(lambda s: (s == "success").mean())
     best = success.drop(smallest, errors="ignore").idxmax() if len(success) > 1 else None
     if best is None:
-        return Verdict(4, claim, "not tested", "Only one learning rate was run.")
-    fails = FAILURES
-    bad = _arm(df, f"At the smallest lr ({smallest})", lv == smallest, fails)
-    good = _arm(df, f"at the best lr ({best})", lv == best, fails)
-    status, why = _decide(bad, good)
+        return Verdict("4", claim, "not tested", "Only one learning rate was run.")
+    bad = _arm(df, f"At the smallest lr ({smallest})", lv == smallest, FAILURES)
+    good = _arm(df, f"at the best lr ({best})", lv == best, FAILURES)
+    status, why, need = _decide(bad, good)
 
     def absmean(col: str, mask) -> float:
         return numeric(df, col)[mask].abs().mean()
@@ -208,20 +266,22 @@ def _lr(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
             f"smallest lr vs {best_l[0]:.3g} and {best_l[1]:.3g} at {best}.")
     higher = small_l[0] > best_l[0] and small_l[1] > best_l[1]
     if status == "supported" and not higher:
-        status, why = "inconclusive", why + ", but the losses are not higher at the small lr, as the seed says they are"
-    return Verdict(4, claim, status, f"{text} So {why}.")
+        status, why = "inconclusive", why + (", but the losses are not higher at the small lr, as the seed says they "
+                                             "are (the poor results are supported, the high losses are not)")
+    return Verdict("4", claim, status, f"{text} So {why}.", (bad, good), need)
 
 
 def _freeze(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
     if "freeze" not in data.swept:
-        return Verdict(5, claim, "not tested", "This study does not sweep freeze.")
+        return Verdict("5", claim, "not tested", "This study does not sweep freeze.")
     lv = _levels(data, "freeze")
     ev, rg = lv == "eval_only", lv == "requires_grad"
     wasted = numeric(df, "last_frozen_grad_g")
     speed = numeric(df, "samples_per_s")
-    bad = Arm("With only eval()", int((wasted[ev] > 0).sum()), int(ev.sum()))
-    good = Arm("with requires_grad_(False)", int((wasted[rg] > 0).sum()), int(rg.sum()))
-    status, why = _decide(bad, good)
+    trials = df["trial"].astype(int)
+    bad = Arm("With only eval()", int((wasted[ev] > 0).sum()), int(ev.sum()), tuple(trials[ev]))
+    good = Arm("with requires_grad_(False)", int((wasted[rg] > 0).sum()), int(rg.sum()), tuple(trials[rg]))
+    status, why, need = _decide(bad, good)
     text = f"{bad.text('still computed gradients for the frozen G')}; {good.text('did')}."
     if speed[ev].notna().any() and speed[rg].notna().any():
         text += f" Training speed: {speed[ev].mean() / speed[rg].mean():.2f}x of the requires_grad_(False) runs."
@@ -234,4 +294,63 @@ def _freeze(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
                      f"{int((leak[mask] > 0).sum())} of {int(mask.sum())} runs; their success rate was "
                      f"{(df.loc[mask, 'outcome'] == 'success').mean():.0%} vs "
                      f"{(df.loc[~mask, 'outcome'] == 'success').mean():.0%} otherwise.")
-    return Verdict(5, claim, status, f"{text} So {why}.")
+    return Verdict("5", claim, status, f"{text} So {why}.", (bad, good), need)
+
+
+def _same(a, b) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def _plain(x) -> str:
+    return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
+
+
+def _headline(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
+    """The seed's own configuration (every swept key at its default): does it succeed at its budget?
+    Reproduced when the success rate's 95% interval lies above one half, not reproduced when below;
+    beside it, each one-change reading's outcomes."""
+    from gan_core.config import RunConfig
+
+    default = RunConfig().to_flat()
+    swept = [k for k in data.swept if k in df]
+
+    def reading(row: pd.Series) -> str:
+        return ", ".join(f"{k} = {_plain(row[k])}" for k in swept if not _same(row[k], default.get(k)))
+
+    changed = df.apply(reading, axis=1) if swept else pd.Series("", index=df.index)
+    seed_mask = changed == ""
+    runs = _arm(df, "The seed's configuration", seed_mask, ("success",))
+    if not runs.n:
+        return Verdict("headline", claim, "not tested", "The seed's own configuration has no finished runs yet.")
+    low, high = wilson(runs.k, runs.n)
+    epochs = int(numeric(df, "epochs_trained")[seed_mask].max())
+    labels = df.loc[seed_mask, "outcome"].value_counts()
+    fld = numeric(df, "final_fld")[seed_mask]
+    text = (f"{runs.text(f'succeeded after {epochs} epochs')}: "
+            f"{', '.join(f'{k} {v}' for k, v in labels.items())}"
+            + (f"; final FLD {fld.min():.0f} to {fld.max():.0f}" if fld.notna().any() else "") + ".")
+    arms = [runs]
+    for reading in dict.fromkeys(changed[~seed_mask]):
+        mask = changed == reading
+        arm = _arm(df, f"With {reading}", mask, ("success",))
+        arms.append(arm)
+        got = df.loc[mask, "outcome"].value_counts()
+        text += f" {arm.name}: {', '.join(f'{k} {v}' for k, v in got.items())}."
+    if runs.n < MIN_RUNS:
+        status, why, need = "inconclusive", f"too few runs: at least {MIN_RUNS} seeds of the seed's configuration", MIN_RUNS
+    elif low > 0.5:
+        status, why, need = "supported", "the seed's headline is reproduced at its budget", None
+    elif high < 0.5:
+        status, why, need = "contradicted", "the seed's headline is not reproduced at its budget", None
+    else:
+        status, why, need = "inconclusive", "cannot tell yet whether most runs succeed", None
+    winners = [a.name.removeprefix("With ") for a in arms[1:] if a.n and a.k == a.n]
+    if status == "contradicted" and winners:
+        why += f"; the reading(s) that succeed: {'; '.join(winners)}"
+    elif status == "contradicted":
+        why += "; no one-change reading succeeds either"
+    return Verdict("headline", claim, status, f"{text} So {why} (95% CI of the success rate "
+                                              f"{fmt_ci(low, high)}).", tuple(arms), need)

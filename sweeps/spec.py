@@ -2,7 +2,7 @@
 
     name = "lr-study"
     description = "..."
-    pitfall = 4                                   # the seed's pitfall this study tests (optional)
+    claims = [4]                                  # the seed's claims it tests (sweeps/claims.py; optional)
     seeds = [0, 1]                                # every configuration runs once per seed
     objective = { metric = "fld", direction = "minimize" }
     baseline = { lr_d = 1e-4 }                    # the seed's setting of the swept keys (for reports)
@@ -47,6 +47,7 @@ from typing import Any
 
 from gan_core.config import FLAT_KEYS, MAX_SEED, ConfigError, RunConfig
 
+from .claims import claim_ids
 from .errors import UserError
 from .paths import NAME
 
@@ -134,8 +135,8 @@ class StudySpec:
     """minimize or maximize."""
     profiles: dict[str, Profile]
     """quick and/or full budgets."""
-    pitfall: int | None = None
-    """The seed's pitfall (1-5) this study tests, for the report's verdict."""
+    claims: tuple[str, ...] = ()
+    """The seed's claims this study tests (ids in sweeps/claims.py), for the report's verdicts."""
     baseline: dict[str, Any] = field(default_factory=dict)
     """The seed's setting of the swept keys, for effect-vs-baseline tables."""
     configs: tuple[dict[str, Any], ...] | None = None
@@ -277,7 +278,7 @@ def load_spec(name_or_path: str) -> StudySpec:
     return _build(source, raw)
 
 
-_TOP_KEYS = {"name", "description", "pitfall", "seeds", "objective", "baseline", "sampler", "space", "configs",
+_TOP_KEYS = {"name", "description", "claims", "seeds", "objective", "baseline", "sampler", "space", "configs",
              "fixed", "profiles"}
 _PROFILE_KEYS = {"epochs", "steps_per_epoch", "eval_every", "eval_samples", "trials", "seeds", "fixed", "space",
                  "configs"}
@@ -359,9 +360,13 @@ def _build(source: str, raw: dict, validate_overrides: bool = True) -> StudySpec
         raise SpecError(f"{source}: name {name[:60]!r} is not allowed: use 1 to 100 letters, digits, '.', '-' or "
                         f"'_', starting with a letter or digit (it names a folder, a study and an experiment)")
     description = _typed(source, "description", raw.get("description", ""), str, "a string")
-    pitfall = raw.get("pitfall")
-    if pitfall is not None and (not isinstance(pitfall, int) or isinstance(pitfall, bool) or not 1 <= pitfall <= 5):
-        raise SpecError(f"{source}: pitfall must be 1 to 5 (the seed's numbering), got {pitfall!r}")
+    raw_claims = raw.get("claims", [])
+    if not isinstance(raw_claims, list) or any(isinstance(x, bool) or not isinstance(x, (int, str)) for x in raw_claims):
+        raise SpecError(f"{source}: claims must be a list of claim ids (1 to 5, adaptive, headline), got {raw_claims!r}")
+    try:
+        claims = claim_ids(raw_claims)
+    except ValueError as exc:
+        raise SpecError(f"{source}: claims: {exc}") from None
     seeds = _seeds(source, "seeds", raw.get("seeds", [0]))
 
     objective = _check_keys(source, "objective", raw.get("objective", {}), {"metric", "direction"})
@@ -439,7 +444,7 @@ def _build(source: str, raw: dict, validate_overrides: bool = True) -> StudySpec
             raise SpecError(f"{source}: profiles.{pname}.trials is needed by the {kind} sampler")
         profiles[pname] = Profile(pname, **budget)
     spec = StudySpec(name, description, source, space, dict(fixed), seeds, kind, sampler_seed, metric,
-                     direction, profiles, pitfall, dict(baseline), configs, config_seeds, raw)
+                     direction, profiles, claims, dict(baseline), configs, config_seeds, raw)
     if validate_overrides:  # a profile's overrides are checked now, not when that profile first runs
         for pname in profiles:
             spec.for_profile(pname)

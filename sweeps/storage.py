@@ -253,7 +253,7 @@ def open_study(spec: StudySpec, profile: Profile, storage: optuna.storages.BaseS
         study.set_user_attr("spec", {"source": spec.source, "description": spec.description,
                                      "profile": profile.name, "metric": spec.metric,
                                      "space": spec.describe_space(), "seeds": list(spec.seeds),
-                                     "pitfall": spec.pitfall, "baseline": spec.baseline, "fixed": spec.fixed})
+                                     "claims": list(spec.claims), "baseline": spec.baseline, "fixed": spec.fixed})
     attrs = study.user_attrs
     if "fingerprint" not in attrs:
         raise UserError(f"a study named {name!r} already exists in this storage but was not made by gan-sweep; "

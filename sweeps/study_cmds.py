@@ -30,8 +30,10 @@ def show(study: str) -> None:
     spec = load_spec(study)
     out.print(f"[bold]{spec.name}[/bold]  ({spec.source})")
     out.print(spec.description)
-    if spec.pitfall:
-        out.print(f"tests the seed's pitfall {spec.pitfall}")
+    if spec.claims:
+        from .claims import BY_ID
+
+        out.print("tests the seed's claims: " + "; ".join(f"{i}. {BY_ID[i].title}" for i in spec.claims))
     out.print(f"objective: {spec.direction} {spec.metric} of the last evaluation; sampler: {spec.sampler}")
     for pname in spec.profiles:
         pspec, prof = spec.for_profile(pname)

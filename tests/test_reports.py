@@ -97,8 +97,8 @@ def test_effects_against_the_baseline_use_newcombe_and_a_bootstrap(study):
 
 def test_the_clamp_verdict_is_a_sentence_with_its_numbers(study):
     rep = build(load_study_data(study), tracking_uri=None)
-    v = rep.verdict
-    assert v.pitfall == 1 and v.status == "supported"
+    v, = rep.verdicts
+    assert v.claim_id == "1" and v.status == "supported"
     assert "Without clamping, 4 of 5 runs diverged" in v.sentence
     assert "with the seed's clamp, 0 of 5 runs diverged" in v.sentence
     assert "2 of 5 runs stalled" in v.sentence
@@ -111,7 +111,7 @@ def test_verdict_asks_for_more_seeds_when_the_data_cannot_tell():
     for i, (clamp, outcome) in enumerate([("none", "diverged"), ("none", "success"), ("none", "success"),
                                           ("clamp", "success"), ("clamp", "success"), ("clamp", "success")]):
         add(s, i, clamp, i, outcome, 100.0)
-    v = build(load_study_data(s), tracking_uri=None).verdict
+    v, = build(load_study_data(s), tracking_uri=None).verdicts
     assert v.status == "inconclusive" and re.search(r"about \d+ more seeds per arm", v.sentence)
 
 
@@ -154,4 +154,4 @@ def test_a_study_whose_every_trial_crashed_still_reports(tmp_path):
     files = write(rep, tmp_path)
     assert outcome_table(rep.data, "clamp")["FAIL"].tolist() == [3]
     assert any("3 trial(s) failed" in n for n in rep.notes)
-    assert rep.verdict.status == "not tested" and files["html"].is_file()
+    assert rep.verdicts[0].status == "not tested" and files["html"].is_file()

@@ -1,0 +1,305 @@
+"""`gan-sweep atlas`: one page that answers every claim of the seed from the studies in storage.
+
+One row per claim (sweeps/claims.py): its verdict, the sentence with the numbers and intervals, the
+runs it rests on, a thumbnail of the typical final samples of each arm, and a link to the study's
+own report (written beside the atlas). Then the findings no claim covers (a dead D under the clamp,
+crashes), read from the same trials. Written as `<out>/atlas/atlas.html` (self-contained: every
+image embedded), `atlas.md` (thumbnails in `thumbs/`) and `atlas.csv`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from gan_core.outcome import FAILURES
+
+from .claims import BY_ID, CLAIMS, PITFALL_VERDICTS, Claim
+from .report_data import FAIL, StudyData, load_study_data, numeric
+from .report_verdicts import MIN_RUNS, Arm, Verdict, claim_verdict
+
+COVERED = {"1": ("diverged",), "2": ("diverged",), "3": ("d_overpowered",), "5": (),
+           "4": tuple(f for f in FAILURES if f != "stalled"), "adaptive": tuple(f for f in FAILURES if f != "stalled"),
+           "headline": tuple(f for f in FAILURES if f != "stalled")}
+"""The failure labels each claim's verdict speaks of; any other failure in its study is a finding.
+No claim of the seed foresees a stalled run (every gradient exactly zero), so it is always one."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One claim's row of the atlas."""
+
+    claim: Claim
+    """The claim."""
+    study: str | None
+    """The study's name in storage that the verdict rests on (None: not in storage)."""
+    verdict: Verdict
+    """The verdict, its sentence and its arms."""
+    runs: int
+    """Finished runs in that study."""
+    thumbs: dict[str, bytes] = field(default_factory=dict)
+    """Arm name -> PNG of the typical final samples of that arm."""
+
+    @property
+    def settle(self) -> str:
+        """What would settle an inconclusive verdict."""
+        v = self.verdict
+        if v.status not in ("inconclusive", "not tested"):
+            return ""
+        if self.study is None:
+            return f"run {self.claim.study}"
+        if v.arms and min(a.n for a in v.arms[:2]) < MIN_RUNS:
+            return f"at least {MIN_RUNS} seeds per arm"
+        if v.seeds_needed:
+            return f"about {v.seeds_needed} seeds per arm"
+        return "no difference at this budget" if v.status == "inconclusive" else ""
+
+
+def pick_study(names: list[str], study: str, profile: str | None, finished: dict[str, int]) -> str | None:
+    """The stored study for a built-in one: `<study>-<profile>` when it exists, else the variant of
+    it (`-<dataset>`, `-e<epochs>`) or, with no profile asked for, of any profile, with the most
+    finished trials."""
+    profiles = (profile,) if profile else ("full", "quick")
+    for p in profiles:
+        if f"{study}-{p}" in names and finished.get(f"{study}-{p}", 0) > 0:
+            return f"{study}-{p}"
+    variants = [n for n in names if any(n == f"{study}-{p}" or n.startswith(f"{study}-{p}-") for p in profiles)]
+    if not variants:
+        return None
+    return max(variants, key=lambda n: (finished.get(n, 0), n))
+
+
+def _typical(data: StudyData, arm: Arm) -> pd.Series | None:
+    """The arm's typical finished run: the median final objective among those with an MLflow run."""
+    df = data.finished
+    g = df[df["trial"].isin(arm.trials)].dropna(subset=["mlflow_run_id"])
+    if g.empty:
+        return None
+    g = g.assign(_m=numeric(g, f"final_{data.metric}")).sort_values("_m", na_position="last")
+    return g.iloc[(len(g) - 1) // 2]
+
+
+def thumbnails(data: StudyData, verdict: Verdict, tracking_uri: str | None) -> dict[str, bytes]:
+    """Per arm, the final sample grid (PNG bytes) of its typical run, from MLflow."""
+    if not tracking_uri:
+        return {}
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    out: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, arm in enumerate(verdict.arms):
+            row = _typical(data, arm)
+            if row is None:
+                continue
+            try:
+                path = client.download_artifacts(row["mlflow_run_id"], "samples.png", str(Path(tmp) / str(i)))
+            except Exception:  # noqa: BLE001 - a run without a grid (diverged before any evaluation)
+                continue
+            out[arm.name] = Path(path).read_bytes()
+    return out
+
+
+def _where(data: StudyData, g: pd.DataFrame, df: pd.DataFrame) -> str:
+    """Where in the design rows `g` fall: per combination of the swept keys, k of n."""
+    keys = [k for k in data.swept if k in df]
+    if not keys:
+        return f"{len(g)} of {len(df)}"
+    label = df[keys].astype(str).agg(", ".join, axis=1) if len(keys) > 1 else df[keys[0]].astype(str)
+    names = " and ".join(keys)
+    parts = [f"{names} = {lv}: {int(label[g.index].eq(lv).sum())} of {int(label.eq(lv).sum())}"
+             for lv in dict.fromkeys(label[g.index])]
+    return "; ".join(parts)
+
+
+def findings(studies: dict[str, tuple[StudyData, tuple[str, ...]]]) -> list[str]:
+    """What the trials show that no claim's verdict speaks of: failures outside the claims' labels
+    (always: stalled runs), and trials that crashed."""
+    found = []
+    for name, (data, claim_ids) in studies.items():
+        df = data.finished
+        covered = {lab for c in claim_ids for lab in COVERED[c]}
+        for label in FAILURES:
+            g = df[df["outcome"] == label]
+            if g.empty or label in covered:
+                continue
+            text = f"{name}: {label} in {len(g)} of {len(df)} runs ({_where(data, g, df)})."
+            if label == "stalled":
+                clamped = "clamp" in df and (df.loc[g.index, "clamp"].astype(str) == "clamp").all()
+                text += (" D saturated at 1 on real and fake data" + (" and the clamp" if clamped else ", which")
+                         + " zeroed every gradient: training died without a NaN and without D's loss going to 0, "
+                           "a failure none of the seed's claims foresees.")
+            elif label == "d_overpowered":
+                text += " D won (loss ~0, D(G(z)) ~0) here too, where the seed's pitfall 3 is not what is tested."
+            evidence = g["evidence"].dropna()
+            if len(evidence):
+                text += f" Evidence of one: {str(evidence.iloc[0])[:220]}"
+            found.append(text)
+        crashed = int((data.trials["outcome"] == FAIL).sum())
+        if crashed:
+            found.append(f"{name}: {crashed} trial(s) crashed or were interrupted (FAIL); left out of every count "
+                         f"(reasons in its trials.csv).")
+    return found
+
+
+@dataclass(frozen=True)
+class Atlas:
+    """Everything the page shows."""
+
+    rows: list[Row]
+    """One per claim, in the order of sweeps/claims.py."""
+    findings: list[str]
+    """What no claim covers."""
+    storage: str
+    """Where the studies were read (password masked)."""
+    missing: list[str]
+    """Built-in studies not found in storage."""
+
+    @property
+    def decided(self) -> int:
+        """Pitfall verdicts (the five and the adaptive rule) that are not inconclusive or untested."""
+        return sum(r.verdict.status in ("supported", "contradicted") for r in self.rows
+                   if r.claim.id in PITFALL_VERDICTS)
+
+
+def build(storage_url: str, tracking_uri: str | None, profile: str | None, claim_ids: tuple[str, ...]) -> Atlas:
+    import optuna
+
+    from .storage import open_storage, study_names
+    from .urls import mask
+
+    names = study_names(storage_url) or []
+    storage = open_storage(storage_url, heartbeat=False) if names else None
+    loaded: dict[str, StudyData] = {}
+    summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage)} if storage else {}
+    finished = {n: s.n_trials for n, s in summaries.items()}
+
+    def data_for(name: str) -> StudyData:
+        if name not in loaded:
+            loaded[name] = load_study_data(optuna.load_study(study_name=name, storage=storage))
+        return loaded[name]
+
+    rows, used, missing = [], {}, []
+    for claim in (BY_ID[i] for i in claim_ids):
+        name = pick_study(names, claim.study, profile, finished)
+        if name is None:
+            missing.append(claim.study)
+            rows.append(Row(claim, None, Verdict(claim.id, claim.text, "not tested",
+                                                 f"No {claim.study} study in storage: `gan-sweep run {claim.study}` "
+                                                 f"(or `gan-sweep atlas --run`) runs it."), 0))
+            continue
+        data = data_for(name)
+        v = claim_verdict(data, claim.id)
+        used.setdefault(name, (data, ()))
+        used[name] = (data, used[name][1] + (claim.id,))
+        rows.append(Row(claim, name, v, len(data.finished), thumbnails(data, v, tracking_uri)))
+    return Atlas(rows, findings(used), mask(storage_url), list(dict.fromkeys(missing)))
+
+
+STATUS_COLOUR = {"supported": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#9a6700", "not tested": "#6e7781"}
+
+
+def _arms_text(v: Verdict) -> str:
+    return "; ".join(f"{a.name.removeprefix('With ').removeprefix('with ')}: {a.k}/{a.n}" for a in v.arms)
+
+
+def table(atlas: Atlas) -> pd.DataFrame:
+    """atlas.csv: one row per claim."""
+    return pd.DataFrame([{
+        "claim": r.claim.id, "title": r.claim.title, "seed_says": r.claim.text, "status": r.verdict.status,
+        "study": r.study or "", "runs": r.runs, "arms": _arms_text(r.verdict), "settle_with": r.settle,
+        "sentence": r.verdict.sentence, "report": f"../{r.study}/report.html" if r.study else "",
+    } for r in atlas.rows])
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")[:60]
+
+
+def write(atlas: Atlas, folder: Path) -> dict[str, Path]:
+    """atlas.csv, atlas.md (+ thumbs/) and a self-contained atlas.html in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"csv": folder / "atlas.csv", "md": folder / "atlas.md", "html": folder / "atlas.html"}
+    table(atlas).to_csv(files["csv"], index=False)
+    thumbs = folder / "thumbs"
+    pitfalls = [r for r in atlas.rows if r.claim.id in PITFALL_VERDICTS]
+    head = (f"{atlas.decided} of {len(pitfalls)} pitfall verdicts decided (supported or contradicted); "
+            f"studies read from {atlas.storage}.")
+    md = ["# The seed's claims: an atlas", "", head, "",
+          "| claim | the seed says | verdict | runs (per arm: showing the failure / all) | study |", "| --- | --- | --- | --- | --- |"]
+    body = [f"<h1>The seed's claims: an atlas</h1><p>{html.escape(head)}</p>",
+            "<table class='t'><tr><th>claim</th><th>the seed says</th><th>verdict</th><th>runs (per arm: showing the failure / all)</th>"
+            "<th>samples per arm</th><th>study</th></tr>"]
+    for r in atlas.rows:
+        v = r.verdict
+        link_md = f"[{r.study}](../{r.study}/report.html)" if r.study else "not in storage"
+        md.append(f"| {r.claim.id}. {r.claim.title} | {r.claim.text} | **{v.status}** | "
+                  f"{r.runs} ({_arms_text(v) or '-'}) | {link_md} |")
+        cells = []
+        for arm, png in r.thumbs.items():
+            cells.append(f"<figure><img alt='{html.escape(arm)}' src='data:image/png;base64,"
+                         f"{base64.b64encode(png).decode()}'><figcaption>{html.escape(arm)}</figcaption></figure>")
+        link = (f"<a href='../{html.escape(r.study)}/report.html'>{html.escape(r.study)}</a>" if r.study
+                else "not in storage")
+        body.append(f"<tr><td><b>{html.escape(r.claim.id)}.</b> {html.escape(r.claim.title)}</td>"
+                    f"<td>{html.escape(r.claim.text)}</td>"
+                    f"<td><span class='s' style='background:{STATUS_COLOUR[v.status]}'>{v.status}</span>"
+                    + (f"<br><small>settle with: {html.escape(r.settle)}</small>" if r.settle else "")
+                    + f"</td><td>{r.runs}<br><small>{html.escape(_arms_text(v))}</small></td>"
+                    f"<td class='th'>{''.join(cells) or '<small>no samples</small>'}</td><td>{link}</td></tr>")
+    body.append("</table>")
+    md += ["", "## The verdicts, with their numbers", ""]
+    body.append("<h2>The verdicts, with their numbers</h2>")
+    for r in atlas.rows:
+        v = r.verdict
+        heading = f"{r.claim.id}. {r.claim.title}: {v.status}"
+        md += [f"### {heading}", "", f'The seed: "{r.claim.text}"', "", v.sentence]
+        if r.settle:
+            md += ["", f"To settle it: {r.settle}."]
+        for arm, png in r.thumbs.items():
+            thumbs.mkdir(exist_ok=True)
+            name = f"{_slug(r.claim.id)}-{_slug(arm)}.png"
+            (thumbs / name).write_bytes(png)
+            md += ["", f"![{arm}](thumbs/{name})", f"*{arm}*"]
+        md.append("")
+        body.append(f"<h3>{html.escape(heading)}</h3><p><i>The seed: \"{html.escape(r.claim.text)}\"</i></p>"
+                    f"<p>{html.escape(v.sentence)}</p>"
+                    + (f"<p>To settle it: {html.escape(r.settle)}.</p>" if r.settle else ""))
+    md += ["## Findings no claim covers", ""]
+    body.append("<h2>Findings no claim covers</h2>")
+    if atlas.findings:
+        md += [f"- {f}" for f in atlas.findings]
+        body.append("<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in atlas.findings) + "</ul>")
+    else:
+        md.append("None in these trials.")
+        body.append("<p>None in these trials.</p>")
+    files["md"].write_text("\n".join(md) + "\n")
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+             "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{border:1px solid #ccc;"
+             "padding:4px 6px;vertical-align:top}.s{color:#fff;padding:1px 6px;border-radius:8px;white-space:nowrap}"
+             "td.th figure{display:inline-block;margin:2px;text-align:center}td.th img{width:110px;"
+             "image-rendering:pixelated}figcaption{font-size:11px;max-width:110px}")
+    files["html"].write_text("<!doctype html><html><head><meta charset='utf-8'><title>gan-sweep atlas</title>"
+                             f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
+    return files
+
+
+def write_study_reports(atlas: Atlas, storage_url: str, tracking_uri: str | None, out_dir: Path) -> None:
+    """Each study the atlas rests on gets its report beside it, so the links lead somewhere."""
+    import optuna
+
+    from . import report
+    from .storage import open_storage
+
+    storage = open_storage(storage_url, heartbeat=False)
+    for name in dict.fromkeys(r.study for r in atlas.rows if r.study):
+        rep = report.build(load_study_data(optuna.load_study(study_name=name, storage=storage)), tracking_uri)
+        report.write(rep, out_dir / name)
+
+
+CLAIM_IDS = tuple(c.id for c in CLAIMS)

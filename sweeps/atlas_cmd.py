@@ -1,0 +1,113 @@
+"""`gan-sweep atlas`: the command (the page itself is built by sweeps.atlas, imported lazily)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .claims import BY_ID, CLAIMS
+from .defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+from .errors import UserError, guarded
+
+HEADLINE_STUDY = BY_ID["headline"].study
+
+
+def _claims(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return tuple(c.id for c in CLAIMS)
+    ids = tuple(x.strip() for x in text.split(",") if x.strip())
+    bad = [i for i in ids if i not in BY_ID]
+    if bad or not ids:
+        raise UserError(f"--claims: unknown claim {', '.join(bad) or repr(text)} (known: {', '.join(BY_ID)})")
+    return ids
+
+
+def to_run(claim_ids: tuple[str, ...], headline: bool) -> list[str]:
+    """The built-in studies `--run` may run, in the atlas's order (the headline's only when asked:
+    it is hours on a CPU)."""
+    return list(dict.fromkeys(BY_ID[i].study for i in claim_ids if i != "headline" or headline))
+
+
+def atlas(storage: str, tracking_uri: str, out_dir: Path, profile: str | None, run: bool, run_headline: bool,
+          device: str | None, checkpoint_dir: Path, claims: str | None) -> None:
+    from . import paths
+    from .console import err, out
+    from .run_cmd import RunOptions, default_profile, resolve
+    from .storage import check_storage_url, study_names
+    from .tracking import check_tracking_uri
+    from .urls import mask
+
+    ids = _claims(claims)
+    if profile is not None and profile not in ("quick", "full"):
+        raise UserError(f"--profile must be quick or full, got {profile!r}")
+    paths.check_writable_dir(out_dir, "--out")
+    folder = paths.under(out_dir, "atlas")
+    check_storage_url(storage)
+    check_tracking_uri(tracking_uri)
+    if run_headline and not run:
+        raise UserError("--run-headline needs --run")
+    runs: list = []
+    if run:
+        prof = profile or default_profile(device)
+        runs = [RunOptions(s, prof, device=device, storage=storage, tracking_uri=tracking_uri, out_dir=out_dir,
+                           checkpoint_dir=checkpoint_dir) for s in to_run(ids, run_headline)]
+        for opts in runs:  # every study is checked before the first one starts
+            resolve(opts)
+        profile = prof
+    elif study_names(storage) is None:
+        raise UserError(f"no gan-sweep storage at {mask(storage)}: run the studies first, or pass --run")
+
+    if runs:
+        from .run_cmd import execute
+        from .storage import study_names as names_now
+
+        started = time.perf_counter()
+        for opts in runs:
+            existing = names_now(storage) or []
+            err.print(f"atlas: {opts.study} ({opts.profile} profile)"
+                      + (" resumes" if f"{opts.study}-{opts.profile}" in existing else " runs"))
+            execute(opts, create=True)  # a finished study resumes with nothing to do
+        err.print(f"atlas: studies ran in {time.perf_counter() - started:.0f} s")
+
+    from . import atlas as A
+
+    page = A.build(storage, tracking_uri, profile, ids)
+    A.write_study_reports(page, storage, tracking_uri, out_dir)
+    files = A.write(page, folder)
+    from rich.table import Table
+
+    t = Table(title="the seed's claims", box=None, header_style="bold")
+    t.add_column("claim", max_width=38)
+    t.add_column("verdict", no_wrap=True)
+    t.add_column("runs", justify="right")
+    t.add_column("settle with", max_width=24)
+    for r in page.rows:
+        t.add_row(f"{r.claim.id}. {r.claim.title}", r.verdict.status, str(r.runs), r.settle or "-")
+    out.print(t)
+    out.print(f"{page.decided} of 6 pitfall verdicts decided; {len(page.findings)} finding(s) no claim covers")
+    out.print(f"atlas: {files['html']} (also {files['md'].name}, {files['csv'].name})", soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("atlas", help="One page answering every claim of the seed from the studies in storage "
+                               "(<out>/atlas/atlas.html, .md, .csv); --run runs the missing studies first.")
+    @guarded
+    def atlas_cmd(
+        storage: str = typer.Option(DEFAULT_STORAGE, help="Optuna storage URL."),
+        tracking_uri: str = typer.Option(DEFAULT_TRACKING_URI, help="MLflow tracking URI (for the sample thumbnails)."),
+        out_dir: Path = typer.Option(Path("reports"), "--out", help="The atlas goes to <out>/atlas/, each study's "
+                                                                     "report to <out>/<study name>/."),
+        profile: Optional[str] = typer.Option(None, help="Read (and with --run, run) this profile's studies; "
+                                                         "default: the most complete one in storage."),
+        run: bool = typer.Option(False, "--run", help="Run or finish the pitfall studies first (not the headline's)."),
+        run_headline: bool = typer.Option(False, "--run-headline",
+                                          help=f"With --run, also run {HEADLINE_STUDY} (about 1.5 h on a 2-core CPU)."),
+        device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N or auto (with --run)."),
+        checkpoint_dir: Path = typer.Option(Path("checkpoints"), help="Trial checkpoints (with --run)."),
+        claims: Optional[str] = typer.Option(None, help="Only these claims, e.g. 1,2,adaptive "
+                                                        "(default: all: 1-5, adaptive, headline)."),
+    ) -> None:
+        atlas(storage, tracking_uri, out_dir, profile, run, run_headline, device, checkpoint_dir, claims)
