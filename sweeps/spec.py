@@ -256,7 +256,8 @@ def builtin_names() -> list[str]:
 def load_spec(name_or_path: str) -> StudySpec:
     """A built-in study by name, or a study file by path."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    # A folder that happens to carry a built-in study's name (reports/, a run's folder) does not hide it.
+    if path.suffix == ".toml" or path.is_file() or (path.exists() and name_or_path not in builtin_names()):
         if not path.is_file():
             raise SpecError(f"study file not found: {name_or_path}")
         try:

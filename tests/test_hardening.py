@@ -424,3 +424,17 @@ def test_11_a_study_reopened_with_another_direction_is_refused(tmp_path):
                                                                  'direction = "maximize" }'))
     res = cli("run", spec, "--device", "cpu", "--storage", storage, "--tracking-uri", tracking)
     assert_one_line_error(res.stderr, res.exit_code, "different search space, budget or objective")
+
+
+def test_a_folder_named_like_a_built_in_study_does_not_hide_it(tmp_path, monkeypatch, capsys):
+    from conftest import main_cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "smoke").mkdir()  # e.g. a run's folder, or reports/ copied here
+    code, out, err = main_cli(["show", "smoke"], capsys)
+    assert code == 0 and "smoke" in out, err
+    code, out, err = main_cli(["studies"], capsys)
+    assert code == 0 and "reproduce-seed" in out, err
+    (tmp_path / "mine").mkdir()
+    code, _, err = main_cli(["show", "mine"], capsys)
+    assert code == 2 and "study file not found: mine" in err
