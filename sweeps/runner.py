@@ -193,6 +193,8 @@ def observer(ctx: RunContext, prep: Prepared) -> Callable[[EpochEvent], None]:
 
 def finish(ctx: RunContext, prep: Prepared, result: RunResult) -> str:
     with _timed(ctx.overhead, "mlflow_s"):
+        if result.resumed_from:
+            ctx.tracker.log_history(prep.child, result.history[:result.resumed_from])
         ctx.tracker.log_result(prep.child, result)
     label = tell(ctx, prep.trial, result)
     with _timed(ctx.overhead, "mlflow_s"):

@@ -140,6 +140,17 @@ class Tracker:
         if event.samples is not None:
             self.log_samples(run_id, event.samples, rec.epoch)
 
+    def log_history(self, run_id: str, records) -> None:
+        """Epochs a resumed trial restored from its checkpoint (their metrics went to the dead trial's
+        run): logged again here, so the retry's run holds the whole curve. MLflow takes at most 1,000
+        metrics per call."""
+        from mlflow.entities import Metric
+
+        ts = _now_ms()
+        metrics = [Metric(k, v, ts, rec.epoch) for rec in records for k, v in rec.metrics().items()]
+        for i in range(0, len(metrics), 1000):
+            self.client.log_batch(run_id, metrics=metrics[i:i + 1000])
+
     def log_samples(self, run_id: str, samples, step: int) -> None:
         from torchvision.utils import make_grid
 

@@ -270,3 +270,8 @@ def test_a_killed_population_worker_s_trials_resume_from_their_checkpoints_and_e
         assert t.user_attrs["outcome"] == u.user_attrs["outcome"]
         for key in ("last_loss_d", "last_loss_g", "last_d_real", "last_d_fake", "final_fld"):
             assert t.user_attrs[key] == pytest.approx(u.user_attrs[key], rel=1e-9), (lr, key)
+        # The retry's MLflow run holds the whole curve, the epochs restored from the checkpoint included.
+        history = sorted(MlflowClient(f"sqlite:///{tmp_path / 'km.db'}").get_metric_history(t.user_attrs["mlflow_run_id"],
+                                                                                          "loss_d"), key=lambda m: m.step)
+        assert [m.step for m in history] == list(range(1, 7)), lr
+        assert history[-1].value == pytest.approx(u.user_attrs["last_loss_d"], rel=1e-9)
