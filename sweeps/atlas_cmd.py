@@ -54,8 +54,14 @@ def atlas(storage: str, tracking_uri: str, out_dir: Path, profile: str | None, r
         prof = profile or default_profile(device)
         runs = [RunOptions(s, prof, device=device, storage=storage, tracking_uri=tracking_uri, out_dir=out_dir,
                            checkpoint_dir=checkpoint_dir) for s in to_run(ids, run_headline)]
+        from .storage import stored_with_other_budget
+
         for opts in runs:  # every study is checked before the first one starts
-            resolve(opts)
+            r = resolve(opts)
+            if stored_with_other_budget(r, storage):
+                raise UserError(f"{r.name} in {mask(storage)} was run with another budget or space than "
+                                f"{opts.study}'s {prof} profile has now; use another --storage (or delete that "
+                                f"study) to run it afresh")
         profile = prof
     elif study_names(storage) is None:
         raise UserError(f"no gan-sweep storage at {mask(storage)}: run the studies first, or pass --run")
@@ -104,7 +110,7 @@ def register(app: typer.Typer) -> None:
                                                          "default: the most complete one in storage."),
         run: bool = typer.Option(False, "--run", help="Run or finish the pitfall studies first (not the headline's)."),
         run_headline: bool = typer.Option(False, "--run-headline",
-                                          help=f"With --run, also run {HEADLINE_STUDY} (about 1.5 h on a 2-core CPU)."),
+                                          help=f"With --run, also run {HEADLINE_STUDY} (hours on a 2-core CPU)."),
         device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N or auto (with --run)."),
         checkpoint_dir: Path = typer.Option(Path("checkpoints"), help="Trial checkpoints (with --run)."),
         claims: Optional[str] = typer.Option(None, help="Only these claims, e.g. 1,2,adaptive "

@@ -283,8 +283,9 @@ def _freeze(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
     good = Arm("with requires_grad_(False)", int((wasted[rg] > 0).sum()), int(rg.sum()), tuple(trials[rg]))
     status, why, need = _decide(bad, good)
     text = f"{bad.text('still computed gradients for the frozen G')}; {good.text('did')}."
-    if speed[ev].notna().any() and speed[rg].notna().any():
-        text += f" Training speed: {speed[ev].mean() / speed[rg].mean():.2f}x of the requires_grad_(False) runs."
+    ratio = speed[ev].mean() / speed[rg].mean() if speed[ev].notna().any() and speed[rg].notna().any() else None
+    if ratio is not None and abs(ratio - 1) > 1e-9:  # equal when both arms trained in one population
+        text += f" Training speed: {ratio:.2f}x of the requires_grad_(False) runs."
     if "zero_grad" in data.swept:
         z = _levels(data, "zero_grad")
         leak = numeric(df, "last_leak_g")

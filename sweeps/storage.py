@@ -375,3 +375,14 @@ def counts(study: optuna.Study) -> dict[str, int]:
             label = t.user_attrs.get("outcome", "?")
             out[label] = out.get(label, 0) + 1
     return out
+
+
+def stored_with_other_budget(r, url: str) -> bool:
+    """Whether storage already holds a study of r's name made with another space, budget or objective
+    (read only; `run` would refuse it, so `atlas --run` says so before it runs anything)."""
+    names = study_names(url) or []
+    if r.name not in names:
+        return False
+    study = optuna.load_study(study_name=r.name, storage=open_storage(url, heartbeat=False))
+    stored = study.user_attrs.get("fingerprint")
+    return stored is not None and stored != r.spec.fingerprint(r.profile, {"dataset": r.base.data.dataset})

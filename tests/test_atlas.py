@@ -166,3 +166,14 @@ def test_atlas_mistakes_are_one_line_errors_and_nothing_is_written(tmp_path, cap
     code, _, stderr = main_cli(["atlas", "--run-headline", "--storage", missing, "--out", tmp_path / "r"], capsys)
     assert code == 2 and "--run-headline needs --run" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # no store, no folder
+
+
+def test_atlas_run_refuses_a_stored_study_of_another_budget_before_running_anything(tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    old = optuna.create_study(study_name="clip-study-quick", storage=storage)
+    old.set_user_attr("fingerprint", "made-by-an-older-profile")
+    code, _, stderr = main_cli(["atlas", "--run", "--profile", "quick", "--storage", storage,
+                                "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "--out", tmp_path / "r"], capsys)
+    assert code == 2 and "clip-study-quick in sqlite:///" in stderr and "another budget" in stderr
+    assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["clip-study-quick"]
+    assert not (tmp_path / "r").exists() and not (tmp_path / "m.db").exists()
