@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from gan_core.outcome import FAILURES
+from gan_core.outcome import FAILURES, SEALED_LABELS
 
 from .claims import BY_ID, CLAIMS, PITFALL_VERDICTS, Claim
 from .report_data import FAIL, StudyData, load_study_data, numeric
@@ -110,21 +110,21 @@ def _where(data: StudyData, g: pd.DataFrame, df: pd.DataFrame) -> str:
     keys = [k for k in data.swept if k in df]
     if not keys:
         return f"{len(g)} of {len(df)}"
-    label = df[keys].astype(str).agg(", ".join, axis=1) if len(keys) > 1 else df[keys[0]].astype(str)
-    names = " and ".join(keys)
-    parts = [f"{names} = {lv}: {int(label[g.index].eq(lv).sum())} of {int(label.eq(lv).sum())}"
+    label = df[keys].astype(str).apply(lambda row: ", ".join(f"{k} = {v}" for k, v in row.items()), axis=1)
+    parts = [f"{lv}: {int(label[g.index].eq(lv).sum())} of {int(label.eq(lv).sum())}"
              for lv in dict.fromkeys(label[g.index])]
     return "; ".join(parts)
 
 
 def findings(studies: dict[str, tuple[StudyData, tuple[str, ...]]]) -> list[str]:
-    """What the trials show that no claim's verdict speaks of: failures outside the claims' labels
-    (always: stalled runs), and trials that crashed."""
+    """What the trials show that no claim's verdict speaks of: sealed failures outside the claims'
+    labels (always: stalled runs), and trials that crashed. Runs that simply have not trained enough
+    yet (mode_collapse, poor_quality at a short budget) are each study's own business, not findings."""
     found = []
     for name, (data, claim_ids) in studies.items():
         df = data.finished
         covered = {lab for c in claim_ids for lab in COVERED[c]}
-        for label in FAILURES:
+        for label in SEALED_LABELS:
             g = df[df["outcome"] == label]
             if g.empty or label in covered:
                 continue
@@ -282,7 +282,7 @@ def write(atlas: Atlas, folder: Path) -> dict[str, Path]:
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
              "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{border:1px solid #ccc;"
              "padding:4px 6px;vertical-align:top}.s{color:#fff;padding:1px 6px;border-radius:8px;white-space:nowrap}"
-             "td.th figure{display:inline-block;margin:2px;text-align:center}td.th img{width:110px;"
+             "td.th{min-width:240px}td.th figure{display:inline-block;margin:2px;text-align:center;vertical-align:top}td.th img{width:110px;"
              "image-rendering:pixelated}figcaption{font-size:11px;max-width:110px}")
     files["html"].write_text("<!doctype html><html><head><meta charset='utf-8'><title>gan-sweep atlas</title>"
                              f"<style>{style}</style></head><body>{''.join(body)}</body></html>")

@@ -136,7 +136,8 @@ def test_the_atlas_lists_every_claim_with_the_right_verdict_and_counts(storage, 
     assert page.count("<img") == 1 + 2 + 1
     assert "D saturated at 1 on real and fake data and the clamp zeroed every gradient" in page
     assert "clamp-study-quick: stalled in 2 of 8 runs (clamp = clamp: 2 of 4)" in page
-    assert "mode_collapse" in page and "schedule-study-quick: mode_collapse in 1 of 9 runs" not in page
+    # A run that has not trained enough yet is its study's business, not a finding.
+    assert "schedule-study-quick: mode_collapse" not in page
     md = (out / "atlas" / "atlas.md").read_text()
     assert md.count("](thumbs/") == 4 and all((out / "atlas" / p).is_file() for p in re.findall(r"\]\((thumbs/[^)]+)\)", md))
     assert "3 of 6 pitfall verdicts decided" in stdout and "atlas.html" in stdout
