@@ -186,9 +186,21 @@ class Tracker:
             self.client.log_artifact(run_id, str(path))
 
     def end(self, run_id: str, status: str = "FINISHED", **tags: Any) -> None:
-        for k, v in tags.items():
-            self.client.set_tag(run_id, k, str(v))
-        self.client.set_terminated(run_id, status=status)
+        """End a run with its tags. A store that is busy for a moment (sqlite: another process is
+        writing; a server restarting) is retried for about 15 s: an interrupt's cleanup must not leave
+        the run RUNNING because the database was locked when the signal came."""
+        from mlflow.exceptions import MlflowException
+
+        for attempt in range(1, 7):
+            try:
+                for k, v in tags.items():
+                    self.client.set_tag(run_id, k, str(v))
+                self.client.set_terminated(run_id, status=status)
+                return
+            except MlflowException as exc:
+                if attempt == 6 or not _transient(exc):
+                    raise
+                time.sleep(0.5 * attempt)
 
     # -- invocations that die --------------------------------------------------------------------
     @contextlib.contextmanager
@@ -251,3 +263,9 @@ class SingleRunTracker:
         if self.run_id:
             status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
             self.tracker.end(self.run_id, status, fail_reason=type(exc).__name__)
+
+
+def _transient(exc: Exception) -> bool:
+    """A store error worth retrying: a locked sqlite file or a store that says it is unavailable."""
+    text = str(exc).lower()
+    return "database is locked" in text or getattr(exc, "error_code", "") == "TEMPORARILY_UNAVAILABLE"

@@ -438,3 +438,31 @@ def test_a_folder_named_like_a_built_in_study_does_not_hide_it(tmp_path, monkeyp
     (tmp_path / "mine").mkdir()
     code, _, err = main_cli(["show", "mine"], capsys)
     assert code == 2 and "study file not found: mine" in err
+
+
+def test_ending_an_mlflow_run_retries_a_store_locked_for_a_moment(monkeypatch):
+    """An interrupt's cleanup met `database is locked` on a loaded machine and left the parent RUNNING."""
+    from mlflow.exceptions import MlflowException
+
+    from sweeps.tracking import Tracker
+
+    calls = []
+
+    class Client:
+        def set_tag(self, run_id, key, value):
+            pass
+
+        def set_terminated(self, run_id, status):
+            calls.append(status)
+            if len(calls) < 3:
+                raise MlflowException("(sqlite3.OperationalError) database is locked")
+
+    tracker = Tracker.__new__(Tracker)
+    tracker.client = Client()
+    monkeypatch.setattr("sweeps.tracking.time.sleep", lambda s: None)
+    tracker.end("run", "KILLED", fail_reason="interrupted")
+    assert calls == ["KILLED"] * 3
+    calls.clear()
+    tracker.client.set_terminated = lambda run_id, status: (_ for _ in ()).throw(MlflowException("no such run"))
+    with pytest.raises(MlflowException, match="no such run"):  # a real error is not retried
+        tracker.end("run", "KILLED")
