@@ -298,6 +298,11 @@ def _freeze(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
     return Verdict("5", claim, status, f"{text} So {why}.", (bad, good), need)
 
 
+def _span(values: pd.Series) -> str:
+    lo, hi = int(values.min()), int(values.max())
+    return f"epoch {lo}" if lo == hi else f"epochs {lo} to {hi}"
+
+
 def _same(a, b) -> bool:
     try:
         return float(a) == float(b)
@@ -327,10 +332,14 @@ def _headline(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
     if not runs.n:
         return Verdict("headline", claim, "not tested", "The seed's own configuration has no finished runs yet.")
     low, high = wilson(runs.k, runs.n)
-    epochs = int(numeric(df, "epochs_trained")[seed_mask].max())
+    trained = numeric(df, "epochs_trained")[seed_mask]
+    budget = numeric(df, "epochs")[seed_mask].max() if "epochs" in df else trained.max()
+    stopped = trained[trained < budget]
+    within = f"within its budget of {int(budget)} epochs" + (
+        f" ({len(stopped)} sealed and stopped at {_span(stopped)})" if len(stopped) else "")
     labels = df.loc[seed_mask, "outcome"].value_counts()
     fld = numeric(df, "final_fld")[seed_mask]
-    text = (f"{runs.text(f'succeeded after {epochs} epochs')}: "
+    text = (f"{runs.text(f'succeeded {within}')}: "
             f"{', '.join(f'{k} {v}' for k, v in labels.items())}"
             + (f"; final FLD {fld.min():.0f} to {fld.max():.0f}" if fld.notna().any() else "") + ".")
     arms = [runs]

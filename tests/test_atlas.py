@@ -68,7 +68,7 @@ class Fixture:
         sealed = outcome in ("diverged", "d_overpowered", "stalled")
         ua = {"seed": seed, "outcome": outcome, "evidence": f"{outcome}: fixture evidence", "sealed": sealed,
               "mechanism": outcome, "final_fld": fld, "epochs_trained": 8, "seconds": 1.0,
-              "samples_per_s": 1000.0, "mlflow_run_id": run, "config": dict(params), **attrs}
+              "samples_per_s": 1000.0, "mlflow_run_id": run, "config": dict(params) | attrs.pop("config", {}), **attrs}
         dist = {k: CategoricalDistribution(v) for k, v in space.items() if k in params}
         s.add_trial(create_trial(params=params, distributions=dist, value=None if math.isnan(fld) else fld,
                                  state=TrialState.PRUNED if sealed else TrialState.COMPLETE, user_attrs=ua))
@@ -99,8 +99,9 @@ def storage(tmp_path):
         f.add("freeze-study-quick", {"freeze": "requires_grad"}, seed, "success", 80.0, last_frozen_grad_g=0.0)
     # headline: the seed's configuration collapses 4 of 4; the tanh reading succeeds.
     for seed in range(4):
-        f.add("reproduce-seed-quick", {"g_output": "sigmoid"}, seed, "mode_collapse", 1500.0, epochs_trained=720)
-    f.add("reproduce-seed-quick", {"g_output": "tanh"}, 0, "success", 60.0, epochs_trained=720)
+        f.add("reproduce-seed-quick", {"g_output": "sigmoid"}, seed, "mode_collapse", 1500.0,
+              epochs_trained=720 if seed else 51, config={"epochs": 720})
+    f.add("reproduce-seed-quick", {"g_output": "tanh"}, 0, "success", 60.0, epochs_trained=720, config={"epochs": 720})
     # lr-study (pitfall 4) is left out on purpose: the atlas must say it is not in storage.
     return f
 
@@ -123,7 +124,7 @@ def test_the_atlas_lists_every_claim_with_the_right_verdict_and_counts(storage, 
     assert rows["3"]["arms"].startswith("D trained 5 times per G update: 3/3; one D update per G update: 0/3")
     assert rows["adaptive"]["arms"].startswith("a fixed schedule (k = 1): 0/3; the seed's adaptive rule")
     assert rows["4"]["study"] == "" and rows["4"]["settle_with"] == "run lr-study"
-    assert "0 of 4 runs succeeded after 720 epochs" in rows["headline"]["sentence"]
+    assert "0 of 4 runs succeeded within its budget of 720 epochs (1 sealed and stopped at epoch 51)" in rows["headline"]["sentence"]
     assert "reading(s) that succeed: g_output = tanh" in rows["headline"]["sentence"]
     assert rows["5"]["report"] == "../freeze-study-quick/report.html"
     assert (out / "freeze-study-quick" / "report.html").is_file()  # the links lead somewhere
