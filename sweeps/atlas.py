@@ -53,6 +53,8 @@ class Row:
             return ""
         if self.study is None:
             return f"run {self.claim.study}"
+        if v.why_open:
+            return v.why_open
         if v.arms and min(a.n for a in v.arms[:2]) < MIN_RUNS:
             return f"at least {MIN_RUNS} seeds per arm"
         if v.seeds_needed:
@@ -217,6 +219,10 @@ def table(atlas: Atlas) -> pd.DataFrame:
     } for r in atlas.rows])
 
 
+def _settle_head(r: Row) -> str:
+    return "Why it stays open" if r.verdict.why_open else "To settle it"
+
+
 def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")[:60]
 
@@ -249,7 +255,7 @@ def write(atlas: Atlas, folder: Path) -> dict[str, Path]:
         body.append(f"<tr><td><b>{html.escape(r.claim.id)}.</b> {html.escape(r.claim.title)}</td>"
                     f"<td>{html.escape(r.claim.text)}</td>"
                     f"<td><span class='s' style='background:{STATUS_COLOUR[v.status]}'>{v.status}</span>"
-                    + (f"<br><small>settle with: {html.escape(r.settle)}</small>" if r.settle else "")
+                    + (f"<br><small>{_settle_head(r).lower()}: {html.escape(r.settle)}</small>" if r.settle else "")
                     + f"</td><td>{r.runs}<br><small>{html.escape(_arms_text(v))}</small></td>"
                     f"<td class='th'>{''.join(cells) or '<small>no samples</small>'}</td><td>{link}</td></tr>")
     body.append("</table>")
@@ -260,7 +266,7 @@ def write(atlas: Atlas, folder: Path) -> dict[str, Path]:
         heading = f"{r.claim.id}. {r.claim.title}: {v.status}"
         md += [f"### {heading}", "", f'The seed: "{r.claim.text}"', "", v.sentence]
         if r.settle:
-            md += ["", f"To settle it: {r.settle}."]
+            md += ["", f"{_settle_head(r)}: {r.settle}."]
         for arm, png in r.thumbs.items():
             thumbs.mkdir(exist_ok=True)
             name = f"{_slug(r.claim.id)}-{_slug(arm)}.png"
@@ -269,7 +275,7 @@ def write(atlas: Atlas, folder: Path) -> dict[str, Path]:
         md.append("")
         body.append(f"<h3>{html.escape(heading)}</h3><p><i>The seed: \"{html.escape(r.claim.text)}\"</i></p>"
                     f"<p>{html.escape(v.sentence)}</p>"
-                    + (f"<p>To settle it: {html.escape(r.settle)}.</p>" if r.settle else ""))
+                    + (f"<p>{_settle_head(r)}: {html.escape(r.settle)}.</p>" if r.settle else ""))
     md += ["## Findings no claim covers", ""]
     body.append("<h2>Findings no claim covers</h2>")
     if atlas.findings:

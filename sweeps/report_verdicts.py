@@ -67,6 +67,8 @@ class Verdict:
     """The arms compared, the one the seed warns against first."""
     seeds_needed: int | None = None
     """When inconclusive: about how many seeds per arm would settle it (None: unknown or settled)."""
+    why_open: str = ""
+    """When inconclusive for a reason more seeds would not change: that reason, in a few words."""
 
 
 def _arm(df: pd.DataFrame, name: str, mask: pd.Series, labels: tuple[str, ...]) -> Arm:
@@ -265,10 +267,12 @@ def _lr(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
             f"{good.text('did not')}. |loss_d| and |loss_g| at the end: {small_l[0]:.3g} and {small_l[1]:.3g} at the "
             f"smallest lr vs {best_l[0]:.3g} and {best_l[1]:.3g} at {best}.")
     higher = small_l[0] > best_l[0] and small_l[1] > best_l[1]
+    open_ = ""
     if status == "supported" and not higher:
         status, why = "inconclusive", why + (", but the losses are not higher at the small lr, as the seed says they "
                                              "are (the poor results are supported, the high losses are not)")
-    return Verdict("4", claim, status, f"{text} So {why}.", (bad, good), need)
+        open_ = "half: the results are poor, the losses not higher"
+    return Verdict("4", claim, status, f"{text} So {why}.", (bad, good), need, open_)
 
 
 def _freeze(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
