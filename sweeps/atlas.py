@@ -62,18 +62,18 @@ class Row:
         return "no difference at this budget" if v.status == "inconclusive" else ""
 
 
-def pick_study(names: list[str], study: str, profile: str | None, finished: dict[str, int]) -> str | None:
-    """The stored study for a built-in one: `<study>-<profile>` when it exists, else the variant of
-    it (`-<dataset>`, `-e<epochs>`) or, with no profile asked for, of any profile, with the most
-    finished trials."""
+def pick_study(names: list[str], study: str, profile: str | None, sizes: dict[str, int]) -> str | None:
+    """The stored study for a built-in one: `<study>-<profile>` when it has trials, else the variant
+    of it (`-<dataset>`, `-e<epochs>`) or, with no profile asked for, of any profile, with the most
+    trials."""
     profiles = (profile,) if profile else ("full", "quick")
     for p in profiles:
-        if f"{study}-{p}" in names and finished.get(f"{study}-{p}", 0) > 0:
+        if f"{study}-{p}" in names and sizes.get(f"{study}-{p}", 0) > 0:
             return f"{study}-{p}"
     variants = [n for n in names if any(n == f"{study}-{p}" or n.startswith(f"{study}-{p}-") for p in profiles)]
     if not variants:
         return None
-    return max(variants, key=lambda n: (finished.get(n, 0), n))
+    return max(variants, key=lambda n: (sizes.get(n, 0), n))
 
 
 def _typical(data: StudyData, arm: Arm) -> pd.Series | None:
@@ -179,7 +179,7 @@ def build(storage_url: str, tracking_uri: str | None, profile: str | None, claim
     storage = open_storage(storage_url, heartbeat=False) if names else None
     loaded: dict[str, StudyData] = {}
     summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage)} if storage else {}
-    finished = {n: s.n_trials for n, s in summaries.items()}
+    sizes = {n: s.n_trials for n, s in summaries.items()}
 
     def data_for(name: str) -> StudyData:
         if name not in loaded:
@@ -188,7 +188,7 @@ def build(storage_url: str, tracking_uri: str | None, profile: str | None, claim
 
     rows, used, missing = [], {}, []
     for claim in (BY_ID[i] for i in claim_ids):
-        name = pick_study(names, claim.study, profile, finished)
+        name = pick_study(names, claim.study, profile, sizes)
         if name is None:
             missing.append(claim.study)
             rows.append(Row(claim, None, Verdict(claim.id, claim.text, "not tested",
