@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
         out_dir: Path = typer.Option(Path("reports"), "--out", help="The atlas goes to <out>/atlas/, each study's "
                                                                      "report to <out>/<study name>/."),
         profile: Optional[str] = typer.Option(None, help="Read (and with --run, run) this profile's studies; "
-                                                         "default: the most complete one in storage."),
+                                                         "default: each study's full run if stored, else quick."),
         run: bool = typer.Option(False, "--run", help="Run or finish the pitfall studies first (not the headline's)."),
         run_headline: bool = typer.Option(False, "--run-headline",
                                           help=f"With --run, also run {HEADLINE_STUDY} (hours on a 2-core CPU)."),
