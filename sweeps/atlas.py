@@ -19,13 +19,13 @@ import pandas as pd
 
 from gan_core.outcome import FAILURES, SEALED_LABELS
 
-from .claims import BY_ID, CLAIMS, PITFALL_VERDICTS, Claim
-from .report_data import FAIL, StudyData, load_study_data, numeric
+from .claims import BY_ID, PITFALL_VERDICTS, Claim
+from .report_data import FAIL, StudyData, load_study_data, median_trial
 from .report_verdicts import MIN_RUNS, Arm, Verdict, claim_verdict
 
+_UNSTALLED = tuple(f for f in FAILURES if f != "stalled")
 COVERED = {"1": ("diverged",), "2": ("diverged",), "3": ("d_overpowered",), "5": (),
-           "4": tuple(f for f in FAILURES if f != "stalled"), "adaptive": tuple(f for f in FAILURES if f != "stalled"),
-           "headline": tuple(f for f in FAILURES if f != "stalled")}
+           "4": _UNSTALLED, "adaptive": _UNSTALLED, "headline": _UNSTALLED}
 """The failure labels each claim's verdict speaks of; any other failure in its study is a finding.
 No claim of the seed foresees a stalled run (every gradient exactly zero), so it is always one."""
 
@@ -77,13 +77,10 @@ def pick_study(names: list[str], study: str, profile: str | None, sizes: dict[st
 
 
 def _typical(data: StudyData, arm: Arm) -> pd.Series | None:
-    """The arm's typical finished run: the median final objective among those with an MLflow run."""
+    """The arm's typical finished run (report_data.median_trial) among those with an MLflow run."""
     df = data.finished
     g = df[df["trial"].isin(arm.trials)].dropna(subset=["mlflow_run_id"])
-    if g.empty:
-        return None
-    g = g.assign(_m=numeric(g, f"final_{data.metric}")).sort_values("_m", na_position="last")
-    return g.iloc[(len(g) - 1) // 2]
+    return None if g.empty else median_trial(g, data.metric)
 
 
 def thumbnails(data: StudyData, verdict: Verdict, tracking_uri: str | None) -> dict[str, bytes]:
@@ -161,6 +158,8 @@ class Atlas:
     """Where the studies were read (password masked)."""
     missing: list[str]
     """Built-in studies not found in storage."""
+    studies: dict[str, StudyData] = field(default_factory=dict)
+    """The stored studies the rows rest on, by name (their reports are written beside the atlas)."""
 
     @property
     def decided(self) -> int:
@@ -200,7 +199,8 @@ def build(storage_url: str, tracking_uri: str | None, profile: str | None, claim
         used.setdefault(name, (data, ()))
         used[name] = (data, used[name][1] + (claim.id,))
         rows.append(Row(claim, name, v, len(data.finished), thumbnails(data, v, tracking_uri)))
-    return Atlas(rows, findings(used), mask(storage_url), list(dict.fromkeys(missing)))
+    return Atlas(rows, findings(used), mask(storage_url), list(dict.fromkeys(missing)),
+                 {name: data for name, (data, _) in used.items()})
 
 
 STATUS_COLOUR = {"supported": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#9a6700", "not tested": "#6e7781"}
@@ -295,17 +295,10 @@ def write(atlas: Atlas, folder: Path) -> dict[str, Path]:
     return files
 
 
-def write_study_reports(atlas: Atlas, storage_url: str, tracking_uri: str | None, out_dir: Path) -> None:
+def write_study_reports(atlas: Atlas, tracking_uri: str | None, out_dir: Path) -> None:
     """Each study the atlas rests on gets its report beside it, so the links lead somewhere."""
-    import optuna
-
     from . import report
-    from .storage import open_storage
+    from .paths import under
 
-    storage = open_storage(storage_url, heartbeat=False)
-    for name in dict.fromkeys(r.study for r in atlas.rows if r.study):
-        rep = report.build(load_study_data(optuna.load_study(study_name=name, storage=storage)), tracking_uri)
-        report.write(rep, out_dir / name)
-
-
-CLAIM_IDS = tuple(c.id for c in CLAIMS)
+    for name, data in atlas.studies.items():  # a name from storage is checked like one from the command line
+        report.write(report.build(data, tracking_uri), under(out_dir, name))

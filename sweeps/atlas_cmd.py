@@ -81,7 +81,7 @@ def atlas(storage: str, tracking_uri: str, out_dir: Path, profile: str | None, r
     from . import atlas as A
 
     page = A.build(storage, tracking_uri, profile, ids)
-    A.write_study_reports(page, storage, tracking_uri, out_dir)
+    A.write_study_reports(page, tracking_uri, out_dir)
     files = A.write(page, folder)
     from rich.table import Table
 

@@ -19,7 +19,7 @@ from gan_core.outcome import LABELS
 
 from .console import err, out
 from .errors import UserError
-from .report_data import FAIL, StudyData, load_study_data, numeric
+from .report_data import FAIL, StudyData, load_study_data, median_trial, numeric
 from .report_tables import best_worst, config_table, effect_table, outcome_table
 from .claims import BY_ID
 from .report_verdicts import Verdict, verdicts
@@ -112,16 +112,8 @@ def typical_trials(data: StudyData) -> dict[str, pd.Series]:
     """Per label that occurred, its typical trial: the one whose final objective is the median of
     that label's (not the most flattering one)."""
     df = data.finished
-    metric = numeric(df, f"final_{data.metric}")
-    picks = {}
-    for label in LABELS:
-        g = df[df["outcome"] == label]
-        if g.empty:
-            continue
-        g = g.assign(_m=metric[g.index]).sort_values("_m", na_position="last")
-        known = g.dropna(subset=["_m"])
-        picks[label] = (known if not known.empty else g).iloc[(len(known if not known.empty else g) - 1) // 2]
-    return picks
+    return {label: median_trial(df[df["outcome"] == label], data.metric) for label in LABELS
+            if (df["outcome"] == label).any()}
 
 
 def _samples_figure(data: StudyData, grids: dict[int, object]):

@@ -116,3 +116,12 @@ def level_column(df: pd.DataFrame, key: str) -> pd.Series:
         decade = pd.to_numeric(df[key]).map(lambda x: math.floor(math.log10(x) + 1e-9))
         return decade.map(lambda d: f"[1e{d}, 1e{d + 1})")
     return df[key].astype(str) if key in df else pd.Series(dtype=str)
+
+
+def median_trial(g: pd.DataFrame, metric: str) -> pd.Series:
+    """The typical row of `g`: the one whose final `metric` is the median among the rows that have
+    one (not the most flattering), or the middle row when none has."""
+    g = g.assign(_m=numeric(g, f"final_{metric}")).sort_values("_m", na_position="last")
+    known = g.dropna(subset=["_m"])
+    pool = known if not known.empty else g
+    return pool.iloc[(len(pool) - 1) // 2]
