@@ -222,10 +222,10 @@ def _adaptive(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
     """The seed's adaptive D/G rule (capped inner G loop) against one D and one G update per batch,
     on how many runs fail."""
     faster, even, adaptive = _schedule_arms(df)
-    cap = numeric(df, "g_loop_cap")
-    seed_rule = adaptive & ((cap == cap[adaptive].min()) if adaptive.any() else adaptive)
     if not adaptive.any() or not even.any():
         return Verdict("adaptive", claim, "not tested", "This study does not run the adaptive rule beside a fixed k = 1.")
+    cap = numeric(df, "g_loop_cap")
+    seed_rule = adaptive & (cap == cap[adaptive].min())  # the tightest cap stands in for the seed's bounded loop
     bad = _arm(df, "With a fixed schedule (k = 1)", even, FAILURES)
     good = _arm(df, f"with the seed's adaptive rule (inner G loop capped at {int(cap[seed_rule].min())})",
                 seed_rule, FAILURES)
