@@ -78,6 +78,10 @@ MAX_EPOCHS = 1_000_000
 """Largest number of epochs."""
 MAX_SEED = 2**63 - 1
 """Seeds are int64 on the device."""
+MAX_R1_GAMMA = 1e6
+"""Largest R1 weight (the literature uses 0.1 to 100)."""
+MAX_INSTANCE_NOISE = 10.0
+"""Largest instance-noise std: beyond it D sees only noise from the first step."""
 
 
 def _at_most(key: str, value: float, limit: float, why: str = "") -> None:
@@ -207,6 +211,35 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class CureConfig:
+    """The field's cures for the seed's failures, each off by default (the seed uses none of them)."""
+
+    spectral_norm: bool = MEMBER(False)
+    """Divide each of D's weights by its largest singular value (Miyato et al. 2018; one power iteration per D update)."""
+    r1_gamma: float = MEMBER(0.0)
+    """R1 penalty gamma / 2 * E|grad_x D(x)|^2 on real data, added to D's loss (Mescheder et al. 2018); 0 is off."""
+    label_smoothing: float = MEMBER(0.0)
+    """One-sided label smoothing: D's target on real data is 1 - this (Salimans et al. 2016); 0 is off."""
+    instance_noise: float = MEMBER(0.0)
+    """Std of Gaussian noise added to D's inputs, annealed linearly to 0 over the epochs (Sønderby et al. 2016)."""
+    g_ema: float = MEMBER(0.0)
+    """Decay of an average of G's weights that the evaluator scores instead of G (Yazıcı et al. 2019); 0 is off."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.spectral_norm, bool):
+            raise ConfigError(f"spectral_norm must be true or false, got {self.spectral_norm!r}")
+        for key in ("r1_gamma", "instance_noise"):
+            value = getattr(self, key)
+            if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"{key} must be >= 0 (0 is off), got {value!r}")
+        _at_most("r1_gamma", self.r1_gamma, MAX_R1_GAMMA)
+        _at_most("instance_noise", self.instance_noise, MAX_INSTANCE_NOISE, "pixels span at most 2")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ConfigError(f"label_smoothing must be in [0, 0.5) (0 is off), got {self.label_smoothing!r}")
+        _in_unit("g_ema", self.g_ema)
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Which data set, where from, and the batch size."""
 
@@ -261,6 +294,8 @@ class RunConfig:
     """Loss-side pitfall toggles."""
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     """When G trains."""
+    cures: CureConfig = field(default_factory=CureConfig)
+    """The field's cures (all off: the seed's own GAN)."""
     data: DataConfig = field(default_factory=DataConfig)
     """The data set."""
     budget: BudgetConfig = field(default_factory=BudgetConfig)
@@ -322,6 +357,7 @@ _SECTIONS: dict[str, type] = {
     "optim": OptimConfig,
     "pitfalls": PitfallConfig,
     "schedule": ScheduleConfig,
+    "cures": CureConfig,
     "data": DataConfig,
     "budget": BudgetConfig,
 }

@@ -38,7 +38,7 @@ from .records import EpochEvent, EpochRecord, Quality, RunResult, Thresholds
 
 GRID_SAMPLES = 64
 """Samples in the image grid saved at each evaluation (fixed noise, so grids are comparable)."""
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
 """Bumped when the checkpoint layout changes: a file of another format is moved aside, not misread."""
 
 MemberCallback = Callable[[int, EpochEvent], "bool | None"]

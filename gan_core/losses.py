@@ -43,6 +43,12 @@ def d_fake_loss(logits: torch.Tensor, mode: str, eps: float | torch.Tensor) -> t
     return -_fake_term(logits, mode, eps).mean(-1)
 
 
+def smoothed_real_loss(real: torch.Tensor, fake: torch.Tensor, smoothing: float | torch.Tensor) -> torch.Tensor:
+    """D's real loss against target 1 - s (one-sided label smoothing): (1 - s) * real + s * fake, from
+    the real and fake losses of the same logits (their clamp applies to each term)."""
+    return (1 - smoothing) * real + smoothing * fake
+
+
 def g_saturating(logits: torch.Tensor, mode: str, eps: float | torch.Tensor) -> torch.Tensor:
     """mean log(1 - D(G(z))): the seed's G loss, and the quantity its adaptive rule reads."""
     return _fake_term(logits, mode, eps).mean(-1)

@@ -20,6 +20,10 @@ Correctness rules, each tested against the reference trainer (the oracle) in flo
   (whose probes, `frozen_grad_*` and `leak_*`, are reproduced too).
 - NaN isolation: a member with a non-finite loss or gradient is marked dead and masked from every
   update; members never share a reduction, so it cannot change any other member.
+- The field's cures are per member too: spectral norm divides each member's D weights by its own
+  sigma (1 where it is off) and advances its own power iteration; R1, label smoothing and instance
+  noise scale by per-member factors that are exactly 0 where off (label smoothing's extra term is
+  computed on its own members' rows only, like a clamp mode); G's average is kept per member.
 - Probes stay on the device and are read once per epoch; the adaptive schedule's inner loop reads
   one boolean per iteration (are any members still in it), amortised over the whole population,
   and runs on the members still in it only (`COMPACT_BELOW`), so a population does not pay for
@@ -35,11 +39,11 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from . import loop, losses, precision, rng
+from . import cures, loop, losses, precision, rng
 from .config import POPULATION_CLASS, POPULATION_SHARED, RunConfig
 from .data import Dataset, to_training_tensor
 from .evaluator import Evaluator
-from .models import build_models
+from .models import SN_EPS, build_models
 from .records import EpochRecord, RunResult, Thresholds
 from .stacked import (OptimState, StackedMLP, clip_, copy_checked, from_module_layout, masked_adam, masked_sgd,
                       member_norms, stack_linear, to_module_layout)
@@ -114,16 +118,41 @@ class PopulationTrainer:
         self.adam_impl = adam_impl
         dev, dt = self.device, self.dtype
 
-        gs, ds = [], []
+        gs, ds, sn = [], [], []
         for c in configs:  # each member's weights exactly as its single run draws them
-            G, D = build_models(c.model, dataset.image_dim, c.seed, torch.device("cpu"), torch.float32)
+            G, D = build_models(c.model, dataset.image_dim, c.seed, torch.device("cpu"), torch.float32,
+                                spectral_norm=c.cures.spectral_norm)
             gs.append([m for m in G.net if isinstance(m, torch.nn.Linear)])
-            ds.append([m for m in D.net if isinstance(m, torch.nn.Linear)])
+            ds.append(D.linears)
+            sn.append(D.sn_vectors() if c.cures.spectral_norm else None)
         self.G, self.D = stack_linear(gs, dev, dt), stack_linear(ds, dev, dt)
         self.opt_g, self.opt_d = OptimState.zeros(self.G.params), OptimState.zeros(self.D.params)
 
         def col(f, dtype=dt):
             return torch.tensor([f(c) for c in configs], device=dev, dtype=dtype)
+
+        # The cures. Spectral norm: each member's power-iteration vectors per D layer ([P, out], [P, in];
+        # unused zeros where it is off, whose sigma is taken as 1).
+        self.sn_on = col(lambda c: c.cures.spectral_norm, torch.bool)
+        self.any_sn = bool(self.sn_on.any())
+        if self.any_sn:
+            def vectors(layer: int, which: int) -> torch.Tensor:
+                shape = self.D.weights[layer].shape[2 - which]  # u: out features, v: in features
+                return torch.stack([m[layer][which] if m else torch.zeros(shape) for m in sn]).to(device=dev, dtype=dt)
+
+            self.sn_u = [vectors(i, 0) for i in range(len(self.D.weights))]
+            self.sn_v = [vectors(i, 1) for i in range(len(self.D.weights))]
+        self.r1_gamma = col(lambda c: c.cures.r1_gamma)
+        self.any_r1 = bool((self.r1_gamma > 0).any())
+        self.smoothing = col(lambda c: c.cures.label_smoothing)
+        self.any_smoothing = bool((self.smoothing > 0).any())
+        self.any_instance_noise = any(c.cures.instance_noise > 0 for c in configs)
+        self.noise_std = torch.zeros(self.P, device=dev, dtype=dt)  # this epoch's, per member
+        self.ema_on = col(lambda c: c.cures.g_ema > 0, torch.bool)
+        self.any_ema = bool(self.ema_on.any())
+        self.ema_decay = col(lambda c: c.cures.g_ema, torch.float64)
+        self.ema_updates = torch.zeros(self.P, device=dev, dtype=torch.float64)
+        self.ema_g = [t.detach().clone() for t in self.G.params] if self.any_ema else None
 
         self.seeds = col(lambda c: c.seed, torch.int64)
         f64 = torch.float64  # optimiser settings exactly as the single run's Python floats
@@ -168,10 +197,42 @@ class PopulationTrainer:
         out = G.layer(2, h)
         return torch.sigmoid(out) if self.configs[0].model.g_output == "sigmoid" else torch.tanh(out)
 
-    def disc(self, x: torch.Tensor, D: StackedMLP | None = None) -> torch.Tensor:
-        D = D or self.D
+    def disc(self, x: torch.Tensor, D: StackedMLP | None = None, rows: torch.Tensor | None = None,
+             update: bool = False) -> torch.Tensor:
+        """D's logits; `rows`: the members D holds when it is a gathered subset; `update`: D is being
+        trained (spectral norm advances its power iteration, as the reference's D does in train())."""
+        D = self._sn(D or self.D, rows, update) if self.any_sn else (D or self.D)
         h = F.leaky_relu(D.layer(0, x), self.configs[0].model.leaky_slope)
         return D.layer(1, h).squeeze(-1).to(self.dtype)  # losses and the clamp in float32 under bf16
+
+    def _sn(self, D: StackedMLP, rows: torch.Tensor | None, update: bool) -> StackedMLP:
+        """D with each member's weights divided by their sigma (models.Discriminator.weights, batched:
+        the stacked weight is W transposed, so W v is v @ w and W^T u is w @ u)."""
+        sel = (lambda t: t) if rows is None else (lambda t: t[rows])
+        on = sel(self.sn_on)
+        weights = []
+        with torch.autocast(self.device.type, enabled=False):
+            for i, w in enumerate(D.weights):
+                if update:  # only ever for the whole population (D's own updates)
+                    with torch.no_grad():
+                        wd, u, v = w.detach(), self.sn_u[i], self.sn_v[i]
+                        u_new = F.normalize(torch.bmm(v.unsqueeze(1), wd).squeeze(1), dim=-1, eps=SN_EPS)
+                        v_new = F.normalize(torch.bmm(wd, u_new.unsqueeze(2)).squeeze(2), dim=-1, eps=SN_EPS)
+                        stepping = (self.training & self.sn_on).unsqueeze(1)
+                        self.sn_u[i] = torch.where(stepping, u_new, u)
+                        self.sn_v[i] = torch.where(stepping, v_new, v)
+                u, v = sel(self.sn_u[i]), sel(self.sn_v[i])
+                sigma = (u * torch.bmm(v.unsqueeze(1), w).squeeze(1)).sum(-1)
+                weights.append(w / torch.where(on, sigma, torch.ones_like(sigma)).view(-1, 1, 1))
+        return StackedMLP(weights, D.biases)
+
+    def d_input(self, t: torch.Tensor, step: int, slot: int, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """What D sees: `t` plus each member's instance noise this epoch (exactly 0 times the draw where off)."""
+        if not self.any_instance_noise:
+            return t
+        seeds, std = (self.seeds, self.noise_std) if rows is None else (self.seeds[rows], self.noise_std[rows])
+        draw = rng.normal(seeds, (rng.STREAM_INSTANCE, step, slot), (self.B, self.image_dim), self.dtype)
+        return t + std.view(-1, 1, 1) * draw
 
     def noise(self, step: int, draw: int, seeds: torch.Tensor | None = None) -> torch.Tensor:
         return rng.normal(self.seeds if seeds is None else seeds, (rng.STREAM_NOISE, step, draw),
@@ -221,13 +282,34 @@ class PopulationTrainer:
         kept = _where(self.own, [torch.zeros_like(c) for c in clipped], clipped)
         setattr(self, name, _where(mask, kept, getattr(self, name)))
 
-    def _d_update(self, logits_fn, loss_fn, real: bool, mask: torch.Tensor, acc: dict) -> torch.Tensor:
-        logits = logits_fn()
-        loss = _loss_by_group(logits, self.clamp, self.clamp_eps, loss_fn)
+    def _real_loss(self, logits: torch.Tensor) -> torch.Tensor:
+        """D's loss on real data, smoothed on the rows of the members that smooth (only there is the
+        fake-side term computed: its gradient may be infinite where D(x) = 1)."""
+        loss = _loss_by_group(logits, self.clamp, self.clamp_eps, losses.d_real_loss)
+        if not self.any_smoothing:
+            return loss
+        rows = (self.smoothing > 0).nonzero().flatten()
+        fake = _loss_by_group(logits[rows], self.clamp, self.clamp_eps, losses.d_fake_loss, rows)
+        return loss.index_put((rows,), losses.smoothed_real_loss(loss[rows], fake, self.smoothing[rows]))
+
+    def _d_update(self, input_fn, real: bool, mask: torch.Tensor, acc: dict) -> torch.Tensor:
+        """One D update on real data or fakes (`input_fn()`: D's input); returns the classification loss."""
+        x = input_fn()
+        r1 = real and self.any_r1
+        if r1:
+            x = x.detach().requires_grad_(True)
+        logits = self.disc(x, update=True)
+        loss = self._real_loss(logits) if real else _loss_by_group(logits, self.clamp, self.clamp_eps, losses.d_fake_loss)
+        total = loss
+        if r1:
+            grad_x, = torch.autograd.grad(logits.sum(), x, create_graph=True)
+            penalty = self.r1_gamma / 2 * grad_x.pow(2).sum(-1).mean(-1)
+            acc["r1"].append(penalty.detach())
+            total = loss + penalty
         other = self.G.params if (self.buffered and self.any_eval_only and not real) else []
-        grads = self._backward(loss, "D", other, mask, acc, "leak_d", None if real else "frozen_grad_g")
+        grads = self._backward(total, "D", other, mask, acc, "leak_d", None if real else "frozen_grad_g")
         norms = member_norms(grads)
-        ok = torch.isfinite(loss) & torch.isfinite(norms)
+        ok = torch.isfinite(total) & torch.isfinite(norms)
         self.alive &= ok | ~mask
         clip_(grads, norms, self.clip_d, self.clip_d_on)
         self._optimise(self.D.params, grads, self.opt_d, mask & self.alive, self.lr_d)
@@ -273,7 +355,7 @@ class PopulationTrainer:
                            [b[rows].detach().requires_grad_() for b in self.G.biases])
             D = StackedMLP([w[rows].detach() for w in self.D.weights], [b[rows].detach() for b in self.D.biases])
             state = OptimState([m[rows] for m in self.opt_g.m], [v[rows] for v in self.opt_g.v], self.opt_g.step[rows])
-        logits = self.disc(self.gen(self.noise(step, draw, sel(self.seeds)), G), D)
+        logits = self.disc(self.d_input(self.gen(self.noise(step, draw, sel(self.seeds)), G), step, 1 + draw, rows), D, rows)
         loss, sat = self._g_losses(logits, rows)
         if rows is None:
             other = self.D.params if (self.buffered and self.any_eval_only) else []
@@ -307,6 +389,9 @@ class PopulationTrainer:
                 return t
             return torch.zeros(self.P, dtype=t.dtype, device=self.device).index_put((rows,), t)
 
+        if self.any_ema:
+            self._update_ema(spread(stepping))
+
         y, lg, nf = logits.detach(), spread(loss.detach()), spread(norms)
         full_mask = mask if rows is None else spread(torch.ones(len(rows), dtype=torch.bool, device=self.device))
         m = full_mask.to(self.dtype)
@@ -328,13 +413,13 @@ class PopulationTrainer:
         upd = self.training
         z0 = self.noise(step, 0)
         if self.buffered and self.any_eval_only:  # G's gradient from D's fake step is kept for some members
-            fake_logits = lambda: self.disc(self.gen(z0))  # noqa: E731
+            fake_input = lambda: self.d_input(self.gen(z0), step, 1)  # noqa: E731
         else:
             with torch.no_grad():
                 fake = self.gen(z0)
-            fake_logits = lambda: self.disc(fake)  # noqa: E731
-        loss_real = self._d_update(lambda: self.disc(x), losses.d_real_loss, True, upd, acc)
-        loss_fake = self._d_update(fake_logits, losses.d_fake_loss, False, upd, acc)
+            fake_input = lambda: self.d_input(fake, step, 1)  # noqa: E731
+        loss_real = self._d_update(lambda: self.d_input(x, step, 0), True, upd, acc)
+        loss_fake = self._d_update(fake_input, False, upd, acc)
         tmp = loss_real + loss_fake
         acc["loss_d"].append(tmp)
 
@@ -374,10 +459,13 @@ class PopulationTrainer:
         """Per-step [P] signals that `batch` appends to and `summarise` reads once."""
         return {k: [] for k in ("loss_d", "loss_g", "loss_g_bad", "d_real", "d_fake", "grad_d", "grad_g", "grad_g_max",
                                 "clamp_hits", "clamp_hits_g", "bad", "g_steps", "g_batches", "g_capped", "updated",
-                                "leak_d", "leak_g", "frozen_grad_g", "frozen_grad_d")}
+                                "leak_d", "leak_g", "frozen_grad_g", "frozen_grad_d", "r1")}
 
     def train_epoch(self, epoch: int, global_step: int, active: list[bool]) -> list[EpochRecord | None]:
         self.training = torch.tensor(active, device=self.device)
+        if self.any_instance_noise:
+            self.noise_std = torch.tensor([cures.instance_noise_std(c.cures.instance_noise, epoch, c.budget.epochs)
+                                           for c in self.configs], device=self.device, dtype=self.dtype)
         acc = self.new_accumulator()
         perm = rng.permutation(self.seeds, (rng.STREAM_DATA, epoch), len(self.data))
         t0 = time.perf_counter()
@@ -386,6 +474,7 @@ class PopulationTrainer:
                 x = self.data[perm[:, b * self.B:(b + 1) * self.B]]
                 self.batch(x, global_step + b, acc)
         stats = self.summarise(acc)  # the epoch's one device read
+        stats |= self.cure_probes()
         finite = self._weights_finite()
         seconds = time.perf_counter() - t0
         records: list[EpochRecord | None] = []
@@ -397,7 +486,8 @@ class PopulationTrainer:
             nb = int(s.pop("updated"))
             records.append(EpochRecord(
                 epoch=epoch + 1, step=global_step + self.steps_per_epoch, weights_finite=bool(finite[p]),
-                batches=nb, seconds=seconds, samples_per_s=nb * self.B / max(seconds, 1e-9), **s))
+                batches=nb, seconds=seconds, samples_per_s=nb * self.B / max(seconds, 1e-9),
+                real_target=1 - self.configs[p].cures.label_smoothing, **s))
         return records
 
     def summarise(self, acc: dict) -> dict[str, list]:
@@ -438,6 +528,7 @@ class PopulationTrainer:
             "frozen_grad_g": mean(stack("frozen_grad_g"), upd, n) if acc["frozen_grad_g"] else zeros,
             "leak_d": mean(stack("leak_d"), upd2, 2 * n) if acc["leak_d"] else zeros,
             "leak_g": per_g_step("leak_g") if acc["leak_g"] else zeros,
+            "r1_penalty": mean(stack("r1"), upd, n) if acc["r1"] else zeros,
             "g_steps": g_steps, "g_batches": stack("g_batches").sum(0), "g_capped": stack("g_capped").sum(0),
             "nonfinite": bad, "updated": n,
         }
@@ -448,6 +539,31 @@ class PopulationTrainer:
             res[k] = [int(v) for v in res[k]]
         return res
 
+    @torch.no_grad()
+    def _update_ema(self, stepped: torch.Tensor) -> None:
+        """Each member's average of G after a G step (Trainer's SeedStep._update_ema, per member)."""
+        m = stepped & self.ema_on
+        self.ema_updates = torch.where(m, self.ema_updates + 1, self.ema_updates)
+        weight = (1 - cures.ema_decay(self.ema_decay, self.ema_updates)).to(self.dtype)
+        for e, p in zip(self.ema_g, self.G.params):
+            e.copy_(torch.where(m.view((-1,) + (1,) * (e.dim() - 1)), torch.lerp(e, p.detach(), weight.view(
+                (-1,) + (1,) * (e.dim() - 1))), e))
+
+    @torch.no_grad()
+    def cure_probes(self) -> dict[str, list[float]]:
+        """Per member, as Trainer.cure_probes: D's largest singular values, G's distance from its average,
+        and the epoch's instance-noise std; one device read."""
+        rows = [torch.linalg.matrix_norm(w.detach(), ord=2) for w in self._sn(self.D, None, False).weights] \
+            if self.any_sn else [torch.linalg.matrix_norm(w.detach(), ord=2) for w in self.D.weights]
+        if self.any_ema:
+            diff = member_norms([p.detach() - e for p, e in zip(self.G.params, self.ema_g)])
+            rows.append(torch.where(self.ema_on, diff / member_norms([p.detach() for p in self.G.params]), 0.0))
+        else:
+            rows.append(torch.zeros(self.P, device=self.device, dtype=self.dtype))
+        rows.append(self.noise_std)
+        d_sv_1, d_sv_2, ema, std = torch.stack([r.double() for r in rows]).cpu().tolist()
+        return {"d_sv_1": d_sv_1, "d_sv_2": d_sv_2, "ema_distance": ema, "noise_std": std}
+
     def _weights_finite(self) -> list[bool]:
         parts = [torch.isfinite(t).flatten(1).all(1) for t in self.G.params + self.D.params]
         return torch.stack(parts).all(0).cpu().tolist()
@@ -456,7 +572,8 @@ class PopulationTrainer:
     def generate(self, p: int, n: int) -> torch.Tensor:
         """Member p's n images in [0, 1] from its fixed evaluation noise (as Trainer.generate)."""
         z = rng.normal(self.seeds[p:p + 1], (rng.STREAM_EVAL, 0, 0), (n, self.z_dim), self.dtype)
-        G = StackedMLP([w[p:p + 1] for w in self.G.weights], [b[p:p + 1] for b in self.G.biases])
+        params = self.ema_g if self.any_ema and bool(self.ema_on[p]) else self.G.params  # the average is scored
+        G = StackedMLP([w[p:p + 1] for w in params[0::2]], [b[p:p + 1] for b in params[1::2]])
         out = G.layer(2, torch.relu(G.layer(1, torch.relu(G.layer(0, z)))))[0]
         out = torch.sigmoid(out) if self.configs[0].model.g_output == "sigmoid" else (torch.tanh(out) + 1) / 2
         return out.float().cpu()
@@ -481,6 +598,10 @@ class PopulationTrainer:
             state[f"grad_{name}"] = [to_module_layout(g[p]) for g in grads] if grads is not None else \
                 [None] * len(net.params)
         state["rule"] = {"rest_k": float(self.rest_k[p]), "batches": int(self.batch_count[p])}
+        state["sn"] = ({"u": [u[p].clone() for u in self.sn_u], "v": [v[p].clone() for v in self.sn_v]}
+                       if self.any_sn and bool(self.sn_on[p]) else None)
+        state["ema"] = ({"G": [to_module_layout(e[p]) for e in self.ema_g], "updates": int(self.ema_updates[p])}
+                        if self.any_ema and bool(self.ema_on[p]) else None)
         return state
 
     @torch.no_grad()
@@ -511,15 +632,35 @@ class PopulationTrainer:
                     g[p] = 0.0 if s is None else from_module_layout(s).to(g)
         self.rest_k[p] = float(state["rule"].get("rest_k") or 0.0)
         self.batch_count[p] = int(state["rule"].get("batches") or 0)
+        if self.any_sn and bool(self.sn_on[p]):
+            if not state.get("sn"):
+                raise ValueError("the checkpoint has no spectral-norm vectors")
+            for mine, theirs, key in ((self.sn_u, state["sn"]["u"], "sn_u"), (self.sn_v, state["sn"]["v"], "sn_v")):
+                for t, v in zip(mine, theirs):
+                    copy_checked(t[p], v, key)
+        if self.any_ema and bool(self.ema_on[p]):
+            if not state.get("ema"):
+                raise ValueError("the checkpoint has no average of G")
+            for e, v in zip(self.ema_g, state["ema"]["G"]):
+                copy_checked(e[p], from_module_layout(v), "G_ema")
+            self.ema_updates[p] = float(state["ema"]["updates"])
 
     @torch.no_grad()
     def reset_member(self, p: int) -> None:
         c = self.configs[p]
-        G, D = build_models(c.model, self.image_dim, c.seed, torch.device("cpu"), torch.float32)
+        G, D = build_models(c.model, self.image_dim, c.seed, torch.device("cpu"), torch.float32,
+                            spectral_norm=c.cures.spectral_norm)
         for net, module in ((self.G, G), (self.D, D)):
             fresh = [t for m in module.net if isinstance(m, torch.nn.Linear) for t in (m.weight.T, m.bias)]
             for t, v in zip(net.params, fresh):
                 t[p] = v.to(t)
+        if self.any_sn and c.cures.spectral_norm:
+            for i, (u, v) in enumerate(D.sn_vectors()):
+                self.sn_u[i][p], self.sn_v[i][p] = u.to(self.sn_u[i]), v.to(self.sn_v[i])
+        if self.any_ema:
+            for e, t in zip(self.ema_g, self.G.params):
+                e[p] = t.detach()[p]
+            self.ema_updates[p] = 0.0
         for opt in (self.opt_g, self.opt_d):
             for t in opt.m + opt.v:
                 t[p] = 0.0

@@ -2,7 +2,9 @@
 
 Every toggle has a probe here that shows it did something: the clamp's hit rate, the
 pre-clip gradient norms, the gradients a frozen network received (wasted compute), the
-stale gradients that leaked into an update, and how many G steps the schedule took.
+stale gradients that leaked into an update, and how many G steps the schedule took; and for the
+cures, the R1 penalty (the epoch-end ones, singular values and the EMA's distance, are read by
+each engine from its weights).
 """
 
 from __future__ import annotations
@@ -61,5 +63,6 @@ class Probes:
             "frozen_grad_g": mean("frozen_grad_g"),
             "leak_d": mean("leak_d"),
             "leak_g": mean("leak_g") if self.g_steps else 0.0,
+            "r1_penalty": mean("r1") if "r1" in self.values else 0.0,
             "nonfinite": int(bad),
         }

@@ -56,6 +56,8 @@ METRIC_NAMES = {
     "coverage": "classes_covered_count", "classes": "classes_present_soft_count", "junk": "not_data_share",
     "legible": "legible_share", "distinct": "distinct_share", "spread": "pixel_spread_ratio",
     "class_kl": "class_kl_nats", "score": "classifier_score",
+    "d_sv_1": "d_layer1_top_singular_value", "d_sv_2": "d_layer2_top_singular_value",
+    "noise_std": "instance_noise_std", "ema_distance": "g_ema_relative_distance",
 }
 """Field -> metric name where the field's own name does not say its unit (MLflow, JSON summaries)."""
 
@@ -110,6 +112,18 @@ class EpochRecord:
     """Training time of the epoch (evaluation excluded)."""
     samples_per_s: float
     """Real images through D per second."""
+    d_sv_1: float = float("nan")
+    """Largest singular value of D's first weight as D uses it, at the epoch's end (~1 under spectral norm)."""
+    d_sv_2: float = float("nan")
+    """Largest singular value of D's last weight as D uses it, at the epoch's end (~1 under spectral norm)."""
+    r1_penalty: float = 0.0
+    """Mean R1 penalty gamma / 2 * |grad_x D(x)|^2 added to D's real loss (0 when off)."""
+    real_target: float = 1.0
+    """D's target on real data (1 - label_smoothing)."""
+    noise_std: float = 0.0
+    """Std of the instance noise on D's inputs this epoch (0 when off)."""
+    ema_distance: float = 0.0
+    """|G - average of G| / |G| over G's weights at the epoch's end (0 without an average)."""
     quality: Quality | None = None
     """Sample quality, on evaluation epochs."""
 

@@ -24,6 +24,7 @@ STREAM_DATA = 1
 STREAM_NOISE = 2
 STREAM_EVAL = 3
 STREAM_SPLIT = 4
+STREAM_INSTANCE = 5  # instance noise on D's inputs: (step, slot) with slot 0 real, 1 fake, 1 + k G's k-th step
 
 
 def _mix(x: torch.Tensor) -> torch.Tensor:

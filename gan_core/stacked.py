@@ -104,7 +104,9 @@ def masked_adam(params: list[torch.Tensor], grads: list[torch.Tensor], state: Op
         for i in mask.nonzero().flatten().tolist():
             lr_i, b1_i, b2_i, eps_i, step_i = (h[i] for h in hyper)
             steps = [torch.tensor(step_i, dtype=torch.float32) for _ in params]
-            adam_step([p[i] for p in params], [g[i] for g in grads], [m[i] for m in state.m],
+            # .contiguous(): torch's fused CPU kernel walks the gradient in the parameter's layout, so a
+            # gradient with other strides (R1's double backward gives a transposed one) would be misread.
+            adam_step([p[i] for p in params], [g[i].contiguous() for g in grads], [m[i] for m in state.m],
                       [v[i] for v in state.v], [], steps, fused=params[0].device.type == "cpu", amsgrad=False,
                       beta1=b1_i, beta2=b2_i, lr=lr_i, weight_decay=0.0, eps=eps_i, maximize=False)
         state.step.add_(mask.double())

@@ -3,7 +3,9 @@
 Per batch, exactly as the seed: D on real data, D on generated data, then the G phase (the
 seed's adaptive rule or a fixed k). The toggles change only what the seed's pitfalls are
 about: the clamp, clipping, how the other net is frozen, when gradients are cleared, the
-learning rates, the optimiser, G's loss and the schedule.
+learning rates, the optimiser, G's loss and the schedule. The field's cures (all off by default)
+act at the points their papers name: spectral norm inside D (gan_core.models), the R1 penalty and
+label smoothing in D's real step, instance noise on every input D sees, G's EMA after each G step.
 
 No per-step DataLoader and no per-step host sync: the data set is one tensor on the device,
 batch order and noise are pure functions of the seed (gan_core.rng), and the probes stay on
@@ -14,6 +16,7 @@ G step's loss, as the seed's float(l) does. A fixed schedule reads nothing.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import loop, losses, precision, rng
+from . import cures, loop, losses, precision, rng
 from .config import ConfigError, RunConfig
 from .data import Dataset, load_dataset, to_training_tensor
 from .evaluator import Evaluator
@@ -68,6 +71,9 @@ class SeedStep:
         self.rule = make_rule(cfg.schedule)
         p = next(D.parameters())
         self.zero = torch.zeros((), dtype=p.dtype, device=p.device)
+        self.noise_std = 0.0  # instance noise this epoch (set by the trainer)
+        self.G_ema = copy.deepcopy(G).requires_grad_(False) if cfg.cures.g_ema > 0 else None
+        self.ema_updates = 0
 
     # -- helpers --------------------------------------------------------------------------
     def _zero_both(self) -> None:
@@ -94,17 +100,41 @@ class SeedStep:
         norm = grad_norm(net)
         return self.zero if norm is None else norm
 
+    def _d_input(self, t: torch.Tensor, inst: Callable[[int], torch.Tensor] | None, slot: int) -> torch.Tensor:
+        """What D sees: `t`, plus this epoch's instance noise (draw `slot` of the batch) when it is on."""
+        return t + self.noise_std * inst(slot) if self.noise_std > 0 and inst is not None else t
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        self.ema_updates += 1
+        beta = cures.ema_decay(self.cfg.cures.g_ema, self.ema_updates)
+        for e, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            e.lerp_(p, 1 - beta)
+
     # -- the seed's three updates ---------------------------------------------------------
-    def d_real(self, x: torch.Tensor, probes: Probes) -> torch.Tensor:
-        p = self.cfg.pitfalls
+    def d_real(self, x: torch.Tensor, probes: Probes, inst: Callable[[int], torch.Tensor] | None = None) -> torch.Tensor:
+        """D's update on real data; returns its classification loss (the R1 penalty is not the seed's
+        tmp_loss, which the schedule reads)."""
+        p, c = self.cfg.pitfalls, self.cfg.cures
         self.D.train()
         if p.freeze == "requires_grad":
             self.D.requires_grad_(True)
         self._zero_both()
         leak = self._norm_or_zero(self.D)
+        x = self._d_input(x, inst, 0)
+        if c.r1_gamma > 0:
+            x = x.detach().requires_grad_(True)
         logits = self._logits(self.D(x))
         loss = losses.d_real_loss(logits, p.clamp, p.clamp_eps)
-        loss.backward()
+        if c.label_smoothing > 0:
+            loss = losses.smoothed_real_loss(loss, losses.d_fake_loss(logits, p.clamp, p.clamp_eps), c.label_smoothing)
+        total = loss
+        if c.r1_gamma > 0:
+            grad_x, = torch.autograd.grad(logits.sum(), x, create_graph=True)
+            penalty = c.r1_gamma / 2 * grad_x.pow(2).sum(-1).mean(-1)
+            probes.add(r1=penalty.detach())
+            total = loss + penalty
+        total.backward()
         norm = self._clip(self.D, p.clip_d)
         self.opt_d.step()
         self._after_step(self.opt_d)
@@ -113,14 +143,14 @@ class SeedStep:
         probes.clamp_total += len(x)
         return loss.detach()
 
-    def d_fake(self, z: torch.Tensor, probes: Probes) -> torch.Tensor:
+    def d_fake(self, z: torch.Tensor, probes: Probes, inst: Callable[[int], torch.Tensor] | None = None) -> torch.Tensor:
         p = self.cfg.pitfalls
         self.G.eval()
         self._zero_both()
         if p.freeze == "requires_grad":
             self.G.requires_grad_(False)
         leak = self._norm_or_zero(self.D)
-        logits = self._logits(self.D(self.G(z)))
+        logits = self._logits(self.D(self._d_input(self.G(z), inst, 1)))
         loss = losses.d_fake_loss(logits, p.clamp, p.clamp_eps)
         loss.backward()
         frozen = self._norm_or_zero(self.G)  # only eval(): G got gradients it will never use
@@ -133,8 +163,10 @@ class SeedStep:
         probes.clamp_total += len(z)
         return loss.detach()
 
-    def g_step(self, z: torch.Tensor, probes: Probes) -> torch.Tensor:
-        """One G update; returns the saturating loss log(1 - D(G(z))) that the schedule reads."""
+    def g_step(self, z: torch.Tensor, probes: Probes, inst: Callable[[int], torch.Tensor] | None = None,
+               draw: int = 1) -> torch.Tensor:
+        """One G update (the batch's `draw`-th); returns the saturating loss log(1 - D(G(z))) that the
+        schedule reads."""
         p = self.cfg.pitfalls
         self.D.eval()
         self.G.train()
@@ -144,7 +176,7 @@ class SeedStep:
         if p.freeze == "requires_grad":
             self.D.requires_grad_(False)
         leak = self._norm_or_zero(self.G)
-        logits = self._logits(self.D(self.G(z)))
+        logits = self._logits(self.D(self._d_input(self.G(z), inst, 1 + draw)))
         sat = losses.g_saturating(logits, p.clamp, p.clamp_eps)
         loss = sat if p.g_loss == "saturating" else losses.g_non_saturating(logits, p.clamp, p.clamp_eps)
         loss.backward()
@@ -152,20 +184,29 @@ class SeedStep:
         norm = self._clip(self.G, p.clip_g)
         self.opt_g.step()
         self._after_step(self.opt_g)
+        if self.G_ema is not None:
+            self._update_ema()
         hit_real = p.g_loss == "non_saturating"  # -log D(G(z)) is clamped from below, like D's real term
         probes.add(loss_g=loss.detach(), grad_g=norm, leak_g=leak, frozen_grad_d=frozen,
                    clamp_hits=losses.clamp_hits(logits.detach(), p.clamp_eps, real=hit_real))
         probes.clamp_total += len(z)
         return sat.detach()
 
-    def batch(self, x: torch.Tensor, noise: Callable[[int], torch.Tensor], probes: Probes) -> GPhase:
-        """One batch of the seed's loop; `noise(draw)` gives the batch's draw-th latent batch."""
-        loss_real = self.d_real(x, probes)
-        loss_fake = self.d_fake(noise(0), probes)
+    def batch(self, x: torch.Tensor, noise: Callable[[int], torch.Tensor], probes: Probes,
+              inst: Callable[[int], torch.Tensor] | None = None) -> GPhase:
+        """One batch of the seed's loop; `noise(draw)` gives the batch's draw-th latent batch and
+        `inst(slot)` its slot-th unit instance noise (see rng.STREAM_INSTANCE)."""
+        loss_real = self.d_real(x, probes, inst)
+        loss_fake = self.d_fake(noise(0), probes, inst)
         tmp_loss = loss_real + loss_fake
         probes.add(loss_d=tmp_loss)
         draws = iter(range(1, 1 << 30))
-        phase = self.rule.run(lambda: float(tmp_loss), lambda: self.g_step(noise(next(draws)), probes))
+
+        def g_step() -> torch.Tensor:
+            draw = next(draws)
+            return self.g_step(noise(draw), probes, inst, draw)
+
+        phase = self.rule.run(lambda: float(tmp_loss), g_step)
         probes.batches += 1
         probes.g_steps += phase.steps
         probes.g_batches += phase.steps > 0
@@ -236,7 +277,8 @@ class Trainer:
 
     def _build(self) -> None:
         """The networks and optimisers at their initial state (a function of the seed alone)."""
-        self.G, self.D = build_models(self.cfg.model, self.dataset.image_dim, self.cfg.seed, self.device, self.dtype)
+        self.G, self.D = build_models(self.cfg.model, self.dataset.image_dim, self.cfg.seed, self.device, self.dtype,
+                                      spectral_norm=self.cfg.cures.spectral_norm)
         self.step = SeedStep(self.cfg, self.G, self.D)
 
     @property
@@ -249,22 +291,44 @@ class Trainer:
         n = n or self.cfg.data.batch_size
         return rng.normal(self.seed, (rng.STREAM_NOISE, step, draw), (n, self.cfg.model.z_dim), self.dtype)[0]
 
+    def instance_noise(self, step: int, slot: int) -> torch.Tensor:
+        """Unit Gaussian noise for D's `slot`-th input of batch `step` (scaled by the epoch's std)."""
+        return rng.normal(self.seed, (rng.STREAM_INSTANCE, step, slot), (self.cfg.data.batch_size, self.image_dim),
+                          self.dtype)[0]
+
+    @torch.no_grad()
+    def cure_probes(self) -> dict[str, float]:
+        """The epoch-end probes of the cures: D's largest singular value per layer (as D uses the weight),
+        and G's relative distance from its average (0 without one)."""
+        values = [torch.linalg.matrix_norm(w.detach(), ord=2) for w in self.D.weights()]
+        if self.step.G_ema is not None:
+            params = list(self.G.parameters())
+            diff = torch.nn.utils.get_total_norm([p - e for p, e in zip(params, self.step.G_ema.parameters())])
+            values.append(diff / torch.nn.utils.get_total_norm(params))
+        else:
+            values.append(self.step.zero)
+        d_sv_1, d_sv_2, ema = torch.stack([v.double() for v in values]).tolist()
+        return {"d_sv_1": d_sv_1, "d_sv_2": d_sv_2, "ema_distance": ema}
+
     # -- the stepper ------------------------------------------------------------------------------
     def train_one_epoch(self, epoch: int, global_step: int) -> EpochRecord:
         cfg, B = self.cfg, self.cfg.data.batch_size
         probes = Probes()
         perm = rng.permutation(self.seed, (rng.STREAM_DATA, epoch), len(self.data))[0]
+        self.step.noise_std = cures.instance_noise_std(cfg.cures.instance_noise, epoch, cfg.budget.epochs)
         t0 = time.perf_counter()
         with precision.matmuls(cfg.precision, self.device):
             for b in range(self.steps_per_epoch):
                 x = self.data[perm[b * B:(b + 1) * B]]
                 step = global_step + b
-                self.step.batch(x, lambda draw, step=step: self.noise(step, draw), probes)
+                self.step.batch(x, lambda draw, step=step: self.noise(step, draw), probes,
+                                lambda slot, step=step: self.instance_noise(step, slot))
         s = probes.summary()  # the epoch's one device read (it also waits for the device)
         finite = bool(weights_finite(self.G, self.D))
         seconds = time.perf_counter() - t0
         return EpochRecord(
-            epoch=epoch + 1, step=global_step + probes.batches, **s, g_steps=probes.g_steps,
+            epoch=epoch + 1, step=global_step + probes.batches, **s, **self.cure_probes(),
+            real_target=1 - cfg.cures.label_smoothing, noise_std=self.step.noise_std, g_steps=probes.g_steps,
             g_batches=probes.g_batches, g_capped=probes.g_capped, weights_finite=finite,
             batches=probes.batches, seconds=seconds, samples_per_s=probes.batches * B / max(seconds, 1e-9))
 
@@ -275,8 +339,9 @@ class Trainer:
     def generate(self, p: int, n: int) -> torch.Tensor:
         """n images in [0, 1] ([n, H*W], on the CPU) from fixed noise of this run's seed."""
         z = rng.normal(self.seed, (rng.STREAM_EVAL, 0, 0), (n, self.cfg.model.z_dim), self.dtype)[0]
-        self.G.eval()
-        out = self.G(z).float()
+        G = self.step.G_ema if self.step.G_ema is not None else self.G  # with an EMA, the average is what is scored
+        G.eval()
+        out = G(z).float()
         return ((out + 1) / 2 if self.cfg.model.g_output == "tanh" else out).cpu()
 
     def member_state(self, p: int) -> dict:
@@ -288,6 +353,10 @@ class Trainer:
             state[f"opt_{name}"] = optimiser_state(opt, params)
             state[f"grad_{name}"] = [None if t.grad is None else t.grad.detach().clone() for t in params]
         state["rule"] = {"rest_k": getattr(rule, "rest_k", None), "batches": getattr(rule, "batches", None)}
+        state["sn"] = ({"u": [u.clone() for u, _ in self.D.sn_vectors()], "v": [v.clone() for _, v in self.D.sn_vectors()]}
+                       if self.D.spectral_norm else None)
+        state["ema"] = ({"G": [t.detach().clone() for t in self.step.G_ema.parameters()],
+                         "updates": self.step.ema_updates} if self.step.G_ema is not None else None)
         return state
 
     def load_member_state(self, p: int, state: dict) -> None:
@@ -303,6 +372,18 @@ class Trainer:
         for k, v in state["rule"].items():
             if v is not None and hasattr(self.step.rule, k):  # a population keeps both rules' state
                 setattr(self.step.rule, k, int(v))
+        if self.D.spectral_norm:
+            if not state.get("sn"):
+                raise ValueError("the checkpoint has no spectral-norm vectors")
+            for (u, v), su, sv in zip(self.D.sn_vectors(), state["sn"]["u"], state["sn"]["v"]):
+                copy_checked(u, su, "sn_u")
+                copy_checked(v, sv, "sn_v")
+        if self.step.G_ema is not None:
+            if not state.get("ema"):
+                raise ValueError("the checkpoint has no average of G")
+            for t, v in zip(self.step.G_ema.parameters(), state["ema"]["G"]):
+                copy_checked(t, v, "G_ema")
+            self.step.ema_updates = int(state["ema"]["updates"])
 
     def reset_member(self, p: int) -> None:
         self._build()

@@ -19,15 +19,16 @@ import pandas as pd
 
 from gan_core.outcome import FAILURES, SEALED_LABELS
 
-from .claims import BY_ID, PITFALL_VERDICTS, Claim
+from .claims import BY_ID, CURES, PITFALL_VERDICTS, RUN_FLAGS, Claim
 from .report_data import FAIL, StudyData, load_study_data, median_trial
 from .report_verdicts import MIN_RUNS, Arm, Verdict, claim_verdict
 
 _UNSTALLED = tuple(f for f in FAILURES if f != "stalled")
 COVERED = {"1": ("diverged",), "2": ("diverged",), "3": ("d_overpowered",), "5": (),
-           "4": _UNSTALLED, "adaptive": _UNSTALLED, "headline": _UNSTALLED}
+           "4": _UNSTALLED, "adaptive": _UNSTALLED, "headline": _UNSTALLED, **{c: FAILURES for c in CURES}}
 """The failure labels each claim's verdict speaks of; any other failure in its study is a finding.
-No claim of the seed foresees a stalled run (every gradient exactly zero), so it is always one."""
+No claim of the seed foresees a stalled run (every gradient exactly zero), so it is always one; the
+cures' verdicts name every failure label they see."""
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def build(storage_url: str, tracking_uri: str | None, profile: str | None, claim
             missing.append(claim.study)
             rows.append(Row(claim, None, Verdict(claim.id, claim.text, "not tested",
                                                  f"No {claim.study} study in storage: `gan-sweep run {claim.study}` "
-                                                 f"(or `gan-sweep atlas --run`) runs it."), 0))
+                                                 f"(or `gan-sweep atlas {RUN_FLAGS[claim.group]}`) runs it."), 0))
             continue
         data = data_for(name)
         v = claim_verdict(data, claim.id)
@@ -213,7 +214,7 @@ def _arms_text(v: Verdict) -> str:
 def table(atlas: Atlas) -> pd.DataFrame:
     """atlas.csv: one row per claim."""
     return pd.DataFrame([{
-        "claim": r.claim.id, "title": r.claim.title, "seed_says": r.claim.text, "status": r.verdict.status,
+        "claim": r.claim.id, "title": r.claim.title, "claimed": r.claim.text, "status": r.verdict.status,
         "study": r.study or "", "runs": r.runs, "arms": _arms_text(r.verdict), "settle_with": r.settle,
         "sentence": r.verdict.sentence, "report": f"../{r.study}/report.html" if r.study else "",
     } for r in atlas.rows])
@@ -237,9 +238,9 @@ def write(atlas: Atlas, folder: Path) -> dict[str, Path]:
     head = (f"{atlas.decided} of {len(pitfalls)} pitfall verdicts decided (supported or contradicted); "
             f"studies read from {atlas.storage}.")
     md = ["# The seed's claims: an atlas", "", head, "",
-          "| claim | the seed says | verdict | runs (per arm: showing the failure / all) | study |", "| --- | --- | --- | --- | --- |"]
+          "| claim | what is claimed | verdict | runs (per arm: showing the failure / all) | study |", "| --- | --- | --- | --- | --- |"]
     body = [f"<h1>The seed's claims: an atlas</h1><p>{html.escape(head)}</p>",
-            "<table class='t'><tr><th>claim</th><th>the seed says</th><th>verdict</th><th>runs (per arm: showing the failure / all)</th>"
+            "<table class='t'><tr><th>claim</th><th>what is claimed</th><th>verdict</th><th>runs (per arm: showing the failure / all)</th>"
             "<th>samples per arm</th><th>study</th></tr>"]
     for r in atlas.rows:
         v = r.verdict
@@ -264,7 +265,7 @@ def write(atlas: Atlas, folder: Path) -> dict[str, Path]:
     for r in atlas.rows:
         v = r.verdict
         heading = f"{r.claim.id}. {r.claim.title}: {v.status}"
-        md += [f"### {heading}", "", f'The seed: "{r.claim.text}"', "", v.sentence]
+        md += [f"### {heading}", "", f'{r.claim.source}: "{r.claim.text}"', "", v.sentence]
         if r.settle:
             md += ["", f"{_settle_head(r)}: {r.settle}."]
         for arm, png in r.thumbs.items():
@@ -273,7 +274,7 @@ def write(atlas: Atlas, folder: Path) -> dict[str, Path]:
             (thumbs / name).write_bytes(png)
             md += ["", f"![{arm}](thumbs/{name})", f"*{arm}*"]
         md.append("")
-        body.append(f"<h3>{html.escape(heading)}</h3><p><i>The seed: \"{html.escape(r.claim.text)}\"</i></p>"
+        body.append(f"<h3>{html.escape(heading)}</h3><p><i>{r.claim.source}: \"{html.escape(r.claim.text)}\"</i></p>"
                     f"<p>{html.escape(v.sentence)}</p>"
                     + (f"<p>{_settle_head(r)}: {html.escape(r.settle)}.</p>" if r.settle else ""))
     md += ["## Findings no claim covers", ""]

@@ -13,6 +13,7 @@ from .defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 from .errors import UserError, guarded
 
 HEADLINE_STUDY = BY_ID["headline"].study
+CURES_STUDY = BY_ID["spectral_norm"].study
 
 
 def _claims(text: str | None) -> tuple[str, ...]:
@@ -25,14 +26,15 @@ def _claims(text: str | None) -> tuple[str, ...]:
     return ids
 
 
-def to_run(claim_ids: tuple[str, ...], headline: bool) -> list[str]:
-    """The built-in studies `--run` may run, in the atlas's order (the headline's only when asked:
-    it is hours on a CPU)."""
-    return list(dict.fromkeys(BY_ID[i].study for i in claim_ids if i != "headline" or headline))
+def to_run(claim_ids: tuple[str, ...], headline: bool, cures: bool = False) -> list[str]:
+    """The built-in studies `--run` may run, in the atlas's order (the headline's and the cures' only
+    when asked: hours, and most of an hour, on a CPU)."""
+    asked = {"pitfall": True, "headline": headline, "cure": cures}
+    return list(dict.fromkeys(BY_ID[i].study for i in claim_ids if asked[BY_ID[i].group]))
 
 
 def atlas(storage: str, tracking_uri: str, out_dir: Path, profile: str | None, run: bool, run_headline: bool,
-          device: str | None, checkpoint_dir: Path, claims: str | None) -> None:
+          device: str | None, checkpoint_dir: Path, claims: str | None, run_cures: bool = False) -> None:
     from . import paths
     from .console import err, out
     from .run_cmd import RunOptions, default_profile, resolve
@@ -47,13 +49,14 @@ def atlas(storage: str, tracking_uri: str, out_dir: Path, profile: str | None, r
     folder = paths.under(out_dir, "atlas")
     check_storage_url(storage)
     check_tracking_uri(tracking_uri)
-    if run_headline and not run:
-        raise UserError("--run-headline needs --run")
+    for flag, given in (("--run-headline", run_headline), ("--run-cures", run_cures)):
+        if given and not run:
+            raise UserError(f"{flag} needs --run")
     runs: list = []
     if run:
         prof = profile or default_profile(device)
         runs = [RunOptions(s, prof, device=device, storage=storage, tracking_uri=tracking_uri, out_dir=out_dir,
-                           checkpoint_dir=checkpoint_dir) for s in to_run(ids, run_headline)]
+                           checkpoint_dir=checkpoint_dir) for s in to_run(ids, run_headline, run_cures)]
         from .storage import stored_with_other_budget
 
         for opts in runs:  # every study is checked before the first one starts
@@ -108,12 +111,15 @@ def register(app: typer.Typer) -> None:
                                                                      "report to <out>/<study name>/."),
         profile: Optional[str] = typer.Option(None, help="Read (and with --run, run) this profile's studies; "
                                                          "default: each study's full run if stored, else quick."),
-        run: bool = typer.Option(False, "--run", help="Run or finish the pitfall studies first (not the headline's)."),
+        run: bool = typer.Option(False, "--run", help="Run or finish the pitfall studies first (not the headline's "
+                                                      "or the cures')."),
         run_headline: bool = typer.Option(False, "--run-headline",
                                           help=f"With --run, also run {HEADLINE_STUDY} (hours on a 2-core CPU)."),
+        run_cures: bool = typer.Option(False, "--run-cures",
+                                       help=f"With --run, also run {CURES_STUDY} (most of an hour on a 2-core CPU)."),
         device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N or auto (with --run)."),
         checkpoint_dir: Path = typer.Option(Path("checkpoints"), help="Trial checkpoints (with --run)."),
         claims: Optional[str] = typer.Option(None, help="Only these claims, e.g. 1,2,adaptive "
-                                                        "(default: all: 1-5, adaptive, headline)."),
+                                                        "(default: all: 1-5, adaptive, headline, the cures)."),
     ) -> None:
-        atlas(storage, tracking_uri, out_dir, profile, run, run_headline, device, checkpoint_dir, claims)
+        atlas(storage, tracking_uri, out_dir, profile, run, run_headline, device, checkpoint_dir, claims, run_cures)

@@ -4,7 +4,8 @@
     seed's clamps, the well-known grad_clipping helper (whose `if norm > theta` reads the
     device), requires_grad toggling, and `.item()` on every loss for the epoch's averages;
 (b) our reference trainer (whole data set on the device, no per-step host sync);
-(c) the population engine at several sizes.
+(c) the population engine at several sizes;
+(e) the reference trainer with each of the field's cures on, one at a time (what a cure costs).
 
 All three run the same model and, so that every step does the same work, one G step per
 batch (the fixed schedule with k = 1; the adaptive rule's variable inner loop would make the
@@ -131,10 +132,15 @@ def bench_config(device: str) -> RunConfig:
     return RunConfig().replace(dataset="mnist-10k", device=device, schedule="fixed", d_steps=1)
 
 
+CURES = {"spectral_norm": True, "r1_gamma": 1.0, "label_smoothing": 0.1, "instance_noise": 0.1, "g_ema": 0.999}
+"""Each cure at the setting cures-study uses, for the (e) rows."""
+
+
 def reference(cfg: RunConfig, dataset, steps: int, repeats: int, device: torch.device) -> float:
     trainer = Trainer(cfg, dataset)
     state = {"b": 0}
     perm = torch.randperm(len(trainer.data), device=device)
+    trainer.step.noise_std = cfg.cures.instance_noise  # the first epoch's
 
     def block(n: int) -> None:
         probes = Probes()
@@ -143,9 +149,12 @@ def reference(cfg: RunConfig, dataset, steps: int, repeats: int, device: torch.d
             b = state["b"] % trainer.steps_per_epoch
             x = trainer.data[perm[b * B:(b + 1) * B]]
             step = state["b"]
-            trainer.step.batch(x, lambda draw, step=step: trainer.noise(step, draw), probes)
+            trainer.step.batch(x, lambda draw, step=step: trainer.noise(step, draw), probes,
+                               lambda slot, step=step: trainer.instance_noise(step, slot))
             state["b"] += 1
         probes.summary()  # the per-epoch read, charged to these steps
+        if cfg.cures.spectral_norm or cfg.cures.g_ema:
+            trainer.cure_probes()  # their epoch-end probes, charged too
 
     return _median_ms(block, steps, repeats, device)
 
@@ -185,7 +194,7 @@ def _row(rows: list, engine: str, members: int, ms: float, updates: float = 3.0,
 
 
 def run_bench(device: str, sizes: list[int], steps: int, repeats: int, log=print,
-              precisions: tuple[str, ...] | None = None, adaptive: bool = True) -> dict:
+              precisions: tuple[str, ...] | None = None, adaptive: bool = True, cures: bool = True) -> dict:
     dev = resolve_device(device)
     cfg = bench_config(str(dev))
     dataset = load_dataset("mnist-10k")
@@ -209,6 +218,12 @@ def run_bench(device: str, sizes: list[int], steps: int, repeats: int, log=print
         ms, upd = population(cfg.replace(precision=prec), dataset, size, max(steps // 2, 4), repeats, dev)
         r = _row(rows, "(c) population", size, ms, upd, prec)
         log(f"(c) population of {size} at {prec}: {ms:.2f} ms/step ({r['member_steps_per_s']:.0f} member-steps/s)")
+    if cures:
+        for key, value in CURES.items():
+            ms = reference(cfg.replace(**{key: value}), dataset, steps, repeats, dev)
+            r = _row(rows, f"(e) reference + {key}", 1, ms)
+            log(f"(e) reference trainer with {key} = {value}: {ms:.2f} ms/step, "
+                f"{ms / b['ms_per_step']:.2f}x the reference's")
     if adaptive:  # the seed's adaptive rule: inner G loops of different lengths per member
         seed_cfg = cfg.replace(schedule="adaptive")
         ms, upd = population(seed_cfg, dataset, size, max(steps // 2, 4), repeats, dev)
@@ -224,6 +239,8 @@ def run_bench(device: str, sizes: list[int], steps: int, repeats: int, log=print
         "device": str(dev), "device_name": name,
         "threads": torch.get_num_threads(), "torch": torch.__version__, "steps": steps, "repeats": repeats,
         "rows": rows, "best": best,
+        "cure_cost_vs_reference": {r["engine"].removeprefix("(e) reference + "): r["ms_per_step"] / b["ms_per_step"]
+                                   for r in rows if r["engine"].startswith("(e)")},
         "adaptive_cost_per_update_vs_fixed": (adaptive_row["ms_per_member_update"] / fixed_best["ms_per_member_update"]
                                               if adaptive_row else None),
         "estimate": {"what": "a full-budget 128-trial lr-study (120 epochs x 937 steps each) at the best rate",

@@ -1,5 +1,5 @@
-"""The seed's claims, each declared once: what it says, the built-in study that tests it, and the
-failure it is about. Study files name the claims they test (`claims = [1]`); the report gives a
+"""The seed's claims, and the field's cures beside them, each declared once: what it says, the
+built-in study that tests it, and the failure it is about. Study files name the claims they test (`claims = [1]`); the report gives a
 verdict on each, and `gan-sweep atlas` gathers one row per claim. No pandas here: `gan-sweep show`
 and the study-file parser read this module too."""
 
@@ -13,13 +13,17 @@ class Claim:
     """One thing the seed says, and where gan-sweep tests it."""
 
     id: str
-    """Its short name: the seed's pitfall number ("1" to "5"), "adaptive" or "headline"."""
+    """Its short name: the seed's pitfall number ("1" to "5"), "adaptive", "headline", or a cure's config key."""
     title: str
     """A few words for a table's row."""
     text: str
-    """What the seed says, in its words as far as English allows."""
+    """What the seed says, in its words as far as English allows (for a cure: what its paper says)."""
     study: str
     """The built-in study that tests it."""
+    group: str = "pitfall"
+    """pitfall (the seed's five and its adaptive rule), headline, or cure (the field's, and the seed's own together)."""
+    source: str = "The seed"
+    """Who makes the claim, for the page's quotes."""
 
 
 CLAIMS: tuple[Claim, ...] = (
@@ -36,14 +40,36 @@ CLAIMS: tuple[Claim, ...] = (
           "Let G rest int(1 + |l| * 6) batches after it trains, and keep training G while |l| < 0.1: "
           "a schedule that keeps D from winning.", "schedule-study"),
     Claim("headline", "The seed's headline",
-          "With lr = 1e-4, after 120 epochs of MNIST the samples look good.", "reproduce-seed"),
+          "With lr = 1e-4, after 120 epochs of MNIST the samples look good.", "reproduce-seed", "headline"),
+    Claim("spectral_norm", "Spectral norm on D",
+          "Dividing each of D's weights by its largest singular value keeps D from overpowering G and stabilises "
+          "training (Miyato et al. 2018).", "cures-study", "cure", "The field"),
+    Claim("r1_gamma", "R1 penalty",
+          "Penalising D's gradient on real data, gamma / 2 * |grad D(x)|^2, makes GAN training converge "
+          "(Mescheder et al. 2018).", "cures-study", "cure", "The field"),
+    Claim("label_smoothing", "One-sided label smoothing",
+          "Aiming D at 0.9 instead of 1 on real data keeps it from overconfidence (Salimans et al. 2016).",
+          "cures-study", "cure", "The field"),
+    Claim("instance_noise", "Instance noise",
+          "Gaussian noise on D's inputs, annealed to zero, makes D's task well-posed early on (Sønderby et al. 2016).",
+          "cures-study", "cure", "The field"),
+    Claim("g_ema", "EMA of G",
+          "An exponential moving average of G's weights gives better samples than G itself (Yazıcı et al. 2019).",
+          "cures-study", "cure", "The field"),
+    Claim("seed_cures", "The seed's own cures",
+          "The clamp, gradient clipping and the adaptive rule are what make the seed's GAN train.", "cures-study",
+          "cure"),
 )
-"""In the order the atlas lists them: the five pitfalls, the adaptive rule, the headline."""
+"""In the order the atlas lists them: the five pitfalls, the adaptive rule, the headline, the cures."""
 
 BY_ID = {c.id: c for c in CLAIMS}
 PITFALLS = tuple(c.id for c in CLAIMS if c.id.isdigit())
 """The claims the atlas counts as pitfall verdicts (the headline is a reproduction, not a pitfall)."""
-PITFALL_VERDICTS = PITFALLS + ("adaptive",)
+PITFALL_VERDICTS = tuple(c.id for c in CLAIMS if c.group == "pitfall")
+RUN_FLAGS = {"pitfall": "--run", "headline": "--run --run-headline", "cure": "--run --run-cures"}
+"""The `gan-sweep atlas` flags that run each group's study (the headline's and the cures' only when asked)."""
+CURES = tuple(c.id for c in CLAIMS if c.group == "cure")
+"""The cures-study's rows: the field's five cures, then the seed's own three."""
 
 
 def claim_ids(raw: list | tuple | None) -> tuple[str, ...]:

@@ -203,7 +203,7 @@ def _sections(rep: Report) -> list[tuple[str, pd.DataFrame | str]]:
     if rep.notes:
         sections.append(("Notes", "\n".join(f"- {n}" for n in rep.notes)))
     for v in rep.verdicts:
-        sections.append((f"Verdict on {claim_name(v.claim_id)}: {v.status}", f'The seed: "{v.claim}"\n\n{v.sentence}'))
+        sections.append((f"Verdict on {claim_name(v.claim_id)}: {v.status}", f'{BY_ID[v.claim_id].source}: "{v.claim}"\n\n{v.sentence}'))
     for key, t in rep.outcome_tables.items():
         sections.append((f"Outcomes by {key}", t))
     sections.append(("Quality per configuration (over seeds)", rep.configs))

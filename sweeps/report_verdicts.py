@@ -56,7 +56,7 @@ class Verdict:
     """One claim's verdict."""
 
     claim_id: str
-    """The claim (sweeps/claims.py): a pitfall number, "adaptive" or "headline"."""
+    """The claim (sweeps/claims.py): a pitfall number, "adaptive", "headline" or a cure."""
     claim: str
     """What the seed says."""
     status: str
@@ -144,6 +144,10 @@ def claim_verdict(data: StudyData, claim_id: str) -> Verdict:
     claim = BY_ID[claim_id].text
     if df.empty:
         return Verdict(claim_id, claim, "not tested", "No finished runs yet.")
+    if BY_ID[claim_id].group == "cure":
+        from .report_cures import JUDGES  # it builds on this module's arms and decisions
+
+        return JUDGES[claim_id](data, df, claim_id)
     judge = {"1": _clamp, "2": _clip, "3": _overpowered, "4": _lr, "5": _freeze, "adaptive": _adaptive,
              "headline": _headline}[claim_id]
     return judge(data, df, claim)

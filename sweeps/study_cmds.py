@@ -33,7 +33,7 @@ def show(study: str) -> None:
     if spec.claims:
         from .claims import BY_ID
 
-        out.print("tests the seed's claims: " + "; ".join(f"{i}. {BY_ID[i].title}" for i in spec.claims))
+        out.print("tests the claims: " + "; ".join(f"{i}. {BY_ID[i].title}" for i in spec.claims))
     out.print(f"objective: {spec.direction} {spec.metric} of the last evaluation; sampler: {spec.sampler}")
     for pname in spec.profiles:
         pspec, prof = spec.for_profile(pname)

@@ -25,7 +25,11 @@ SPACES = {
     "schedule-study-quick": ([3, "adaptive"], {"schedule": ["adaptive", "fixed"], "d_steps": [1, 5]}),
     "freeze-study-quick": ([5], {"freeze": ["requires_grad", "eval_only"]}),
     "reproduce-seed-quick": (["headline"], {"g_output": ["sigmoid", "tanh"]}),
+    "cures-study-quick": (["spectral_norm", "r1_gamma", "label_smoothing", "instance_noise", "g_ema", "seed_cures"],
+                          {"g_output": ["sigmoid", "tanh"], "spectral_norm": [False, True], "r1_gamma": [0.0, 1.0],
+                           "clamp": ["clamp", "none"], "schedule": ["adaptive", "fixed"]}),
 }
+CURE_ROWS = ["spectral_norm", "r1_gamma", "label_smoothing", "instance_noise", "g_ema", "seed_cures"]
 
 
 def png(level: float) -> bytes:
@@ -112,10 +116,12 @@ def test_the_atlas_lists_every_claim_with_the_right_verdict_and_counts(storage, 
                                      "--out", out], capsys)
     assert code == 0, stderr
     rows = {r["claim"]: r for r in csv.DictReader((out / "atlas" / "atlas.csv").open())}
-    assert list(rows) == ["1", "2", "3", "4", "5", "adaptive", "headline"]
+    assert list(rows) == ["1", "2", "3", "4", "5", "adaptive", "headline"] + CURE_ROWS
     status = {k: r["status"] for k, r in rows.items()}
     assert status == {"1": "supported", "2": "inconclusive", "3": "supported", "4": "not tested",
-                      "5": "supported", "adaptive": "inconclusive", "headline": "contradicted"}
+                      "5": "supported", "adaptive": "inconclusive", "headline": "contradicted"} | {
+                          k: "not tested" for k in CURE_ROWS}
+    assert "gan-sweep atlas --run --run-cures" in rows["g_ema"]["sentence"]
     assert rows["1"]["arms"] == "Without clamping: 4/4; the seed's clamp: 0/4" and rows["1"]["runs"] == "8"
     d, low, high = newcombe(4, 4, 0, 4)
     assert f"difference +{100 * d:.0f} points, 95% CI +{100 * low:.0f} to +{100 * high:.0f}" in rows["1"]["sentence"]
@@ -179,3 +185,45 @@ def test_atlas_run_refuses_a_stored_study_of_another_budget_before_running_anyth
     assert code == 2 and "clip-study-quick in sqlite:///" in stderr and "another budget" in stderr
     assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["clip-study-quick"]
     assert not (tmp_path / "r").exists() and not (tmp_path / "m.db").exists()
+
+
+def test_the_cures_rows_say_which_cure_turns_which_failure_into_a_success(storage, tmp_path, capsys):
+    """Fixture: the seed's configuration is overpowered 3 of 3; spectral norm cures it (3 successes); R1
+    does not help it and breaks the working reading (3 collapses); without the adaptive rule the seed's
+    configuration succeeds; without the clamp it diverges."""
+    def add(seed, outcome, fld, g_output="sigmoid", spectral_norm=False, r1_gamma=0.0, clamp="clamp", schedule=None):
+        schedule = schedule or ("adaptive" if g_output == "sigmoid" else "fixed")
+        storage.add("cures-study-quick", {"g_output": g_output, "spectral_norm": spectral_norm, "r1_gamma": r1_gamma,
+                                          "clamp": clamp, "schedule": schedule}, seed, outcome, fld,
+                    grid=0.5 if spectral_norm else None)
+
+    for seed in range(3):
+        add(seed, "d_overpowered", 1500.0)
+        add(seed, "success", 100.0, spectral_norm=True)
+        add(seed, "d_overpowered" if seed else "success", 900.0, r1_gamma=1.0)
+        add(seed, "diverged", math.nan, clamp="none")
+        add(seed, "success", 120.0, schedule="fixed")
+        add(seed, "success", 60.0, g_output="tanh")
+        add(seed, "success", 70.0, g_output="tanh", spectral_norm=True)
+        add(seed, "mode_collapse", 400.0, g_output="tanh", r1_gamma=1.0)
+        add(seed, "success", 65.0, g_output="tanh", clamp="none")
+    out = tmp_path / "reports"
+    code, _, stderr = main_cli(["atlas", "--storage", storage.storage, "--tracking-uri", storage.tracking,
+                                "--out", out, "--claims", ",".join(CURE_ROWS)], capsys)
+    assert code == 0, stderr
+    rows = {r["claim"]: r for r in csv.DictReader((out / "atlas" / "atlas.csv").open())}
+    assert {k: r["status"] for k, r in rows.items()} == {
+        "spectral_norm": "supported", "r1_gamma": "contradicted", "label_smoothing": "not tested",
+        "instance_noise": "not tested", "g_ema": "not tested", "seed_cures": "contradicted"}
+    sn = rows["spectral_norm"]["sentence"]
+    assert "without it (the seed's configuration), 3 of 3 runs failed" in sn and "it removes d_overpowered" in sn
+    assert "median final FLD 60 without, 70 with (+10)" in sn  # its cost on the working reading
+    assert "it turns failures into successes on the seed's configuration" in sn
+    assert rows["spectral_norm"]["arms"].startswith("without it (the seed's configuration): 3/3; it (the seed's "
+                                                    "configuration): 0/3")
+    assert "it makes runs fail more often on the working reading" in rows["r1_gamma"]["sentence"]
+    seed = rows["seed_cures"]["sentence"]
+    assert "Without the clamp, on the seed's configuration: 3 of 3 failed (diverged 3)" in seed
+    assert "removing the adaptive rule (the seed's configuration) makes runs fail less often" in seed
+    page = (out / "atlas" / "atlas.html").read_text()
+    assert 'The field: "Dividing each of D' in page  # a cure's claim is the field's, not the seed's

@@ -13,7 +13,7 @@ def test_the_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     summary = json.loads((out / "gpu_check.json").read_text())
     engines = {(r["engine"], r["precision"], r["schedule"]) for r in summary["bench"]["rows"]}
     assert {("(a) seed loop", "fp32", "fixed"), ("(c) population", "bf16", "fixed"),
-            ("(d) population", "fp32", "adaptive")} <= engines
+            ("(d) population", "fp32", "adaptive"), ("(e) reference + r1_gamma", "fp32", "fixed")} <= engines
     assert summary["best_ratio_vs_seed_loop"] > 0 and "ran 2 trials now" in summary["lr_study"]["summary"]
     assert list((out / "reports").glob("*/report.html"))
     assert "x the seed-style loop" in proc.stdout

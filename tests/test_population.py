@@ -169,6 +169,25 @@ def test_masked_adam_matches_torch_adam_step_by_step_and_skipped_members_stay_pu
     assert state.step.tolist() == [3.0, 3.0, 3.0]
 
 
+@pytest.mark.parametrize("impl", ["per_member", "where"])
+def test_masked_adam_reads_a_gradient_laid_out_unlike_its_parameter(impl):
+    """R1's double backward gives D's first-layer gradient transposed strides; torch's fused CPU Adam
+    walks a gradient in its parameter's layout, so it must be handed a contiguous one."""
+    torch.manual_seed(0)
+    params = [torch.randn(2, 5, 3, dtype=torch.float64)]
+    grad = torch.randn(2, 5, 3, dtype=torch.float64)
+    strided = grad.transpose(1, 2).contiguous().transpose(1, 2)  # same values, other strides
+    assert not strided.is_contiguous()
+    t = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    results = []
+    for g in (grad, strided):
+        p = [params[0].clone()]
+        masked_adam(p, [g], AdamState.zeros(p), torch.tensor([True, True]), t([1e-3] * 2), t([0.9] * 2),
+                    t([0.999] * 2), t([1e-8] * 2), impl)
+        results.append(p[0])
+    assert torch.equal(results[0], results[1])
+
+
 def test_masked_sgd_matches_torch_sgd_step_by_step():
     torch.manual_seed(0)
     params = [torch.randn(3, 4, 5, dtype=torch.float64)]
@@ -191,7 +210,7 @@ def test_every_run_config_field_declares_how_a_population_treats_it():
     unclassified = sorted(k for k, v in C.POPULATION_CLASS.items() if v not in (C.POPULATION_SHARED, C.POPULATION_MEMBER))
     assert not unclassified and set(C.POPULATION_CLASS) == set(C.FLAT_KEYS)
     assert set(STRUCTURE_KEYS) == {k for k, v in C.POPULATION_CLASS.items() if v == C.POPULATION_SHARED}
-    for f in (f for cls in (C.ModelConfig, C.OptimConfig, C.PitfallConfig, C.ScheduleConfig, C.DataConfig,
+    for f in (f for cls in (C.ModelConfig, C.OptimConfig, C.PitfallConfig, C.ScheduleConfig, C.CureConfig, C.DataConfig,
                             C.BudgetConfig) for f in dataclasses.fields(cls)):
         assert f.metadata.get("population") in (C.POPULATION_SHARED, C.POPULATION_MEMBER), f.name
 
