@@ -13,6 +13,7 @@ population share their wall time).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pandas as pd
 
@@ -115,8 +116,8 @@ def cure_verdict(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
         arms += [without, with_]
         gone = [label for label in df.loc[base, "outcome"].unique()
                 if label in FAILURES and label not in set(df.loc[cure, "outcome"])]
-        text = (f"On {r}: {without.text('failed')} ({_labels(df, base)}); {with_.text('failed')} "
-                f"({_labels(df, cure)})")
+        text = (f"On {r}: {replace(without, name='without it').text('failed')}: {_labels(df, base)}; "
+                f"{replace(with_, name='with it').text('failed')}: {_labels(df, cure)}")
         if gone:
             text += f"; it removes {', '.join(gone)}"
         a, b = _fld(df, base), _fld(df, cure)

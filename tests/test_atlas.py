@@ -216,7 +216,7 @@ def test_the_cures_rows_say_which_cure_turns_which_failure_into_a_success(storag
         "spectral_norm": "supported", "r1_gamma": "contradicted", "label_smoothing": "not tested",
         "instance_noise": "not tested", "g_ema": "not tested", "seed_cures": "contradicted"}
     sn = rows["spectral_norm"]["sentence"]
-    assert "without it (the seed's configuration), 3 of 3 runs failed" in sn and "it removes d_overpowered" in sn
+    assert "On the seed's configuration: without it, 3 of 3 runs failed (95% CI" in sn and "it removes d_overpowered" in sn
     assert "median final FLD 60 without, 70 with (+10)" in sn  # its cost on the working reading
     assert "it turns failures into successes on the seed's configuration" in sn
     assert rows["spectral_norm"]["arms"].startswith("without it (the seed's configuration): 3/3; it (the seed's "
