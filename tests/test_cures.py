@@ -22,7 +22,7 @@ SEEDLIKE = dict(dataset="mnist-10k", device="cpu", epochs=3, steps_per_epoch=50,
 
 
 def cure_configs():
-    base = RunConfig().replace(**(SMALL | dict(steps_per_epoch=25)))
+    base = RunConfig().replace(**(SMALL | dict(steps_per_epoch=12)))
     return [
         base.replace(seed=0),                                                    # no cure: the seed's GAN
         base.replace(seed=1, spectral_norm=True),
@@ -69,7 +69,7 @@ def test_every_cure_in_a_population_reproduces_its_single_run_to_1e_10(mnist, re
 
 def test_the_inner_loop_s_compacted_stragglers_keep_their_cures(mnist):
     """The adaptive loop's gathered subset applies spectral norm, instance noise and the EMA per row."""
-    base = RunConfig().replace(**(SMALL | dict(epochs=1, steps_per_epoch=30)))
+    base = RunConfig().replace(**(SMALL | dict(epochs=1, steps_per_epoch=20)))
     configs = [base.replace(seed=s, g_loop_cap=20 if s < 2 else 1, lr_d=3e-3, spectral_norm=s % 2 == 0,
                             instance_noise=0.3 * (s % 3), g_ema=0.9 if s != 3 else 0.0) for s in range(6)]
     pop = PopulationTrainer(configs, mnist)
@@ -86,7 +86,7 @@ def test_the_inner_loop_s_compacted_stragglers_keep_their_cures(mnist):
 
 
 def test_a_checkpoint_with_cures_resumes_exactly_on_either_engine(mnist, tmp_path):
-    base = RunConfig().replace(**(SMALL | dict(epochs=4, steps_per_epoch=15)))
+    base = RunConfig().replace(**(SMALL | dict(epochs=4, steps_per_epoch=8)))
     configs = [base.replace(seed=0, spectral_norm=True, g_ema=0.9), base.replace(seed=1, instance_noise=0.4, r1_gamma=1.0),
                base.replace(seed=2, label_smoothing=0.1, g_ema=0.5, spectral_norm=True)]
     whole = PopulationTrainer(configs, mnist).run()
