@@ -295,7 +295,8 @@ def print_summary(rep: Report) -> None:
     if any(not t.empty for t in rep.outcome_tables.values()):
         out.print("  " + ", ".join(f"{v} = {k}" for k, v in SHORT.items() if k != v) + "; rate = success rate")
     for v in rep.verdicts:
-        out.print(f"[bold]{claim_name(v.claim_id)} ({v.status})[/bold]: {escape(v.sentence)}", highlight=False)
+        name = claim_name(v.claim_id)
+        out.print(f"[bold]{name[:1].upper() + name[1:]} ({v.status})[/bold]: {escape(v.sentence)}", highlight=False)
     for note in rep.notes:
         out.print(f"[yellow]note[/yellow]: {note}")
 

@@ -173,7 +173,18 @@ def test_atlas_mistakes_are_one_line_errors_and_nothing_is_written(tmp_path, cap
     assert code == 2 and "is a file, not a folder" in stderr
     code, _, stderr = main_cli(["atlas", "--run-headline", "--storage", missing, "--out", tmp_path / "r"], capsys)
     assert code == 2 and "--run-headline needs --run" in stderr
+    code, _, stderr = main_cli(["atlas", "--run-cures", "--storage", missing, "--out", tmp_path / "r"], capsys)
+    assert code == 2 and "--run-cures needs --run" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # no store, no folder
+
+
+def test_atlas_run_runs_the_headline_and_the_cures_only_when_asked():
+    from sweeps.atlas_cmd import _claims, to_run
+
+    pitfalls = ["clamp-study", "clip-study", "schedule-study", "lr-study", "freeze-study"]
+    assert to_run(_claims(None), headline=False) == pitfalls
+    assert to_run(_claims(None), headline=True, cures=True) == pitfalls + ["reproduce-seed", "cures-study"]
+    assert to_run(_claims("g_ema,1"), headline=False, cures=True) == ["cures-study", "clamp-study"]
 
 
 def test_atlas_run_refuses_a_stored_study_of_another_budget_before_running_anything(tmp_path, capsys):
