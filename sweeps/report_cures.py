@@ -146,10 +146,6 @@ def cure_verdict(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
         why = (f"it does not change the failure rate on {helps[0]} beyond chance ({_diff_text(helps[1])})"
                + (f"; about {max(need - min(helps[2].n, helps[3].n), 1)} more seeds per arm would settle it"
                   if need else ""))
-    speed = [numeric(df, "samples_per_s")[d.cure(claim_id, r)].mean() / numeric(df, "samples_per_s")[d.base(r)].mean()
-             for r in READINGS if d.cure(claim_id, r).any() and d.base(r).any()]
-    if speed and all(pd.notna(x) and abs(x - 1) > 1e-9 for x in speed):  # equal when both trained in one population
-        parts.append(f"Training speed: {min(speed):.2f}-{max(speed):.2f}x of the runs without it.")
     return Verdict(claim_id, claim, status, " ".join(parts) + f" So {why}.", tuple(arms), need)
 
 
