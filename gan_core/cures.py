@@ -22,3 +22,11 @@ def ema_decay(decay, updates):
     for Python numbers (one run) or [P] tensors (a population)."""
     warm = (1 + updates) / (10 + updates)
     return torch.minimum(decay, warm) if isinstance(warm, torch.Tensor) else min(decay, warm)
+
+
+def top_singular_value(w: torch.Tensor) -> torch.Tensor:
+    """The largest singular value of a weight ([out, in]) or of each member's ([P, in, out]); NaN where
+    the weight is not finite (the SVD refuses it, and a diverged run still gets its epoch's record)."""
+    finite = torch.isfinite(w).flatten(-2).all(-1)
+    sv = torch.linalg.matrix_norm(torch.where(finite[..., None, None], w, torch.zeros_like(w)), ord=2)
+    return torch.where(finite, sv, torch.full_like(sv, float("nan")))

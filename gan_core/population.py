@@ -553,8 +553,8 @@ class PopulationTrainer:
     def cure_probes(self) -> dict[str, list[float]]:
         """Per member, as Trainer.cure_probes: D's largest singular values, G's distance from its average,
         and the epoch's instance-noise std; one device read."""
-        rows = [torch.linalg.matrix_norm(w.detach(), ord=2) for w in self._sn(self.D, None, False).weights] \
-            if self.any_sn else [torch.linalg.matrix_norm(w.detach(), ord=2) for w in self.D.weights]
+        D = self._sn(self.D, None, False) if self.any_sn else self.D
+        rows = [cures.top_singular_value(w.detach()) for w in D.weights]
         if self.any_ema:
             diff = member_norms([p.detach() - e for p, e in zip(self.G.params, self.ema_g)])
             rows.append(torch.where(self.ema_on, diff / member_norms([p.detach() for p in self.G.params]), 0.0))

@@ -300,7 +300,7 @@ class Trainer:
     def cure_probes(self) -> dict[str, float]:
         """The epoch-end probes of the cures: D's largest singular value per layer (as D uses the weight),
         and G's relative distance from its average (0 without one)."""
-        values = [torch.linalg.matrix_norm(w.detach(), ord=2) for w in self.D.weights()]
+        values = [cures.top_singular_value(w.detach()) for w in self.D.weights()]
         if self.step.G_ema is not None:
             params = list(self.G.parameters())
             diff = torch.nn.utils.get_total_norm([p - e for p, e in zip(params, self.step.G_ema.parameters())])

@@ -234,6 +234,8 @@ def write(atlas: Atlas, folder: Path) -> dict[str, Path]:
     files = {"csv": folder / "atlas.csv", "md": folder / "atlas.md", "html": folder / "atlas.html"}
     table(atlas).to_csv(files["csv"], index=False)
     thumbs = folder / "thumbs"
+    for old in thumbs.glob("*.png") if thumbs.is_dir() else ():  # a rebuilt page names its arms afresh
+        old.unlink()
     pitfalls = [r for r in atlas.rows if r.claim.id in PITFALL_VERDICTS]
     head = (f"{atlas.decided} of {len(pitfalls)} pitfall verdicts decided (supported or contradicted); "
             f"studies read from {atlas.storage}.")

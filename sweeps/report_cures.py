@@ -28,6 +28,8 @@ from .report_verdicts import MIN_RUNS, Arm, Verdict, _arm, _decide, _pts, _same
 CURE_KEYS = ("spectral_norm", "r1_gamma", "label_smoothing", "instance_noise", "g_ema")
 """The field's cures, by config key (the claim ids of sweeps/claims.py)."""
 READINGS = ("the seed's configuration", "the working reading")
+SHORT = {READINGS[0]: "seed", READINGS[1]: "working"}
+"""How an arm's name says its reading (the atlas's arm lists and thumbnail captions)."""
 
 
 def _readings(df: pd.DataFrame) -> pd.Series:
@@ -111,8 +113,8 @@ def cure_verdict(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
         base, cure = d.base(r), d.cure(claim_id, r)
         if not base.any() or not cure.any():
             continue
-        without = _arm(df, f"without it ({r})", base, FAILURES)
-        with_ = _arm(df, f"with it ({r})", cure, FAILURES)
+        without = _arm(df, f"plain ({SHORT[r]})", base, FAILURES)
+        with_ = _arm(df, f"+ {claim_id} ({SHORT[r]})", cure, FAILURES)
         arms += [without, with_]
         gone = [label for label in df.loc[base, "outcome"].unique()
                 if label in FAILURES and label not in set(df.loc[cure, "outcome"])]
@@ -161,9 +163,9 @@ def seed_cures_verdict(data: StudyData, df: pd.DataFrame, claim_id: str = "seed_
             base, gone = d.base(r), d.removal(name, r)
             if not base.any() or not gone.any():
                 continue
-            without = _arm(df, f"without {name} ({r})", gone, FAILURES)
-            plain = _arm(df, f"with it ({r})", base, FAILURES)
-            arms += [without, plain]
+            without = _arm(df, f"without {name} ({SHORT[r]})", gone, FAILURES)
+            plain = _arm(df, f"plain ({SHORT[r]})", base, FAILURES)
+            arms += [without] + ([plain] if plain not in arms else [])  # each reading's plain arm once
             parts.append(f"Without {name}, on {r}: {without.k} of {without.n} failed ({_labels(df, gone)}) against "
                          f"{plain.k} of {plain.n} with it ({_labels(df, base)}).")
             decided.append((name, r, _decide(without, plain)))

@@ -148,6 +148,11 @@ def test_the_atlas_lists_every_claim_with_the_right_verdict_and_counts(storage, 
     md = (out / "atlas" / "atlas.md").read_text()
     assert md.count("](thumbs/") == 4 and all((out / "atlas" / p).is_file() for p in re.findall(r"\]\((thumbs/[^)]+)\)", md))
     assert "3 of 6 pitfall verdicts decided" in stdout and "atlas.html" in stdout
+    # rebuilt for one claim, the page's folder holds that page's thumbnails only
+    code, _, stderr = main_cli(["atlas", "--storage", storage.storage, "--tracking-uri", storage.tracking,
+                                "--out", out, "--claims", "1"], capsys)
+    assert code == 0, stderr
+    assert [p.name for p in (out / "atlas" / "thumbs").iterdir()] == ["1-with-the-seed-s-clamp.png"]
 
 
 def test_the_typical_thumbnail_is_the_median_run_not_the_best(storage, tmp_path):
@@ -230,8 +235,8 @@ def test_the_cures_rows_say_which_cure_turns_which_failure_into_a_success(storag
     assert "On the seed's configuration: without it, 3 of 3 runs failed (95% CI" in sn and "it removes d_overpowered" in sn
     assert "median final FLD 60 without, 70 with (+10)" in sn  # its cost on the working reading
     assert "it turns failures into successes on the seed's configuration" in sn
-    assert rows["spectral_norm"]["arms"].startswith("without it (the seed's configuration): 3/3; it (the seed's "
-                                                    "configuration): 0/3")
+    assert rows["spectral_norm"]["arms"] == ("plain (seed): 3/3; + spectral_norm (seed): 0/3; plain (working): 0/3; "
+                                             "+ spectral_norm (working): 0/3")
     assert "it makes runs fail more often on the working reading" in rows["r1_gamma"]["sentence"]
     seed = rows["seed_cures"]["sentence"]
     assert "Without the clamp, on the seed's configuration: 3 of 3 failed (diverged 3)" in seed
