@@ -101,16 +101,22 @@ def test_an_sgd_population_reproduces_its_single_runs(mnist):
     assert_matches_reference(pop, pop.run(), sgd_configs(), mnist)
 
 
-def test_the_inner_loop_s_stragglers_run_alone_and_still_match(mnist):
-    """Adaptive members whose inner G loop runs long are compacted; the results do not change."""
-    base = RunConfig().replace(**(SMALL | dict(epochs=1, steps_per_epoch=40)))
-    configs = [base.replace(seed=s, g_loop_cap=20 if s < 2 else 1, lr_d=3e-3) for s in range(6)]
-    pop = PopulationTrainer(configs, mnist)
+def run_with_compaction(pop):
+    """Run the population, recording each G step's `rows`; fail unless some step ran compacted."""
     calls = []
     real = pop._g_step
     pop._g_step = lambda *a, **k: (calls.append(k.get("rows", a[4] if len(a) > 4 else None)), real(*a, **k))[1]
     results = pop.run()
     assert any(rows is not None for rows in calls), "no compacted step ran"
+    return results
+
+
+def test_the_inner_loop_s_stragglers_run_alone_and_still_match(mnist):
+    """Adaptive members whose inner G loop runs long are compacted; the results do not change."""
+    base = RunConfig().replace(**(SMALL | dict(epochs=1, steps_per_epoch=40)))
+    configs = [base.replace(seed=s, g_loop_cap=20 if s < 2 else 1, lr_d=3e-3) for s in range(6)]
+    pop = PopulationTrainer(configs, mnist)
+    results = run_with_compaction(pop)
     assert_matches_reference(pop, results, configs, mnist)
 
 
