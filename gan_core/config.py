@@ -22,7 +22,10 @@ ZeroGradMode = Literal["both_before_backward", "own_after_step"]
 Schedule = Literal["adaptive", "fixed"]
 GLoss = Literal["saturating", "non_saturating"]
 Optimiser = Literal["adam", "sgd"]
-GOutput = Literal["sigmoid", "tanh"]
+GOutput = Literal["sigmoid", "tanh", "none"]
+DOutput = Literal["sigmoid", "raw"]
+RestKCountdown = Literal["untrained_batches", "every_batch"]
+TmpLoss = Literal["batch", "epoch_mean"]
 DType = Literal["float32", "float64"]
 Precision = Literal["fp32", "bf16", "tf32"]
 CLAMP_MODES = typing.get_args(ClampMode)
@@ -32,9 +35,14 @@ SCHEDULES = typing.get_args(Schedule)
 G_LOSSES = typing.get_args(GLoss)
 OPTIMISERS = typing.get_args(Optimiser)
 G_OUTPUTS = typing.get_args(GOutput)
+D_OUTPUTS = typing.get_args(DOutput)
+REST_K_COUNTDOWNS = typing.get_args(RestKCountdown)
+TMP_LOSSES = typing.get_args(TmpLoss)
 DTYPES = typing.get_args(DType)
 PRECISIONS = typing.get_args(Precision)
 OFF = "off"
+_OFF_TYPES = (float | None, int | None)
+"""Optional numbers whose None is written 'off' in the flat view (a clip, the inner loop's cap)."""
 
 
 POPULATION_SHARED = "shared"
@@ -80,6 +88,8 @@ MAX_SEED = 2**63 - 1
 """Seeds are int64 on the device."""
 MAX_R1_GAMMA = 1e6
 """Largest R1 weight (the literature uses 0.1 to 100)."""
+MAX_G_LOOP = 1_000_000
+"""Largest inner-loop cap or hang bound: a million G steps on one batch is already a hung run."""
 MAX_INSTANCE_NOISE = 10.0
 """Largest instance-noise std: beyond it D sees only noise from the first step."""
 
@@ -108,7 +118,9 @@ class ModelConfig:
     leaky_slope: float = SHARED(0.2)
     """Negative slope of D's LeakyReLU."""
     g_output: GOutput = SHARED("sigmoid")
-    """G's output activation: sigmoid (pixels in [0, 1]) or tanh (pixels in [-1, 1])."""
+    """G's output activation: sigmoid (pixels in [0, 1]), tanh (pixels in [-1, 1]) or none (the last linear layer's output, scored clipped to [0, 1])."""
+    d_output: DOutput = SHARED("sigmoid")
+    """What the seed's clamp receives: sigmoid of D's last layer (a probability), or its raw output (then the clamp's bounds 0 and 1 act)."""
 
     def __post_init__(self) -> None:
         _positive("z_dim", self.z_dim)
@@ -120,6 +132,7 @@ class ModelConfig:
         if not 0 <= self.leaky_slope < 1:
             raise ConfigError(f"leaky_slope must be in [0, 1), got {self.leaky_slope!r}")
         _choice("g_output", self.g_output, G_OUTPUTS)
+        _choice("d_output", self.d_output, D_OUTPUTS)
 
 
 @dataclass(frozen=True)
@@ -191,8 +204,14 @@ class ScheduleConfig:
     """adaptive (the seed's tmp_loss / rest_K rule with its inner G loop) or fixed."""
     d_steps: int = MEMBER(1)
     """fixed schedule: G takes one step every d_steps batches (D trains on every batch)."""
-    g_loop_cap: int = MEMBER(20)
-    """adaptive: most G steps per batch; the seed's loop has no bound and can run forever."""
+    g_loop_cap: int | None = MEMBER(20)
+    """adaptive: most G steps per batch, or off (the seed's loop: no cap; the hang detector watches it)."""
+    g_loop_bound: int = MEMBER(1000)
+    """adaptive, uncapped: an inner G loop still running after this many steps is taken to never return (run labelled hung)."""
+    rest_k_countdown: RestKCountdown = MEMBER("untrained_batches")
+    """adaptive: rest_K goes down by one on each batch where G did not train, or on every batch (the seed elides it)."""
+    tmp_loss: TmpLoss = MEMBER("batch")
+    """adaptive: the D loss the rule compares with 1.75: this batch's (real + fake), or the epoch's running mean so far."""
     d_loss_threshold: float = MEMBER(1.75)
     """adaptive: G may train only while D's batch loss is below this (log 4 = 1.386 at equilibrium)."""
     g_loss_threshold: float = MEMBER(0.1)
@@ -203,7 +222,13 @@ class ScheduleConfig:
     def __post_init__(self) -> None:
         _choice("schedule", self.schedule, SCHEDULES)
         _positive("d_steps", self.d_steps)
-        _positive("g_loop_cap", self.g_loop_cap)
+        if self.g_loop_cap is not None:
+            _positive("g_loop_cap", self.g_loop_cap)
+            _at_most("g_loop_cap", self.g_loop_cap, MAX_G_LOOP, "use off for the seed's uncapped loop")
+        _positive("g_loop_bound", self.g_loop_bound)
+        _at_most("g_loop_bound", self.g_loop_bound, MAX_G_LOOP)
+        _choice("rest_k_countdown", self.rest_k_countdown, REST_K_COUNTDOWNS)
+        _choice("tmp_loss", self.tmp_loss, TMP_LOSSES)
         _positive("d_loss_threshold", self.d_loss_threshold)
         _positive("g_loss_threshold", self.g_loss_threshold)
         if not (self.rest_k_scale >= 0 and math.isfinite(self.rest_k_scale)):
@@ -314,6 +339,8 @@ class RunConfig:
             raise ConfigError(f"seed must be an integer from 0 to 2^63 - 1, got {self.seed!r}")
         _choice("dtype", self.dtype, DTYPES)
         _choice("precision", self.precision, PRECISIONS)
+        if self.model.d_output == "raw" and self.pitfalls.clamp == "logits":
+            raise ConfigError("d_output raw needs clamp clamp or none (logits is BCE on a sigmoid's input)")
         if not (self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
 
@@ -323,14 +350,14 @@ class RunConfig:
         for name, section in _SECTIONS.items():
             for f in dataclasses.fields(section):
                 value = getattr(getattr(self, name), f.name)
-                flat[f.name] = OFF if value is None and _FIELD_TYPES[f.name] == (float | None) else _to_flat_value(value)
+                flat[f.name] = OFF if value is None and _FIELD_TYPES[f.name] in _OFF_TYPES else _to_flat_value(value)
         for name in _TOP_LEVEL:
             flat[name] = getattr(self, name)
         return flat
 
     @classmethod
     def from_flat(cls, flat: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
-        """The inverse of `to_flat`, applied over `base` (default: the seed's config)."""
+        """The inverse of `to_flat`, applied over `base` (default: our default reading of the seed)."""
         base = base or cls()
         updates: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
         top: dict[str, Any] = {}

@@ -7,7 +7,8 @@ label is shown for them, never tested.
 
 The kinds: real digits; degraded digits (blur, pixel noise, speckle, erasure) at several
 strengths; a few real images repeated (memorisation); one, two and nine classes; a near-uniform
-set with one class at 4%; scribbles; mixtures of real digits and scribbles; varied blobs and one
+set with one class at 4%; scribbles; mixtures of real digits with scribbles, noise or blobs at several
+shares (a third or more of non-digits is never a success); varied blobs and one
 blob repeated; noise; an untrained G. (A G frozen by a saturated D is a training history, not a
 set of images: the tests train one and check the `stalled` label.)
 """
@@ -159,18 +160,27 @@ def build(images: torch.Tensor, labels: torch.Tensor, untrained_g: Callable[[int
         "every class present; a 4% class is not a missing one", _by_class(images, labels, list(range(k)), shares, n, gen))
     scrib = scribbles(n, gen)
     add("scribbles", "random pen strokes", "poor_quality", "ink, but no digit", scrib)
-    for share in (0.1, 0.25, 0.5, 0.75):
+    def mix(garbage: torch.Tensor, share: float) -> torch.Tensor:
         cut = round(n * share)
-        mixed = torch.cat([scrib[:cut], real[cut:]])[torch.randperm(n, generator=gen)]
-        expected = "poor_quality" if share >= 0.5 else None
-        why = ("at least half the samples are garbage" if share >= 0.5 else
+        return torch.cat([garbage[:cut], real[cut:]])[torch.randperm(n, generator=gen)]
+
+    for share in (0.1, 0.25, 1 / 3, 0.5, 0.75):
+        expected = "poor_quality" if share > 0.3 else None
+        why = ("a third or more of the samples are not digits, whatever the rest" if share > 0.3 else
                "mostly good samples with some garbage: a matter of taste")
-        add(f"mix_scribbles_{int(share * 100)}", f"real digits with {int(share * 100)}% scribbles", expected, why, mixed)
-    add("blobs", "smooth grey blobs, each different", "poor_quality", "varied, but nothing like a digit", blobs(n, gen))
+        add(f"mix_scribbles_{round(share * 100)}", f"real digits with {round(share * 100)}% scribbles", expected, why,
+            mix(scrib, share))
+    varied_blobs = blobs(n, gen)
+    noise = torch.rand(real.shape, generator=gen)
+    for kind, garbage in (("noise", noise), ("blobs", varied_blobs)):
+        for share in (1 / 3, 0.5):
+            add(f"mix_{kind}_{round(share * 100)}", f"real digits with {round(share * 100)}% {kind}", "poor_quality",
+                "a third or more of the samples are not digits, whatever the rest", mix(garbage, share))
+    add("blobs", "smooth grey blobs, each different", "poor_quality", "varied, but nothing like a digit", varied_blobs)
     one_blob = blobs(1, gen).repeat(n, 1) + 0.02 * torch.randn(n, 28 * 28, generator=gen)
     add("one_blob", "one grey blob repeated (faint speckle)", "mode_collapse",
         "one output for every z: a collapsed G that draws no digit", one_blob)
-    add("uniform_noise", "uniform pixel noise", "poor_quality", "noise", torch.rand(real.shape, generator=gen))
+    add("uniform_noise", "uniform pixel noise", "poor_quality", "noise", noise)
     add("gaussian_noise", "Gaussian pixel noise around grey", "poor_quality", "noise",
         0.5 + 0.25 * torch.randn(real.shape, generator=gen))
     if untrained_g is not None:

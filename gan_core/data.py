@@ -222,6 +222,6 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
 
 def to_training_tensor(images: torch.Tensor, *, g_output: str, device: torch.device,
                        dtype: torch.dtype) -> torch.Tensor:
-    """uint8 [N, H, W] -> [N, H*W] floats on `device`, in G's output range."""
+    """uint8 [N, H, W] -> [N, H*W] floats on `device`, in G's output range ([-1, 1] for tanh, else [0, 1])."""
     x = images.to(device=device).reshape(len(images), -1).to(dtype) / 255.0
     return x * 2 - 1 if g_output == "tanh" else x

@@ -34,7 +34,7 @@ import torch
 from .config import RunConfig
 from .evaluator import Evaluator
 from .outcome import Judge
-from .records import EpochEvent, EpochRecord, Quality, RunResult, Thresholds
+from .records import EpochEvent, EpochRecord, Quality, RunResult, Thresholds, Verdict
 
 GRID_SAMPLES = 64
 """Samples in the image grid saved at each evaluation (fixed noise, so grids are comparable)."""
@@ -129,6 +129,11 @@ def evaluate(stepper: Stepper, p: int, evaluator: Evaluator | None) -> tuple[Qua
     return evaluator.quality(stepper.generate(p, stepper.configs[p].budget.eval_samples)), grid
 
 
+def _ends(sealed: Verdict | None, cfg: RunConfig) -> bool:
+    """A sealed run stops when its config says so; a hung one always (its literal loop never returned)."""
+    return sealed is not None and (cfg.budget.stop_early or sealed.label == "hung")
+
+
 def run(stepper: Stepper, evaluator: Evaluator | None, thresholds: Thresholds, engine: str,
         callbacks: Sequence[MemberCallback] = (), checkpoints: Sequence[Path | None] | None = None,
         checkpoint_every: int = 2, log: Callable[[str], None] | None = None) -> list[RunResult]:
@@ -148,8 +153,7 @@ def run(stepper: Stepper, evaluator: Evaluator | None, thresholds: Thresholds, e
     resumed = [len(h) for h in histories]
     quality: list[Quality | None] = [next((r.quality for r in reversed(h) if r.quality), None) for h in histories]
     samples: list[torch.Tensor | None] = [None] * P
-    done = [len(h) >= c.budget.epochs or (judges[p].sealed is not None and c.budget.stop_early)
-            for p, (h, c) in enumerate(zip(histories, cfgs))]
+    done = [len(h) >= c.budget.epochs or _ends(judges[p].sealed, c) for p, (h, c) in enumerate(zip(histories, cfgs))]
     stopped = [False] * P
     t0 = time.perf_counter()
     start = min((len(h) for h, d in zip(histories, done) if not d), default=0)
@@ -163,7 +167,7 @@ def run(stepper: Stepper, evaluator: Evaluator | None, thresholds: Thresholds, e
         for p in (q for q in range(P) if active[q]):
             cfg, rec, judge = cfgs[p], records[p], judges[p]
             last = epoch + 1 == cfg.budget.epochs
-            due = last or (epoch + 1) % cfg.budget.eval_every == 0 or judge.wants_quality(rec)
+            due = last or (epoch + 1) % cfg.budget.eval_every == 0 or rec.hung or judge.wants_quality(rec)
             grid = None
             if not rec.diverged and due:
                 q, grid = evaluate(stepper, p, evaluator)
@@ -172,7 +176,7 @@ def run(stepper: Stepper, evaluator: Evaluator | None, thresholds: Thresholds, e
             histories[p].append(rec)
             sealed = judge.observe(rec)
             stop = any([cb(p, EpochEvent(rec, sealed, grid, cfg.budget.epochs)) for cb in callbacks])
-            if (sealed and cfg.budget.stop_early) or stop or last:
+            if _ends(sealed, cfg) or stop or last:
                 done[p], stopped[p] = True, not last
             elif paths[p] is not None and (epoch + 1) % checkpoint_every == 0:
                 save_checkpoint(stepper, p, paths[p], histories[p], engine)

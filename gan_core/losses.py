@@ -10,6 +10,11 @@ logits      softplus(-a)          softplus(a)               -softplus(a)
 
 `none` is the seed's pitfall 1 (log(0) = -inf); `clamp` is the seed's cure, whose gradient is
 zero wherever the clamp is active; `logits` is the stable form of the same values.
+
+D(x) is the sigmoid of D's last layer (`output="sigmoid"`), or, in the reading where the seed's clamp
+bounds are all meant to act, that layer's raw output (`output="raw"`): then clamp(y, 1e-3, 1) also
+cuts D(x) above 1 on real data and clamp(y, 0, 1 - 1e-3) cuts D(G(z)) below 0 on fakes, with zero
+gradient there (the seed's clamp is torch.clamp: equal values, the same dead zones).
 """
 
 from __future__ import annotations
@@ -18,29 +23,36 @@ import torch
 import torch.nn.functional as F
 
 
-def d_real_loss(logits: torch.Tensor, mode: str, eps: float | torch.Tensor) -> torch.Tensor:
+def d_prob(logits: torch.Tensor, output: str = "sigmoid") -> torch.Tensor:
+    """D's output as the seed's clamp receives it: sigmoid of the last layer, or the raw layer itself."""
+    return torch.sigmoid(logits) if output == "sigmoid" else logits
+
+
+def d_real_loss(logits: torch.Tensor, mode: str, eps: float | torch.Tensor, output: str = "sigmoid") -> torch.Tensor:
     if mode == "logits":
         return F.softplus(-logits).mean(-1)
-    y = torch.sigmoid(logits)
+    y = d_prob(logits, output)
     if mode == "clamp":
-        # A tensor eps holds one bound per population member.
-        y = torch.clamp(y, eps, 1.0) if isinstance(eps, float) else torch.clamp(y, min=eps[..., None])
+        # A tensor eps holds one bound per population member. Under a sigmoid y <= 1, so the upper
+        # bound never changes a value or a gradient; on a raw output it does.
+        y = torch.clamp(y, eps, 1.0) if isinstance(eps, float) else torch.clamp(y, min=eps[..., None]).clamp(max=1.0)
     return -torch.log(y).mean(-1)
 
 
-def _fake_term(logits: torch.Tensor, mode: str, eps: float | torch.Tensor) -> torch.Tensor:
+def _fake_term(logits: torch.Tensor, mode: str, eps: float | torch.Tensor, output: str = "sigmoid") -> torch.Tensor:
     """Per-sample log(1 - D(G(z))) under the clamp mode."""
     if mode == "logits":
         return -F.softplus(logits)
-    y = torch.sigmoid(logits)
+    y = d_prob(logits, output)
     if mode == "clamp":
-        # y >= 0 always, so the seed's lower bound 0 never changes a value or a gradient.
-        y = torch.clamp(y, 0.0, 1.0 - eps) if isinstance(eps, float) else torch.clamp(y, max=(1.0 - eps)[..., None])
+        # Under a sigmoid y >= 0, so the seed's lower bound 0 never acts; on a raw output it does.
+        y = (torch.clamp(y, 0.0, 1.0 - eps) if isinstance(eps, float) else
+             torch.clamp(y, max=(1.0 - eps)[..., None]).clamp(min=0.0))
     return torch.log(1 - y)
 
 
-def d_fake_loss(logits: torch.Tensor, mode: str, eps: float | torch.Tensor) -> torch.Tensor:
-    return -_fake_term(logits, mode, eps).mean(-1)
+def d_fake_loss(logits: torch.Tensor, mode: str, eps: float | torch.Tensor, output: str = "sigmoid") -> torch.Tensor:
+    return -_fake_term(logits, mode, eps, output).mean(-1)
 
 
 def smoothed_real_loss(real: torch.Tensor, fake: torch.Tensor, smoothing: float | torch.Tensor) -> torch.Tensor:
@@ -49,18 +61,25 @@ def smoothed_real_loss(real: torch.Tensor, fake: torch.Tensor, smoothing: float 
     return (1 - smoothing) * real + smoothing * fake
 
 
-def g_saturating(logits: torch.Tensor, mode: str, eps: float | torch.Tensor) -> torch.Tensor:
+def g_saturating(logits: torch.Tensor, mode: str, eps: float | torch.Tensor, output: str = "sigmoid") -> torch.Tensor:
     """mean log(1 - D(G(z))): the seed's G loss, and the quantity its adaptive rule reads."""
-    return _fake_term(logits, mode, eps).mean(-1)
+    return _fake_term(logits, mode, eps, output).mean(-1)
 
 
-def g_non_saturating(logits: torch.Tensor, mode: str, eps: float | torch.Tensor) -> torch.Tensor:
+def g_non_saturating(logits: torch.Tensor, mode: str, eps: float | torch.Tensor,
+                     output: str = "sigmoid") -> torch.Tensor:
     """mean -log D(G(z)): the usual fix for a vanishing G gradient when D(G(z)) ~ 0."""
-    return d_real_loss(logits, mode, eps)
+    return d_real_loss(logits, mode, eps, output)
 
 
-def clamp_hits(logits: torch.Tensor, eps: float | torch.Tensor, real: bool) -> torch.Tensor:
-    """Per-row count of outputs in the clamp's dead zone (where it fires, or would fire)."""
-    y = torch.sigmoid(logits)
+def clamp_hits(logits: torch.Tensor, eps: float | torch.Tensor, real: bool, output: str = "sigmoid") -> torch.Tensor:
+    """Per-row count of outputs in the clamp's dead zone (where it fires, or would fire): below eps or
+    above 1 on real data, above 1 - eps or below 0 on fakes (the outer bounds act on raw outputs only)."""
+    y = d_prob(logits, output)
     e = eps if isinstance(eps, float) else eps[..., None]
-    return ((y < e) if real else (y > 1 - e)).sum(-1)
+    return (((y < e) | (y > 1)) if real else ((y > 1 - e) | (y < 0))).sum(-1)
+
+
+def reported_prob(logits: torch.Tensor, output: str = "sigmoid") -> torch.Tensor:
+    """D(x) as the probes report it: the output read as a probability, in [0, 1]."""
+    return d_prob(logits, output).clamp(0.0, 1.0)

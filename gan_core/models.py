@@ -29,8 +29,19 @@ def init_linear_(layer: nn.Linear, gen: torch.Generator) -> None:
     nn.init.uniform_(layer.bias, -bound, bound, generator=gen)
 
 
+G_OUTPUT = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "none": lambda t: t}
+"""G's output activation per g_output."""
+
+
+def to_pixels(out: torch.Tensor, g_output: str) -> torch.Tensor:
+    """G's output as an image in [0, 1]: tanh's [-1, 1] rescaled, an unbounded output clipped."""
+    if g_output == "tanh":
+        return (out + 1) / 2
+    return out.clamp(0, 1) if g_output == "none" else out
+
+
 class Generator(nn.Module):
-    """z -> image: Linear, ReLU, Linear, ReLU, Linear, then sigmoid or tanh."""
+    """z -> image: Linear, ReLU, Linear, ReLU, Linear, then sigmoid, tanh or nothing (g_output)."""
 
     def __init__(self, cfg: ModelConfig, image_dim: int) -> None:
         super().__init__()
@@ -40,7 +51,7 @@ class Generator(nn.Module):
             nn.Linear(h1, h2), nn.ReLU(),
             nn.Linear(h2, image_dim),
         )
-        self.output = torch.sigmoid if cfg.g_output == "sigmoid" else torch.tanh
+        self.output = G_OUTPUT[cfg.g_output]
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.output(self.net(z))

@@ -4,12 +4,15 @@ diverged       a non-finite loss, gradient norm or weight (sealed at once).
 d_overpowered  D's loss ~0 and D(G(z)) ~0 for a sustained window: the seed's pitfall 3 (sealed).
 stalled        training died though nothing is NaN: G's gradient exactly zero and D's too, or D
                saturated at 1 on real and fake data (the clamp's dead zone), for a window (sealed).
+hung           the seed's uncapped inner G loop did not return: it reached its stated bound, or G's
+               gradient stayed exactly zero inside it (sealed; the literal program never gets further).
 mode_collapse  low diversity, whatever the fidelity: few distinct modes, samples that barely
                differ, digit-like samples that miss classes, or samples close to the data that
                cover little of it (low recall).
 poor_quality   diverse, but not digit-like (too few legible samples, low precision) or far from
                the data (FLD above the success threshold).
-success        diverse, digit-like, and FLD at or below the success threshold.
+success        diverse, digit-like, at most about a quarter of the samples illegible, and FLD at or below
+               the success threshold.
 
 Diversity and fidelity are separate axes (see `gan_core.evaluator`). The class histogram counts
 as diversity only for digit-like samples (the classes a classifier assigns to smudges say nothing
@@ -31,10 +34,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .records import EpochRecord, Quality, Thresholds, Verdict
+from .schedule import HUNG_BOUND, HUNG_ZERO, ZERO_GRADIENT_STEPS
 
-LABELS = ("diverged", "d_overpowered", "stalled", "mode_collapse", "poor_quality", "success")
+LABELS = ("diverged", "d_overpowered", "stalled", "hung", "mode_collapse", "poor_quality", "success")
 FAILURES = LABELS[:-1]
-SEALED_LABELS = ("diverged", "d_overpowered", "stalled")
+SEALED_LABELS = ("diverged", "d_overpowered", "stalled", "hung")
 """Labels decided during training: nothing later can change them, so the run may stop."""
 
 
@@ -80,6 +84,10 @@ def label_quality(q: Quality, th: Thresholds, previous: str | None = None) -> tu
         return "mode_collapse", f"low diversity: {low}; {look} (FLD {q.fld:.1f})"
     if unlike:
         return "poor_quality", f"diverse but not digit-like: {unlike} (FLD {q.fld:.1f})"
+    if not _clears(q.legible, th.success_legible, th.fidelity_band, held_fid):
+        return "poor_quality", (f"digit-like on the whole but too many samples are not digits: only {q.legible:.0%} "
+                                f"legible (< {th.success_legible:.0%}: a third of non-digits is no success; "
+                                f"FLD {q.fld:.1f})")
     limit = th.success_fld * (1 + th.fld_band) if held_fid else th.success_fld
     if not q.fld <= limit:
         return "poor_quality", (f"diverse and digit-like but far from the data: FLD {q.fld:.1f} > {limit:.1f} "
@@ -135,6 +143,8 @@ class Judge:
             return Verdict("diverged", rec.epoch, f"non-finite {what} at epoch {rec.epoch} "
                            f"(loss_d {rec.loss_d}, grad_d_max {rec.grad_d_max})", True,
                            {"nonfinite": rec.nonfinite, "weights_finite": rec.weights_finite})
+        if rec.hung:
+            return self._hung(rec)
         tail = self._tail(th.overpowered_window)
         if tail and all(r.loss_d < th.overpowered_loss_d and r.d_fake < th.overpowered_d_fake for r in tail):
             return Verdict("d_overpowered", tail[0].epoch,
@@ -156,6 +166,17 @@ class Judge:
                            True, {"mechanism": mechanisms[-1], "frozen_as": frozen, "clamp_rate": rec.clamp_rate,
                                   "d_real": rec.d_real, "d_fake": rec.d_fake})
         return None
+
+    def _hung(self, rec: EpochRecord) -> Verdict:
+        why = (f"it reached its bound of {rec.g_phase_max} G steps on one batch with |log(1 - D(G(z)))| still "
+               f"below the loop's threshold" if rec.g_hung_bound else
+               f"G's gradient stayed exactly zero inside it for {ZERO_GRADIENT_STEPS} steps in a row "
+               f"({rec.g_phase_max} steps on that batch), so G could no longer change what D sees")
+        return Verdict("hung", rec.epoch,
+                       f"the uncapped inner G loop would never return at epoch {rec.epoch}: {why} "
+                       f"(D(x) {rec.d_real:.3f}, D(G(z)) {rec.d_fake:.3f}, clamp zone {rec.clamp_rate:.0%})", True,
+                       {"mechanism": HUNG_BOUND if rec.g_hung_bound else HUNG_ZERO, "g_phase_max": rec.g_phase_max,
+                        "d_real": rec.d_real, "d_fake": rec.d_fake})
 
     def _last_quality(self) -> Quality | None:
         return next((r.quality for r in reversed(self.history) if r.quality is not None), None)

@@ -32,6 +32,7 @@ Correctness rules, each tested against the reference trainer (the oracle) in flo
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -43,7 +44,8 @@ from . import cures, loop, losses, precision, rng
 from .config import POPULATION_CLASS, POPULATION_SHARED, RunConfig
 from .data import Dataset, to_training_tensor
 from .evaluator import Evaluator
-from .models import SN_EPS, build_models
+from .models import G_OUTPUT, SN_EPS, build_models, to_pixels
+from .schedule import ZERO_GRADIENT_STEPS
 from .records import EpochRecord, RunResult, Thresholds
 from .stacked import (OptimState, StackedMLP, clip_, copy_checked, from_module_layout, masked_adam, masked_sgd,
                       member_norms, stack_linear, to_module_layout)
@@ -175,9 +177,25 @@ class PopulationTrainer:
         self.any_eval_only = bool(self.eval_only.any())
         self.grad_g = [torch.zeros_like(p) for p in self.G.params] if self.buffered else None
         self.grad_d = [torch.zeros_like(p) for p in self.D.params] if self.buffered else None
+        # What D's clamp receives (a shared reading: sigmoid of D's last layer, or the layer raw).
+        out = c0.model.d_output
+        self.d_out = out
+        self.f_real, self.f_fake = (functools.partial(losses.d_real_loss, output=out),
+                                    functools.partial(losses.d_fake_loss, output=out))
+        self.f_sat, self.f_ns = (functools.partial(losses.g_saturating, output=out),
+                                 functools.partial(losses.g_non_saturating, output=out))
         self.adaptive = col(lambda c: c.schedule.schedule == "adaptive", torch.bool)
         self.d_steps = col(lambda c: c.schedule.d_steps, torch.int64)
-        self.cap = col(lambda c: c.schedule.g_loop_cap if c.schedule.schedule == "adaptive" else 1, torch.int64)
+        # An uncapped loop (the seed's) runs until |l| >= 0.1 or the hang detector stops it.
+        self.uncapped = col(lambda c: c.schedule.schedule == "adaptive" and c.schedule.g_loop_cap is None, torch.bool)
+        self.cap = col(lambda c: (1 if c.schedule.schedule != "adaptive" else
+                                  2**62 if c.schedule.g_loop_cap is None else c.schedule.g_loop_cap), torch.int64)
+        self.bound = col(lambda c: c.schedule.g_loop_bound, torch.int64)
+        self.every_batch = col(lambda c: c.schedule.rest_k_countdown == "every_batch", torch.bool)
+        self.epoch_mean = col(lambda c: c.schedule.tmp_loss == "epoch_mean", torch.bool)
+        self.hung = torch.zeros(self.P, device=dev, dtype=torch.bool)  # its inner loop never returned this epoch
+        self.d_loss_sum = torch.zeros(self.P, device=dev, dtype=dt)  # the epoch's running D loss (tmp_loss reading)
+        self.d_loss_n = torch.zeros(self.P, device=dev, dtype=torch.int64)
         self.d_thr = col(lambda c: c.schedule.d_loss_threshold)
         self.g_thr = col(lambda c: c.schedule.g_loss_threshold)
         self.k_scale = col(lambda c: c.schedule.rest_k_scale)
@@ -195,7 +213,7 @@ class PopulationTrainer:
         h = torch.relu(G.layer(0, z))
         h = torch.relu(G.layer(1, h))
         out = G.layer(2, h)
-        return torch.sigmoid(out) if self.configs[0].model.g_output == "sigmoid" else torch.tanh(out)
+        return G_OUTPUT[self.configs[0].model.g_output](out)
 
     def disc(self, x: torch.Tensor, D: StackedMLP | None = None, rows: torch.Tensor | None = None,
              update: bool = False) -> torch.Tensor:
@@ -285,11 +303,11 @@ class PopulationTrainer:
     def _real_loss(self, logits: torch.Tensor) -> torch.Tensor:
         """D's loss on real data, smoothed on the rows of the members that smooth (only there is the
         fake-side term computed: its gradient may be infinite where D(x) = 1)."""
-        loss = _loss_by_group(logits, self.clamp, self.clamp_eps, losses.d_real_loss)
+        loss = _loss_by_group(logits, self.clamp, self.clamp_eps, self.f_real)
         if not self.any_smoothing:
             return loss
         rows = (self.smoothing > 0).nonzero().flatten()
-        fake = _loss_by_group(logits[rows], self.clamp, self.clamp_eps, losses.d_fake_loss, rows)
+        fake = _loss_by_group(logits[rows], self.clamp, self.clamp_eps, self.f_fake, rows)
         return loss.index_put((rows,), losses.smoothed_real_loss(loss[rows], fake, self.smoothing[rows]))
 
     def _d_update(self, input_fn, real: bool, mask: torch.Tensor, acc: dict) -> torch.Tensor:
@@ -299,7 +317,7 @@ class PopulationTrainer:
         if r1:
             x = x.detach().requires_grad_(True)
         logits = self.disc(x, update=True)
-        loss = self._real_loss(logits) if real else _loss_by_group(logits, self.clamp, self.clamp_eps, losses.d_fake_loss)
+        loss = self._real_loss(logits) if real else _loss_by_group(logits, self.clamp, self.clamp_eps, self.f_fake)
         total = loss
         if r1:
             grad_x, = torch.autograd.grad(logits.sum(), x, create_graph=True)
@@ -315,9 +333,9 @@ class PopulationTrainer:
         self._optimise(self.D.params, grads, self.opt_d, mask & self.alive, self.lr_d)
         self._after_step("D", grads, mask)
         y = logits.detach()
-        acc["d_real" if real else "d_fake"].append(torch.sigmoid(y).mean(1))
+        acc["d_real" if real else "d_fake"].append(losses.reported_prob(y, self.d_out).mean(1))
         acc["grad_d"].append(norms)
-        acc["clamp_hits"].append(losses.clamp_hits(y, self.clamp_eps, real=real).to(self.dtype))
+        acc["clamp_hits"].append(losses.clamp_hits(y, self.clamp_eps, real=real, output=self.d_out).to(self.dtype))
         acc["bad"].append((~ok & mask).to(self.dtype))
         return loss.detach()
 
@@ -325,7 +343,7 @@ class PopulationTrainer:
         """(the loss each row's G minimises, the saturating log(1 - D(G(z))) the schedule reads). Each
         row's loss is computed by its own formula only: a formula's gradient where it is infinite
         would turn into NaN on rows that do not use it."""
-        sat_fn, ns_fn = losses.g_saturating, losses.g_non_saturating
+        sat_fn, ns_fn = self.f_sat, self.f_ns
         if "non_saturating" not in self.g_loss.index:
             loss = _loss_by_group(logits, self.clamp, self.clamp_eps, sat_fn, members)
             return loss, loss.detach()
@@ -341,10 +359,11 @@ class PopulationTrainer:
         return loss, sat
 
     def _g_step(self, step: int, draw: int, mask: torch.Tensor, acc: dict,
-                rows: torch.Tensor | None = None) -> torch.Tensor:
+                rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One G update for the members in `mask`. With `rows` (the unbuffered path only), on gathered
         copies of just those members' weights and slots, scattered back after: the inner loop's
-        stragglers do not pay for the idle members. Returns the saturating loss of the rows."""
+        stragglers do not pay for the idle members. Returns the saturating loss of the rows and their
+        pre-clip G gradient norms (the hang detector's)."""
         def sel(t):
             return t if rows is None else t[rows]
 
@@ -401,16 +420,16 @@ class PopulationTrainer:
         acc["grad_g_max"].append(torch.where(full_mask, nf, torch.zeros_like(nf)))
         # -log D(G(z)) is clamped from below like D's real term, log(1 - D(G(z))) from above
         eps = sel(self.clamp_eps)
-        hits = torch.where(sel(self.non_saturating), losses.clamp_hits(y, eps, real=True),
-                           losses.clamp_hits(y, eps, real=False))
+        hits = torch.where(sel(self.non_saturating), losses.clamp_hits(y, eps, real=True, output=self.d_out),
+                           losses.clamp_hits(y, eps, real=False, output=self.d_out))
         acc["clamp_hits_g"].append(spread(hits.to(self.dtype)) * m)
         acc["bad"].append((~spread(ok) & full_mask).to(self.dtype) if rows is not None else
                           (~ok & mask).to(self.dtype))
-        return sat
+        return sat, norms
 
     def batch(self, x: torch.Tensor, step: int, acc: dict) -> None:
         """One batch: D on real, D on fake, then each member's G phase (masks for the schedule)."""
-        upd = self.training
+        upd = self.training & ~self.hung
         z0 = self.noise(step, 0)
         if self.buffered and self.any_eval_only:  # G's gradient from D's fake step is kept for some members
             fake_input = lambda: self.d_input(self.gen(z0), step, 1)  # noqa: E731
@@ -422,13 +441,22 @@ class PopulationTrainer:
         loss_fake = self._d_update(fake_input, False, upd, acc)
         tmp = loss_real + loss_fake
         acc["loss_d"].append(tmp)
+        # The schedule's readings, per member (gan_core.schedule.AdaptiveRule is the reference).
+        self.d_loss_sum = torch.where(upd, self.d_loss_sum + tmp, self.d_loss_sum)
+        self.d_loss_n += upd.long()
+        read = torch.where(self.epoch_mean, self.d_loss_sum / self.d_loss_n.clamp(min=1), tmp)
+        counting = self.adaptive & upd
+        self.rest_k = torch.where(counting & self.every_batch, (self.rest_k - 1).clamp(min=0), self.rest_k)
 
         self.batch_count += upd.long()
         due = self.batch_count % self.d_steps == 0
-        allowed = torch.where(self.adaptive, (self.rest_k <= 0) & (tmp < self.d_thr), due) & upd
+        allowed = torch.where(self.adaptive, (self.rest_k <= 0) & (read < self.d_thr), due) & upd
         active = allowed.clone()
         l = torch.zeros(self.P, device=self.device, dtype=self.dtype)
         steps = torch.zeros(self.P, device=self.device, dtype=torch.int64)
+        zero_run = torch.zeros(self.P, device=self.device, dtype=torch.int64)
+        hung_bound = torch.zeros(self.P, device=self.device, dtype=torch.bool)
+        hung_zero = torch.zeros(self.P, device=self.device, dtype=torch.bool)
         draw = 0
         while True:
             n_active = int(active.sum())  # the one host read per inner iteration
@@ -437,20 +465,33 @@ class PopulationTrainer:
             draw += 1
             if not self.buffered and n_active < COMPACT_BELOW * self.P:
                 rows = active.nonzero().flatten()
-                l = l.index_put((rows,), self._g_step(step, draw, active, acc, rows))
+                sat, gn = self._g_step(step, draw, active, acc, rows)
+                l = l.index_put((rows,), sat)
+                norm = torch.zeros(self.P, device=self.device, dtype=gn.dtype).index_put((rows,), gn)
             else:
-                l = torch.where(active, self._g_step(step, draw, active, acc), l)
+                sat, norm = self._g_step(step, draw, active, acc)
+                l = torch.where(active, sat, l)
             steps += active.long()
-            active = active & self.adaptive & (l.abs() < self.g_thr) & (steps < self.cap)
+            zero_run = torch.where(active, torch.where(norm == 0, zero_run + 1, 0), zero_run)
+            going = active & self.adaptive & (l.abs() < self.g_thr) & (steps < self.cap)
+            at_bound = going & self.uncapped & (steps >= self.bound)
+            stuck = going & self.uncapped & ~at_bound & (zero_run >= ZERO_GRADIENT_STEPS)
+            hung_bound |= at_bound
+            hung_zero |= stuck
+            active = going & ~at_bound & ~stuck
         trained = steps > 0
-        capped = trained & self.adaptive & (l.abs() < self.g_thr)
+        capped = trained & self.adaptive & ~self.uncapped & (l.abs() < self.g_thr)
         new_k = torch.where(torch.isfinite(l), torch.floor(1 + l.abs().double() * self.k_scale.double()),
                             torch.full_like(self.rest_k, 2.0 ** 62))
-        decayed = (self.rest_k - 1).clamp(min=0)
-        self.rest_k = torch.where(self.adaptive & upd, torch.where(trained, new_k, decayed), self.rest_k)
+        kept = torch.where(self.every_batch, self.rest_k, (self.rest_k - 1).clamp(min=0))
+        self.rest_k = torch.where(counting, torch.where(trained, new_k, kept), self.rest_k)
+        self.hung |= hung_bound | hung_zero  # the literal loop never returned: the member trains no more
         acc["g_steps"].append(steps.to(self.dtype))
         acc["g_batches"].append(trained.to(self.dtype))
         acc["g_capped"].append(capped.to(self.dtype))
+        acc["g_hung_bound"].append(hung_bound.to(self.dtype))
+        acc["g_hung_zero"].append(hung_zero.to(self.dtype))
+        acc["g_phase"].append(steps.to(self.dtype))
         acc["updated"].append(upd.to(self.dtype))
 
     # -- epochs -------------------------------------------------------------------------------------
@@ -459,6 +500,7 @@ class PopulationTrainer:
         """Per-step [P] signals that `batch` appends to and `summarise` reads once."""
         return {k: [] for k in ("loss_d", "loss_g", "loss_g_bad", "d_real", "d_fake", "grad_d", "grad_g", "grad_g_max",
                                 "clamp_hits", "clamp_hits_g", "bad", "g_steps", "g_batches", "g_capped", "updated",
+                                "g_hung_bound", "g_hung_zero", "g_phase",
                                 "leak_d", "leak_g", "frozen_grad_g", "frozen_grad_d", "r1")}
 
     def train_epoch(self, epoch: int, global_step: int, active: list[bool]) -> list[EpochRecord | None]:
@@ -467,6 +509,8 @@ class PopulationTrainer:
             self.noise_std = torch.tensor([cures.instance_noise_std(c.cures.instance_noise, epoch, c.budget.epochs)
                                            for c in self.configs], device=self.device, dtype=self.dtype)
         acc = self.new_accumulator()
+        self.hung = torch.zeros_like(self.hung)
+        self.d_loss_sum, self.d_loss_n = torch.zeros_like(self.d_loss_sum), torch.zeros_like(self.d_loss_n)
         perm = rng.permutation(self.seeds, (rng.STREAM_DATA, epoch), len(self.data))
         t0 = time.perf_counter()
         with precision.matmuls(self.configs[0].precision, self.device):
@@ -530,12 +574,14 @@ class PopulationTrainer:
             "leak_g": per_g_step("leak_g") if acc["leak_g"] else zeros,
             "r1_penalty": mean(stack("r1"), upd, n) if acc["r1"] else zeros,
             "g_steps": g_steps, "g_batches": stack("g_batches").sum(0), "g_capped": stack("g_capped").sum(0),
+            "g_hung_bound": stack("g_hung_bound").sum(0), "g_hung_zero": stack("g_hung_zero").sum(0),
+            "g_phase_max": stack("g_phase").max(0).values,
             "nonfinite": bad, "updated": n,
         }
         names = list(out)
         values = torch.stack([out[k] for k in names]).cpu().tolist()
         res = dict(zip(names, values))
-        for k in ("g_steps", "g_batches", "g_capped", "nonfinite"):
+        for k in ("g_steps", "g_batches", "g_capped", "g_hung_bound", "g_hung_zero", "g_phase_max", "nonfinite"):
             res[k] = [int(v) for v in res[k]]
         return res
 
@@ -575,7 +621,7 @@ class PopulationTrainer:
         params = self.ema_g if self.any_ema and bool(self.ema_on[p]) else self.G.params  # the average is scored
         G = StackedMLP([w[p:p + 1] for w in params[0::2]], [b[p:p + 1] for b in params[1::2]])
         out = G.layer(2, torch.relu(G.layer(1, torch.relu(G.layer(0, z)))))[0]
-        out = torch.sigmoid(out) if self.configs[0].model.g_output == "sigmoid" else (torch.tanh(out) + 1) / 2
+        out = to_pixels(G_OUTPUT[self.configs[0].model.g_output](out), self.configs[0].model.g_output)
         return out.float().cpu()
 
     # -- a member's state, in the checkpoint layout shared with the reference trainer ---------------
@@ -668,7 +714,7 @@ class PopulationTrainer:
         for grads in (self.grad_g, self.grad_d):
             for g in grads or []:
                 g[p] = 0.0
-        self.rest_k[p], self.batch_count[p], self.alive[p] = 0.0, 0, True
+        self.rest_k[p], self.batch_count[p], self.alive[p], self.hung[p] = 0.0, 0, True, False
 
     # -- the whole run --------------------------------------------------------------------------------
     def run(self, checkpoints: Sequence | None = None, checkpoint_every: int = 2) -> list[RunResult]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .schedule import HUNG_BOUND, HUNG_ZERO, GPhase
 
 
 class Probes:
@@ -24,7 +25,17 @@ class Probes:
     def __init__(self) -> None:
         self.values: dict[str, list[torch.Tensor]] = defaultdict(list)
         self.g_steps = self.g_batches = self.g_capped = self.batches = 0
+        self.g_hung_bound = self.g_hung_zero = self.g_phase_max = 0
         self.clamp_total = 0  # D outputs seen; known on the host, so not kept on the device
+
+    def phase(self, phase: GPhase) -> None:
+        """Count one batch's G phase: its steps, and whether it stopped at the cap or was judged hung."""
+        self.g_steps += phase.steps
+        self.g_batches += phase.steps > 0
+        self.g_capped += phase.capped
+        self.g_hung_bound += phase.hung == HUNG_BOUND
+        self.g_hung_zero += phase.hung == HUNG_ZERO
+        self.g_phase_max = max(self.g_phase_max, phase.steps)
 
     def add(self, **values: torch.Tensor) -> None:
         for k, v in values.items():

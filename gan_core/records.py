@@ -124,6 +124,12 @@ class EpochRecord:
     """Std of the instance noise on D's inputs this epoch (0 when off)."""
     ema_distance: float = 0.0
     """|G - average of G| / |G| over G's weights at the epoch's end (0 without an average)."""
+    g_hung_bound: int = 0
+    """Batches on which the uncapped inner G loop reached g_loop_bound steps (the run is then hung)."""
+    g_hung_zero: int = 0
+    """Batches on which G's gradient stayed exactly zero inside the uncapped inner loop (hung)."""
+    g_phase_max: int = 0
+    """Most G steps taken on one batch this epoch (the inner loop's longest run)."""
     quality: Quality | None = None
     """Sample quality, on evaluation epochs."""
 
@@ -138,6 +144,11 @@ class EpochRecord:
     @property
     def diverged(self) -> bool:
         return self.nonfinite > 0 or not self.weights_finite
+
+    @property
+    def hung(self) -> bool:
+        """The uncapped inner G loop was judged never to return on some batch of this epoch."""
+        return self.g_hung_bound > 0 or self.g_hung_zero > 0
 
 
 @dataclass(frozen=True)
@@ -159,6 +170,9 @@ class Thresholds:
     """Digit-like needs at least half the samples legible (real 0.94, a good GAN ~0.7; scribbles 0.16) ..."""
     precision_min: float = 0.6
     """... and at least this precision (real 0.91; blurred sigma 3: 0.36)."""
+    success_legible: float = 0.72
+    """success also needs this share legible: a grid where a third of the samples are not digits is no success,
+    whatever the rest (real digits 0.94; a third of scribbles among them 0.69, of noise 0.63; a quarter 0.75) ..."""
     fidelity_band: float = 0.05
     """A success holds until legibility or precision misses its minimum by more than this."""
     distinct_min: float = 0.8

@@ -28,7 +28,7 @@ from . import cures, loop, losses, precision, rng
 from .config import ConfigError, RunConfig
 from .data import Dataset, load_dataset, to_training_tensor
 from .evaluator import Evaluator
-from .models import Discriminator, Generator, build_models
+from .models import Discriminator, Generator, build_models, to_pixels
 from .probes import Probes
 from .records import Callback, EpochRecord, RunResult, Thresholds
 from .schedule import GPhase, make_rule
@@ -74,6 +74,13 @@ class SeedStep:
         self.noise_std = 0.0  # instance noise this epoch (set by the trainer)
         self.G_ema = copy.deepcopy(G).requires_grad_(False) if cfg.cures.g_ema > 0 else None
         self.ema_updates = 0
+        self.out = cfg.model.d_output  # what the clamp receives: sigmoid(D's last layer), or the layer raw
+        self.last_g_norm = self.zero  # G's pre-clip gradient norm at the last G step (the hang detector's)
+        self.start_epoch()
+
+    def start_epoch(self) -> None:
+        """The epoch's running D-loss sum, for the `tmp_loss = epoch_mean` reading."""
+        self.d_loss_sum, self.d_loss_n = self.zero, 0
 
     # -- helpers --------------------------------------------------------------------------
     def _zero_both(self) -> None:
@@ -125,9 +132,10 @@ class SeedStep:
         if c.r1_gamma > 0:
             x = x.detach().requires_grad_(True)
         logits = self._logits(self.D(x))
-        loss = losses.d_real_loss(logits, p.clamp, p.clamp_eps)
+        loss = losses.d_real_loss(logits, p.clamp, p.clamp_eps, self.out)
         if c.label_smoothing > 0:
-            loss = losses.smoothed_real_loss(loss, losses.d_fake_loss(logits, p.clamp, p.clamp_eps), c.label_smoothing)
+            loss = losses.smoothed_real_loss(loss, losses.d_fake_loss(logits, p.clamp, p.clamp_eps, self.out),
+                                             c.label_smoothing)
         total = loss
         if c.r1_gamma > 0:
             grad_x, = torch.autograd.grad(logits.sum(), x, create_graph=True)
@@ -138,8 +146,8 @@ class SeedStep:
         norm = self._clip(self.D, p.clip_d)
         self.opt_d.step()
         self._after_step(self.opt_d)
-        probes.add(d_real=torch.sigmoid(logits.detach()).mean(), grad_d=norm, leak_d=leak,
-                   clamp_hits=losses.clamp_hits(logits.detach(), p.clamp_eps, real=True))
+        probes.add(d_real=losses.reported_prob(logits.detach(), self.out).mean(), grad_d=norm, leak_d=leak,
+                   clamp_hits=losses.clamp_hits(logits.detach(), p.clamp_eps, real=True, output=self.out))
         probes.clamp_total += len(x)
         return loss.detach()
 
@@ -151,15 +159,15 @@ class SeedStep:
             self.G.requires_grad_(False)
         leak = self._norm_or_zero(self.D)
         logits = self._logits(self.D(self._d_input(self.G(z), inst, 1)))
-        loss = losses.d_fake_loss(logits, p.clamp, p.clamp_eps)
+        loss = losses.d_fake_loss(logits, p.clamp, p.clamp_eps, self.out)
         loss.backward()
         frozen = self._norm_or_zero(self.G)  # only eval(): G got gradients it will never use
         norm = self._clip(self.D, p.clip_d)
         self.opt_d.step()
         self._after_step(self.opt_d)
-        probes.add(d_fake=torch.sigmoid(logits.detach()).mean(), grad_d=norm, leak_d=leak,
+        probes.add(d_fake=losses.reported_prob(logits.detach(), self.out).mean(), grad_d=norm, leak_d=leak,
                    frozen_grad_g=frozen,
-                   clamp_hits=losses.clamp_hits(logits.detach(), p.clamp_eps, real=False))
+                   clamp_hits=losses.clamp_hits(logits.detach(), p.clamp_eps, real=False, output=self.out))
         probes.clamp_total += len(z)
         return loss.detach()
 
@@ -177,18 +185,19 @@ class SeedStep:
             self.D.requires_grad_(False)
         leak = self._norm_or_zero(self.G)
         logits = self._logits(self.D(self._d_input(self.G(z), inst, 1 + draw)))
-        sat = losses.g_saturating(logits, p.clamp, p.clamp_eps)
-        loss = sat if p.g_loss == "saturating" else losses.g_non_saturating(logits, p.clamp, p.clamp_eps)
+        sat = losses.g_saturating(logits, p.clamp, p.clamp_eps, self.out)
+        loss = sat if p.g_loss == "saturating" else losses.g_non_saturating(logits, p.clamp, p.clamp_eps, self.out)
         loss.backward()
         frozen = self._norm_or_zero(self.D)
         norm = self._clip(self.G, p.clip_g)
+        self.last_g_norm = norm
         self.opt_g.step()
         self._after_step(self.opt_g)
         if self.G_ema is not None:
             self._update_ema()
         hit_real = p.g_loss == "non_saturating"  # -log D(G(z)) is clamped from below, like D's real term
         probes.add(loss_g=loss.detach(), grad_g=norm, leak_g=leak, frozen_grad_d=frozen,
-                   clamp_hits=losses.clamp_hits(logits.detach(), p.clamp_eps, real=hit_real))
+                   clamp_hits=losses.clamp_hits(logits.detach(), p.clamp_eps, real=hit_real, output=self.out))
         probes.clamp_total += len(z)
         return sat.detach()
 
@@ -200,17 +209,19 @@ class SeedStep:
         loss_fake = self.d_fake(noise(0), probes, inst)
         tmp_loss = loss_real + loss_fake
         probes.add(loss_d=tmp_loss)
+        self.d_loss_sum, self.d_loss_n = self.d_loss_sum + tmp_loss, self.d_loss_n + 1
+        read = tmp_loss if self.cfg.schedule.tmp_loss == "batch" else self.d_loss_sum / self.d_loss_n
         draws = iter(range(1, 1 << 30))
+        watch = self.cfg.schedule.g_loop_cap is None  # the hang detector reads G's gradient norm
 
-        def g_step() -> torch.Tensor:
+        def g_step() -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
             draw = next(draws)
-            return self.g_step(noise(draw), probes, inst, draw)
+            sat = self.g_step(noise(draw), probes, inst, draw)
+            return (sat, self.last_g_norm) if watch else sat
 
-        phase = self.rule.run(lambda: float(tmp_loss), g_step)
+        phase = self.rule.run(lambda: float(read), g_step)
         probes.batches += 1
-        probes.g_steps += phase.steps
-        probes.g_batches += phase.steps > 0
-        probes.g_capped += phase.capped
+        probes.phase(phase)
         return phase
 
 
@@ -316,20 +327,24 @@ class Trainer:
         probes = Probes()
         perm = rng.permutation(self.seed, (rng.STREAM_DATA, epoch), len(self.data))[0]
         self.step.noise_std = cures.instance_noise_std(cfg.cures.instance_noise, epoch, cfg.budget.epochs)
+        self.step.start_epoch()
         t0 = time.perf_counter()
         with precision.matmuls(cfg.precision, self.device):
             for b in range(self.steps_per_epoch):
                 x = self.data[perm[b * B:(b + 1) * B]]
                 step = global_step + b
-                self.step.batch(x, lambda draw, step=step: self.noise(step, draw), probes,
-                                lambda slot, step=step: self.instance_noise(step, slot))
+                phase = self.step.batch(x, lambda draw, step=step: self.noise(step, draw), probes,
+                                        lambda slot, step=step: self.instance_noise(step, slot))
+                if phase.hung:  # the literal loop never returns: nothing after it runs
+                    break
         s = probes.summary()  # the epoch's one device read (it also waits for the device)
         finite = bool(weights_finite(self.G, self.D))
         seconds = time.perf_counter() - t0
         return EpochRecord(
             epoch=epoch + 1, step=global_step + probes.batches, **s, **self.cure_probes(),
             real_target=1 - cfg.cures.label_smoothing, noise_std=self.step.noise_std, g_steps=probes.g_steps,
-            g_batches=probes.g_batches, g_capped=probes.g_capped, weights_finite=finite,
+            g_batches=probes.g_batches, g_capped=probes.g_capped, g_hung_bound=probes.g_hung_bound,
+            g_hung_zero=probes.g_hung_zero, g_phase_max=probes.g_phase_max, weights_finite=finite,
             batches=probes.batches, seconds=seconds, samples_per_s=probes.batches * B / max(seconds, 1e-9))
 
     def train_epoch(self, epoch: int, global_step: int, active: list[bool]) -> list[EpochRecord | None]:
@@ -342,7 +357,7 @@ class Trainer:
         G = self.step.G_ema if self.step.G_ema is not None else self.G  # with an EMA, the average is what is scored
         G.eval()
         out = G(z).float()
-        return ((out + 1) / 2 if self.cfg.model.g_output == "tanh" else out).cpu()
+        return to_pixels(out, self.cfg.model.g_output).cpu()
 
     def member_state(self, p: int) -> dict:
         rule = self.step.rule

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from gan_core import readings
 from gan_core.outcome import FAILURES, SEALED_LABELS
 
 from .claims import BY_ID, CURES, PITFALL_VERDICTS, RUN_FLAGS, Claim
@@ -204,6 +205,10 @@ def build(storage_url: str, tracking_uri: str | None, profile: str | None, claim
                  {name: data for name, (data, _) in used.items()})
 
 
+READINGS_NOTE = ("Every run is a reading of the seed: each choice it leaves open is a config key "
+                 "(gan_core/readings.py). The headline is judged in the most literal reading and in each single "
+                 "change from it; a verdict holds for the readings it names.")
+
 STATUS_COLOUR = {"supported": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#9a6700", "not tested": "#6e7781"}
 
 
@@ -262,6 +267,12 @@ def write(atlas: Atlas, folder: Path) -> dict[str, Path]:
                     + f"</td><td>{r.runs}<br><small>{html.escape(_arms_text(v))}</small></td>"
                     f"<td class='th'>{''.join(cells) or '<small>no samples</small>'}</td><td>{link}</td></tr>")
     body.append("</table>")
+    md += ["", "## Readings: what the seed leaves open", "", READINGS_NOTE, "", readings.markdown()]
+    rows = readings.table()
+    body.append(f"<h2>Readings: what the seed leaves open</h2><p>{html.escape(READINGS_NOTE)}</p><table class='t'><tr>"
+                + "".join(f"<th>{html.escape(c)}</th>" for c in rows[0]) + "</tr>"
+                + "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r.values()) + "</tr>" for r in rows)
+                + "</table>")
     md += ["", "## The verdicts, with their numbers", ""]
     body.append("<h2>The verdicts, with their numbers</h2>")
     for r in atlas.rows:

@@ -274,7 +274,7 @@ CAPTIONS = {
 }
 """A sentence under each figure (a file name says nothing)."""
 
-SHORT = {"diverged": "div", "d_overpowered": "D win", "stalled": "stall", "mode_collapse": "coll",
+SHORT = {"diverged": "div", "d_overpowered": "D win", "stalled": "stall", "hung": "hung", "mode_collapse": "coll",
          "poor_quality": "poor", "success": "ok"}
 """Column heads of the terminal's outcome table (80 columns); the report's files use the full labels."""
 

@@ -27,7 +27,7 @@ from .report_verdicts import MIN_RUNS, Arm, Verdict, _arm, _decide, _pts, _same
 
 CURE_KEYS = ("spectral_norm", "r1_gamma", "label_smoothing", "instance_noise", "g_ema")
 """The field's cures, by config key (the claim ids of sweeps/claims.py)."""
-READINGS = ("the seed's configuration", "the working reading")
+READINGS = ("our default reading of the seed", "the working reading")
 SHORT = {READINGS[0]: "seed", READINGS[1]: "working"}
 """How an arm's name says its reading (the atlas's arm lists and thumbnail captions)."""
 

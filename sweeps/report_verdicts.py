@@ -3,7 +3,8 @@
 Each pitfall's verdict compares the runs where the pitfall is present with the runs where the
 seed's cure is applied, on the failure the seed warns of, and says whether the data support the
 seed's claim, contradict it, or cannot tell yet (and then how many more seeds would). The
-headline's verdict asks whether the seed's own configuration succeeds at its budget.
+headline's verdict asks whether the most literal reading of the seed succeeds at its budget, and names
+each other reading that holds or refutes it.
 """
 
 from __future__ import annotations
@@ -322,53 +323,78 @@ def _plain(x) -> str:
     return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
 
 
-def _headline(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
-    """The seed's own configuration (every swept key at its default): does it succeed at its budget?
-    Reproduced when the success rate's 95% interval lies above one half, not reproduced when below;
-    beside it, each one-change reading's outcomes."""
-    from gan_core.config import RunConfig
+def _arm_detail(df: pd.DataFrame, mask: pd.Series) -> str:
+    """An arm's runs in a few numbers: outcomes with the epoch each was decided, the inner G loop's capped
+    and hung phases and its longest one, final FLD and legibility."""
+    g = df[mask]
+    parts = []
+    for label, rows in g.groupby("outcome", sort=False):
+        epochs = numeric(rows, "outcome_epoch").dropna()
+        parts.append(f"{label} {len(rows)}" + (f" (decided at {_span(epochs)})" if len(epochs) else ""))
+    loop = []
+    for col, what in (("g_capped", "G phases capped"), ("g_hung", "hung"), ("g_phase_max", "longest G phase")):
+        v = numeric(g, col).dropna() if col in g else pd.Series(dtype=float)
+        if len(v) and v.max() > 0:
+            loop.append(f"{what} {_plain(float(v.max())) if col != 'g_capped' else f'{int(v.sum()):,}'}"
+                        + (" steps" if col == "g_phase_max" else ""))
+    fld, leg = numeric(g, "final_fld"), numeric(g, "final_legible")
+    q = ([f"FLD {fld.median():.0f}"] if fld.notna().any() else []) + (
+        [f"{leg.median():.0%} legible"] if leg.notna().any() else [])
+    return ", ".join(parts) + (f"; {', '.join(loop)}" if loop else "") + (f"; {', '.join(q)}" if q else "")
 
-    default = RunConfig().to_flat()
+
+def _headline(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
+    """The headline under the declared readings (gan_core.readings): the most literal reading of every
+    swept choice, and each single change from it. The literal reading reproduces the headline when its
+    success rate's 95% interval lies above one half, and fails to when below; each other reading is named
+    as holding the headline (all its runs succeed), refuting it (none do) or split; the readings this
+    study did not vary are named as not run."""
+    from gan_core.readings import LITERAL, READINGS
+
     swept = [k for k in data.swept if k in df]
+    literal = {k: LITERAL.get(k) for k in swept}
 
     def reading(row: pd.Series) -> str:
-        return ", ".join(f"{k} = {_plain(row[k])}" for k in swept if not _same(row[k], default.get(k)))
+        return ", ".join(f"{k} = {_plain(row[k])}" for k in swept
+                         if literal[k] is not None and str(_plain(row[k])).lower() != literal[k])
 
     changed = df.apply(reading, axis=1) if swept else pd.Series("", index=df.index)
-    seed_mask = changed == ""
-    runs = _arm(df, "The seed's configuration", seed_mask, ("success",))
+    lit_mask = changed == ""
+    runs = _arm(df, "The most literal reading", lit_mask, FAILURES)  # k: runs that failed
+    not_run = [r.key for r in READINGS if r.literal is not None and r.key not in swept]
+    untried = f" Not varied here (each run in one reading only): {', '.join(not_run)}." if not_run else ""
     if not runs.n:
-        return Verdict("headline", claim, "not tested", "The seed's own configuration has no finished runs yet.")
-    low, high = wilson(runs.k, runs.n)
-    trained = numeric(df, "epochs_trained")[seed_mask]
-    budget = numeric(df, "epochs")[seed_mask].max() if "epochs" in df else trained.max()
+        return Verdict("headline", claim, "not tested",
+                       "The most literal reading (gan_core/readings.py) has no finished runs yet." + untried)
+    low, high = wilson(runs.n - runs.k, runs.n)  # the success rate's interval
+    trained = numeric(df, "epochs_trained")[lit_mask]
+    budget = numeric(df, "epochs")[lit_mask].max() if "epochs" in df else trained.max()
     stopped = trained[trained < budget]
     within = f"within its budget of {int(budget)} epochs" + (
-        f" ({len(stopped)} sealed and stopped at {_span(stopped)})" if len(stopped) else "")
-    labels = df.loc[seed_mask, "outcome"].value_counts()
-    fld = numeric(df, "final_fld")[seed_mask]
-    text = (f"{runs.text(f'succeeded {within}')}: "
-            f"{', '.join(f'{k} {v}' for k, v in labels.items())}"
-            + (f"; final FLD {fld.min():.0f} to {fld.max():.0f}" if fld.notna().any() else "") + ".")
+        f" ({len(stopped)} ended early, at {_span(stopped)})" if len(stopped) else "")
+    text = (f"{runs.name}, {runs.n - runs.k} of {runs.n} runs succeeded {within} (95% CI {fmt_ci(low, high)}): "
+            f"{_arm_detail(df, lit_mask)}.")
     arms = [runs]
-    for reading in dict.fromkeys(changed[~seed_mask]):
-        mask = changed == reading
-        arm = _arm(df, f"With {reading}", mask, ("success",))
+    holds, refutes, split = [], [], []
+    for name in dict.fromkeys(changed[~lit_mask]):
+        mask = changed == name
+        arm = _arm(df, f"With {name}", mask, FAILURES)
         arms.append(arm)
-        got = df.loc[mask, "outcome"].value_counts()
-        text += f" {arm.name}: {', '.join(f'{k} {v}' for k, v in got.items())}."
+        ok = arm.n - arm.k
+        (holds if arm.k == 0 else refutes if ok == 0 else split).append(f"{name} ({ok} of {arm.n} succeeded)")
+        text += f" {arm.name}: {_arm_detail(df, mask)}."
     if runs.n < MIN_RUNS:
-        status, why, need = "inconclusive", f"too few runs: at least {MIN_RUNS} seeds of the seed's configuration", MIN_RUNS
+        status, why, need = ("inconclusive", f"too few runs of the most literal reading for a verdict: at least "
+                             f"{MIN_RUNS} seeds (the full profile runs 4)", MIN_RUNS)
     elif low > 0.5:
-        status, why, need = "supported", "the seed's headline is reproduced at its budget", None
+        status, why, need = "supported", "the most literal reading reproduces the headline at its budget", None
     elif high < 0.5:
-        status, why, need = "contradicted", "the seed's headline is not reproduced at its budget", None
+        status, why, need = "contradicted", "the most literal reading does not reproduce the headline at its budget", None
     else:
-        status, why, need = "inconclusive", "cannot tell yet whether most runs succeed", None
-    winners = [a.name.removeprefix("With ") for a in arms[1:] if a.n and a.k == a.n]
-    if status == "contradicted" and winners:
-        why += f"; the reading(s) that succeed: {'; '.join(winners)}"
-    elif status == "contradicted":
-        why += "; no one-change reading succeeds either"
-    return Verdict("headline", claim, status, f"{text} So {why} (95% CI of the success rate "
-                                              f"{fmt_ci(low, high)}).", tuple(arms), need)
+        status, why, need = "inconclusive", "cannot tell yet whether most runs of the literal reading succeed", None
+    named = ([f"readings that hold the headline: {'; '.join(holds)}"] if holds else []) + (
+        [f"readings that refute it: {'; '.join(refutes)}"] if refutes else []) + (
+        [f"readings split: {'; '.join(split)}"] if split else [])
+    return Verdict("headline", claim, status, f"{text} So {why} (95% CI of the literal reading's success rate "
+                                              f"{fmt_ci(low, high)})" + (f"; {'; '.join(named)}" if named else "")
+                   + "." + untried, tuple(arms), need)

@@ -278,6 +278,8 @@ def tell(ctx: RunContext, trial: optuna.Trial, result: RunResult) -> str:
                "frozen_grad_g", "frozen_grad_d", "leak_g", "leak_d")}
     attrs["g_steps"] = sum(r.g_steps for r in result.history)
     attrs["g_capped"] = sum(r.g_capped for r in result.history)
+    attrs["g_hung"] = sum(r.g_hung_bound + r.g_hung_zero for r in result.history)  # 0 or 1: the run then ends
+    attrs["g_phase_max"] = max(r.g_phase_max for r in result.history)
     attrs["grad_d_peak"] = _finite(max(r.grad_d_max for r in result.history))
     evaluated = [r for r in result.history if r.quality is not None and math.isfinite(r.quality.fld)]
     if evaluated:

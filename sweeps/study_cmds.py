@@ -46,6 +46,33 @@ def show(study: str) -> None:
             out.print(f"  fixed  {k} = {v}")
     if spec.baseline:
         out.print("\nbaseline (the seed's setting): " + ", ".join(f"{k} = {v}" for k, v in spec.baseline.items()))
+    out.print("\n[bold]readings[/bold] of what the seed leaves open (gan_core/readings.py), in this study:")
+    table = Table(box=None, show_header=True, header_style="bold", padding=(0, 1))
+    for col in ("key", "most literal", "here"):
+        table.add_column(col)
+    for key, literal, here in study_readings(spec):
+        table.add_row(key, literal, here if here != literal else f"{here} (literal)")
+    out.print(table)
+
+
+def study_readings(spec) -> list[tuple[str, str, str]]:
+    """(key, the most literal option, the values this study runs) for every reading, from its first profile."""
+    from gan_core.config import RunConfig
+    from gan_core.readings import READINGS
+
+    pspec, _ = spec.for_profile(next(iter(spec.profiles)))
+    base = RunConfig.from_flat(pspec.fixed).to_flat()
+    swept = {p.name: [RunConfig.from_flat({p.name: v}).to_flat()[p.name] for v in p.values]
+             for p in pspec.space if p.kind == "values"}
+    swept |= {p.name: [f"{p.kind} [{p.low:g}, {p.high:g}]"] for p in pspec.space if p.kind != "values"}
+    rows = []
+    for r in READINGS:
+        if pspec.configs is not None:
+            values = [RunConfig.from_flat(pspec.fixed | c).to_flat()[r.key] for c in pspec.configs]
+        else:
+            values = swept.get(r.key, [base[r.key]])
+        rows.append((r.key, r.literal or "-", ", ".join(dict.fromkeys(str(v).lower() for v in values))))
+    return rows
 
 
 def register(app: typer.Typer) -> None:

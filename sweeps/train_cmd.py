@@ -37,8 +37,8 @@ def _flag_type(hint) -> tuple[object, dict]:
         return Optional[bool], {}
     if hint in (int, float):
         return Optional[hint], {}
-    if type(None) in args and float in args:
-        return Optional[str], {"metavar": "FLOAT|off"}
+    if type(None) in args and (float in args or int in args):
+        return Optional[str], {"metavar": f"{'FLOAT' if float in args else 'INT'}|off"}
     if typing.get_origin(hint) is tuple:
         return Optional[str], {"metavar": "W1,W2"}
     return Optional[str], {"metavar": "DIR" if type(None) in args else "TEXT"}
@@ -53,7 +53,7 @@ def config_flag_params(defaults: RunConfig | None = None) -> list[inspect.Parame
     for key in flat:
         annotation, extra = _flag_type(C.field_type(key))
         default = flat[key]
-        shown = "off" if default is None and key.startswith("clip") else default
+        shown = default  # the flat view already writes a disabled clip or cap as 'off'
         name = f"--{key.replace('_', '-')}"
         decls = [f"{name}/--no-{key.replace('_', '-')}"] if annotation == Optional[bool] else [name]
         option = typer.Option(None, *decls, help=escape(f"{C.FIELD_DOCS.get(key, '')} (default: {shown})"),

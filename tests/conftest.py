@@ -31,7 +31,7 @@ def evaluator(mnist):
 
 @pytest.fixture
 def tiny_config():
-    """The seed's config, cut to a few batches so a run takes well under a second."""
+    """Our default reading of the seed, cut to a few batches so a run takes well under a second."""
     from gan_core.config import RunConfig
 
     return RunConfig().replace(dataset="mnist-10k", device="cpu", epochs=2, steps_per_epoch=8,

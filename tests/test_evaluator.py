@@ -119,7 +119,7 @@ def test_near_a_threshold_a_label_holds_between_near_identical_evaluations(evalu
     good = constructed_quality(evaluator, "one_class_at_4pct")
     assert good.coverage == 9 and good.classes >= 9.5  # the old hard 5% cut called this mode_collapse
     assert label_quality(good, th)[0] == "success"
-    dipped = _near(good, classes=th.num_classes - th.missing_classes - 0.2, legible=th.legible_min - 0.02,
+    dipped = _near(good, classes=th.num_classes - th.missing_classes - 0.2, legible=th.success_legible - 0.02,
                    fld=th.success_fld * 1.05)
     assert label_quality(dipped, th)[0] != "success"  # on its own, short of success ...
     assert label_quality(dipped, th, previous="success")[0] == "success"  # ... but a success holds
@@ -170,7 +170,7 @@ def test_a_saturated_d_with_a_silent_g_is_stalled():
 
 
 def test_a_run_whose_d_saturates_under_the_clamp_is_labelled_stalled(mnist, evaluator):
-    """The seed's configuration at lr 1e-2: D says 1 to everything, the clamp zeroes every gradient."""
+    """Our default reading of the seed at lr 1e-2: D says 1 to everything, the clamp zeroes every gradient."""
     from gan_core.config import RunConfig
 
     cfg = RunConfig().replace(dataset="mnist-10k", device="cpu", lr_d=1e-2, lr_g=1e-2, epochs=8,
@@ -231,3 +231,15 @@ def test_calibrate_exits_1_when_the_judge_disagrees_on_a_set_with_a_known_label(
     rows[0] = constructed.Check(sets["a"], q, "mode_collapse", "r")
     res = CliRunner().invoke(app, ["calibrate", "--markdown"])
     assert res.exit_code == 1 and "disagrees on: a" in res.stderr and "| a |" in res.stdout
+
+
+def test_a_grid_a_third_or_half_of_which_is_not_digits_is_never_a_success(evaluator):
+    th = evaluator.thresholds()
+    for name in ("mix_scribbles_33", "mix_scribbles_50", "mix_noise_33", "mix_noise_50", "mix_blobs_33",
+                 "mix_blobs_50"):
+        label, why = label_quality(constructed_quality(evaluator, name), th)
+        assert label == "poor_quality", (name, why)
+    third = constructed_quality(evaluator, "mix_scribbles_33")
+    assert third.fld < th.success_fld and third.precision > th.precision_min  # FLD and precision alone would pass it
+    assert "too many samples are not digits" in label_quality(third, th)[1]
+    assert label_quality(constructed_quality(evaluator, "mix_scribbles_10"), th)[0] == "success"  # a tenth still does
