@@ -117,9 +117,9 @@ class ModelConfig:
     """Width of D's hidden layer (D: 2 linear layers, 1 LeakyReLU)."""
     leaky_slope: float = SHARED(0.2)
     """Negative slope of D's LeakyReLU."""
-    g_output: GOutput = SHARED("sigmoid")
+    g_output: GOutput = MEMBER("sigmoid")
     """G's output activation: sigmoid (pixels in [0, 1]), tanh (pixels in [-1, 1]) or none (the last linear layer's output, scored clipped to [0, 1])."""
-    d_output: DOutput = SHARED("sigmoid")
+    d_output: DOutput = MEMBER("sigmoid")
     """What the seed's clamp receives: sigmoid of D's last layer (a probability), or its raw output (then the clamp's bounds 0 and 1 act)."""
 
     def __post_init__(self) -> None:

@@ -32,7 +32,6 @@ Correctness rules, each tested against the reference trainer (the oracle) in flo
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -75,22 +74,23 @@ def split_into_populations(configs: Sequence[RunConfig], max_size: int) -> list[
 class _Groups:
     """Row indices of the members using each clamp mode / G loss (computed once)."""
 
-    def __init__(self, values: list[str], device) -> None:
+    def __init__(self, values: list, device) -> None:
         self.index = {v: torch.tensor([i for i, x in enumerate(values) if x == v], device=device)
                       for v in dict.fromkeys(values)}
 
 
 def _loss_by_group(logits: torch.Tensor, groups: _Groups, eps: torch.Tensor, fn,
                    members: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-row losses, each row through its own clamp mode's formula. `members`: the population
+    """Per-row losses, each row through its own (clamp mode, D output) formula. `members`: the population
     index of each row when `logits` holds a subset of the members (None: all, in order)."""
     if len(groups.index) == 1:  # one formula for all: no indexing needed
-        return fn(logits, next(iter(groups.index)), eps if members is None else eps[members])
+        mode, output = next(iter(groups.index))
+        return fn(logits, mode, eps if members is None else eps[members], output)
     out = logits.new_zeros(logits.shape[0])
-    for mode, idx in groups.index.items():
+    for (mode, output), idx in groups.index.items():
         pos = idx if members is None else torch.nonzero(torch.isin(members, idx)).flatten()
         if len(pos):
-            out = out.index_put((pos,), fn(logits[pos], mode, eps[idx if members is None else members[pos]]))
+            out = out.index_put((pos,), fn(logits[pos], mode, eps[idx if members is None else members[pos]], output))
     return out
 
 
@@ -114,7 +114,8 @@ class PopulationTrainer:
         precision.check(c0.precision, c0.dtype, self.device)
         self.dataset = dataset
         self.image_dim, self.dataset_source = dataset.image_dim, dataset.source
-        self.data = to_training_tensor(dataset.images, g_output=c0.model.g_output, device=self.device, dtype=self.dtype)
+        # Pixels in [0, 1]; members whose G ends in tanh see them in [-1, 1] (`_pixels`), as their single run.
+        self.data = to_training_tensor(dataset.images, g_output="sigmoid", device=self.device, dtype=self.dtype)
         self.evaluator, self.callbacks, self.log = evaluator, list(callbacks), log
         self.thresholds = thresholds or (evaluator.thresholds() if evaluator else Thresholds())
         self.adam_impl = adam_impl
@@ -167,7 +168,14 @@ class PopulationTrainer:
         self.clip_d_on = col(lambda c: c.pitfalls.clip_d is not None, torch.bool)
         self.clip_g_on = col(lambda c: c.pitfalls.clip_g is not None, torch.bool)
         self.clamp_eps = col(lambda c: c.pitfalls.clamp_eps)
-        self.clamp = _Groups([c.pitfalls.clamp for c in configs], dev)
+        # Each member's loss formula: its clamp mode and what the clamp receives (D's output, sigmoid or raw).
+        self.clamp = _Groups([(c.pitfalls.clamp, c.model.d_output) for c in configs], dev)
+        self.raw = col(lambda c: c.model.d_output == "raw", torch.bool)
+        self.d_outputs = {c.model.d_output for c in configs}
+        # G's output activation per member (sigmoid, tanh or none).
+        self.g_outputs = [c.model.g_output for c in configs]
+        self.g_out_rows = {v: col(lambda c, v=v: c.model.g_output == v, torch.bool) for v in dict.fromkeys(self.g_outputs)}
+        self.tanh = self.g_out_rows.get("tanh")
         self.g_loss = _Groups([c.pitfalls.g_loss for c in configs], dev)
         self.non_saturating = col(lambda c: c.pitfalls.g_loss == "non_saturating", torch.bool)
         self.eval_only = col(lambda c: c.pitfalls.freeze == "eval_only", torch.bool)
@@ -177,13 +185,6 @@ class PopulationTrainer:
         self.any_eval_only = bool(self.eval_only.any())
         self.grad_g = [torch.zeros_like(p) for p in self.G.params] if self.buffered else None
         self.grad_d = [torch.zeros_like(p) for p in self.D.params] if self.buffered else None
-        # What D's clamp receives (a shared reading: sigmoid of D's last layer, or the layer raw).
-        out = c0.model.d_output
-        self.d_out = out
-        self.f_real, self.f_fake = (functools.partial(losses.d_real_loss, output=out),
-                                    functools.partial(losses.d_fake_loss, output=out))
-        self.f_sat, self.f_ns = (functools.partial(losses.g_saturating, output=out),
-                                 functools.partial(losses.g_non_saturating, output=out))
         self.adaptive = col(lambda c: c.schedule.schedule == "adaptive", torch.bool)
         self.d_steps = col(lambda c: c.schedule.d_steps, torch.int64)
         # An uncapped loop (the seed's) runs until |l| >= 0.1 or the hang detector stops it.
@@ -208,12 +209,39 @@ class PopulationTrainer:
         self.steps_per_epoch = min(n, c0.budget.steps_per_epoch) if c0.budget.steps_per_epoch else n
 
     # -- networks ---------------------------------------------------------------------------------
-    def gen(self, z: torch.Tensor, G: StackedMLP | None = None) -> torch.Tensor:
+    def gen(self, z: torch.Tensor, G: StackedMLP | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """G's samples; `rows`: the members G holds when it is a gathered subset."""
         G = G or self.G
         h = torch.relu(G.layer(0, z))
         h = torch.relu(G.layer(1, h))
         out = G.layer(2, h)
-        return G_OUTPUT[self.configs[0].model.g_output](out)
+        if len(self.g_out_rows) == 1:
+            return G_OUTPUT[self.g_outputs[0]](out)
+        # Each member's own activation (where passes no gradient to the branch a row does not take).
+        result = out
+        for name, mask in self.g_out_rows.items():
+            m = mask if rows is None else mask[rows]
+            result = torch.where(m.view(-1, 1, 1), G_OUTPUT[name](out), result)
+        return result
+
+    def _pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch of real images [P, B, D] in each member's G output range ([-1, 1] under tanh)."""
+        return x if self.tanh is None else torch.where(self.tanh.view(-1, 1, 1), x * 2 - 1, x)
+
+    def _prob(self, y: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """D(x) as the probes report it, per member's D output reading."""
+        if len(self.d_outputs) == 1:
+            return losses.reported_prob(y, next(iter(self.d_outputs)))
+        raw = self.raw if rows is None else self.raw[rows]
+        return torch.where(raw.view(-1, 1), losses.reported_prob(y, "raw"), losses.reported_prob(y, "sigmoid"))
+
+    def _hits(self, y: torch.Tensor, eps: torch.Tensor, real: bool, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-row clamp-zone counts, per member's D output reading."""
+        if len(self.d_outputs) == 1:
+            return losses.clamp_hits(y, eps, real=real, output=next(iter(self.d_outputs)))
+        raw = self.raw if rows is None else self.raw[rows]
+        return torch.where(raw, losses.clamp_hits(y, eps, real=real, output="raw"),
+                           losses.clamp_hits(y, eps, real=real, output="sigmoid"))
 
     def disc(self, x: torch.Tensor, D: StackedMLP | None = None, rows: torch.Tensor | None = None,
              update: bool = False) -> torch.Tensor:
@@ -303,11 +331,11 @@ class PopulationTrainer:
     def _real_loss(self, logits: torch.Tensor) -> torch.Tensor:
         """D's loss on real data, smoothed on the rows of the members that smooth (only there is the
         fake-side term computed: its gradient may be infinite where D(x) = 1)."""
-        loss = _loss_by_group(logits, self.clamp, self.clamp_eps, self.f_real)
+        loss = _loss_by_group(logits, self.clamp, self.clamp_eps, losses.d_real_loss)
         if not self.any_smoothing:
             return loss
         rows = (self.smoothing > 0).nonzero().flatten()
-        fake = _loss_by_group(logits[rows], self.clamp, self.clamp_eps, self.f_fake, rows)
+        fake = _loss_by_group(logits[rows], self.clamp, self.clamp_eps, losses.d_fake_loss, rows)
         return loss.index_put((rows,), losses.smoothed_real_loss(loss[rows], fake, self.smoothing[rows]))
 
     def _d_update(self, input_fn, real: bool, mask: torch.Tensor, acc: dict) -> torch.Tensor:
@@ -317,7 +345,7 @@ class PopulationTrainer:
         if r1:
             x = x.detach().requires_grad_(True)
         logits = self.disc(x, update=True)
-        loss = self._real_loss(logits) if real else _loss_by_group(logits, self.clamp, self.clamp_eps, self.f_fake)
+        loss = self._real_loss(logits) if real else _loss_by_group(logits, self.clamp, self.clamp_eps, losses.d_fake_loss)
         total = loss
         if r1:
             grad_x, = torch.autograd.grad(logits.sum(), x, create_graph=True)
@@ -333,9 +361,9 @@ class PopulationTrainer:
         self._optimise(self.D.params, grads, self.opt_d, mask & self.alive, self.lr_d)
         self._after_step("D", grads, mask)
         y = logits.detach()
-        acc["d_real" if real else "d_fake"].append(losses.reported_prob(y, self.d_out).mean(1))
+        acc["d_real" if real else "d_fake"].append(self._prob(y).mean(1))
         acc["grad_d"].append(norms)
-        acc["clamp_hits"].append(losses.clamp_hits(y, self.clamp_eps, real=real, output=self.d_out).to(self.dtype))
+        acc["clamp_hits"].append(self._hits(y, self.clamp_eps, real).to(self.dtype))
         acc["bad"].append((~ok & mask).to(self.dtype))
         return loss.detach()
 
@@ -343,7 +371,7 @@ class PopulationTrainer:
         """(the loss each row's G minimises, the saturating log(1 - D(G(z))) the schedule reads). Each
         row's loss is computed by its own formula only: a formula's gradient where it is infinite
         would turn into NaN on rows that do not use it."""
-        sat_fn, ns_fn = self.f_sat, self.f_ns
+        sat_fn, ns_fn = losses.g_saturating, losses.g_non_saturating
         if "non_saturating" not in self.g_loss.index:
             loss = _loss_by_group(logits, self.clamp, self.clamp_eps, sat_fn, members)
             return loss, loss.detach()
@@ -374,7 +402,8 @@ class PopulationTrainer:
                            [b[rows].detach().requires_grad_() for b in self.G.biases])
             D = StackedMLP([w[rows].detach() for w in self.D.weights], [b[rows].detach() for b in self.D.biases])
             state = OptimState([m[rows] for m in self.opt_g.m], [v[rows] for v in self.opt_g.v], self.opt_g.step[rows])
-        logits = self.disc(self.d_input(self.gen(self.noise(step, draw, sel(self.seeds)), G), step, 1 + draw, rows), D, rows)
+        logits = self.disc(self.d_input(self.gen(self.noise(step, draw, sel(self.seeds)), G, rows), step, 1 + draw, rows),
+                           D, rows)
         loss, sat = self._g_losses(logits, rows)
         if rows is None:
             other = self.D.params if (self.buffered and self.any_eval_only) else []
@@ -420,8 +449,7 @@ class PopulationTrainer:
         acc["grad_g_max"].append(torch.where(full_mask, nf, torch.zeros_like(nf)))
         # -log D(G(z)) is clamped from below like D's real term, log(1 - D(G(z))) from above
         eps = sel(self.clamp_eps)
-        hits = torch.where(sel(self.non_saturating), losses.clamp_hits(y, eps, real=True, output=self.d_out),
-                           losses.clamp_hits(y, eps, real=False, output=self.d_out))
+        hits = torch.where(sel(self.non_saturating), self._hits(y, eps, True, rows), self._hits(y, eps, False, rows))
         acc["clamp_hits_g"].append(spread(hits.to(self.dtype)) * m)
         acc["bad"].append((~spread(ok) & full_mask).to(self.dtype) if rows is not None else
                           (~ok & mask).to(self.dtype))
@@ -515,7 +543,7 @@ class PopulationTrainer:
         t0 = time.perf_counter()
         with precision.matmuls(self.configs[0].precision, self.device):
             for b in range(self.steps_per_epoch):
-                x = self.data[perm[:, b * self.B:(b + 1) * self.B]]
+                x = self._pixels(self.data[perm[:, b * self.B:(b + 1) * self.B]])
                 self.batch(x, global_step + b, acc)
         stats = self.summarise(acc)  # the epoch's one device read
         stats |= self.cure_probes()
@@ -621,7 +649,8 @@ class PopulationTrainer:
         params = self.ema_g if self.any_ema and bool(self.ema_on[p]) else self.G.params  # the average is scored
         G = StackedMLP([w[p:p + 1] for w in params[0::2]], [b[p:p + 1] for b in params[1::2]])
         out = G.layer(2, torch.relu(G.layer(1, torch.relu(G.layer(0, z)))))[0]
-        out = to_pixels(G_OUTPUT[self.configs[0].model.g_output](out), self.configs[0].model.g_output)
+        g_output = self.configs[p].model.g_output
+        out = to_pixels(G_OUTPUT[g_output](out), g_output)
         return out.float().cpu()
 
     # -- a member's state, in the checkpoint layout shared with the reference trainer ---------------

@@ -31,6 +31,7 @@ def reading_configs():
         base.replace(seed=3, g_loop_cap="off", rest_k_countdown="every_batch", tmp_loss="epoch_mean", lr_d=1e-3),
         base.replace(seed=4, beta1=0.5, g_loop_cap="off"),
         base.replace(seed=5, tmp_loss="epoch_mean", g_loss="non_saturating", lr_d=3e-3, lr_g=1e-3),
+        base.replace(seed=0, g_loop_cap=20, lr_d=3e-3),                                # config 0, capped at 20
     ]
 
 
@@ -42,15 +43,32 @@ def test_both_engines_agree_on_every_reading(mnist, adam_impl):
     assert_matches_reference(pop, results, configs, mnist)
     assert results[0].verdict.label == "hung" and len(results[0].history) == 1  # stop_early=False: hung ends it
     assert {r.verdict.label for r in results[1:]} != {"hung"}
+    # The probe shows the reading: uncapped, a G phase ran past 20 steps (to the bound, 30); capped, it stopped at 20.
+    hung, capped = results[0].history[0], results[-1].history[0]
+    assert (hung.g_phase_max, hung.g_hung_bound, hung.g_capped) == (30, 1, 0)
+    assert capped.g_phase_max == 20 and capped.g_capped >= 1 and capped.g_hung_bound == 0
 
 
-@pytest.mark.parametrize("g_output", ["none", "sigmoid"])
-def test_both_engines_agree_on_the_raw_output_reading(mnist, g_output):
-    base = RunConfig().replace(**(SMALL | dict(epochs=2, steps_per_epoch=30)), d_output="raw", g_output=g_output)
-    configs = [base.replace(seed=0, g_loop_cap="off", lr_d=1e-3), base.replace(seed=1, lr_d=1e-3),
-               base.replace(seed=2, clamp="none", lr_d=1e-3, g_loop_cap=3)]
+def test_the_output_readings_share_one_population_and_each_member_matches_its_single_run(mnist):
+    """G's output (none, sigmoid, tanh) and what the clamp receives (sigmoid, raw) are per member: one
+    population trains every arm of reproduce-seed, each member as its own single run."""
+    from test_population import run_with_compaction
+
+    base = RunConfig().replace(**(SMALL | dict(epochs=2, steps_per_epoch=30)))
+    configs = [base.replace(seed=0, d_output="raw", g_output="none", g_loop_cap="off", lr_d=1e-3),
+               base.replace(seed=1, d_output="raw", g_output="tanh", lr_d=1e-3, g_loop_cap=20),
+               base.replace(seed=2, d_output="raw", clamp="none", lr_d=1e-3, g_loop_cap=3),
+               base.replace(seed=3, g_output="none"), base.replace(seed=4, g_output="tanh", lr_d=3e-3, g_loop_cap=20),
+               base.replace(seed=5, g_output="sigmoid", g_loss="non_saturating", lr_d=3e-3),
+               base.replace(seed=6, g_output="tanh", d_output="raw", g_loss="non_saturating")]
     pop = PopulationTrainer(configs, mnist)
-    assert_matches_reference(pop, pop.run(), configs, mnist)
+    assert len(pop.g_out_rows) == 3 and pop.raw.sum() == 4
+    results = run_with_compaction(pop)
+    assert_matches_reference(pop, results, configs, mnist)
+    for p, cfg in enumerate(configs):  # the scored samples too: each member's activation and pixel range
+        twin = Trainer(cfg, mnist)
+        twin.load_member_state(0, pop.member_state(p))
+        assert torch.allclose(pop.generate(p, 16), twin.generate(0, 16), rtol=0, atol=1e-6), p  # both cast to float32
 
 
 def test_uncapped_g_phases_run_past_the_cap_and_are_counted():
