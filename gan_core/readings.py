@@ -43,7 +43,8 @@ class Reading:
     @property
     def default(self) -> str:
         """This project's default for the key."""
-        return str(RunConfig().to_flat()[self.key])
+        value = RunConfig().to_flat()[self.key]
+        return str(value).lower() if isinstance(value, bool) else str(value)  # as a study file writes it
 
 
 READINGS: tuple[Reading, ...] = (
