@@ -111,6 +111,7 @@ def storage(tmp_path):
     return f
 
 
+@pytest.mark.slow
 def test_the_atlas_lists_every_claim_with_the_right_verdict_and_counts(storage, tmp_path, capsys):
     out = tmp_path / "reports"
     code, stdout, stderr = main_cli(["atlas", "--storage", storage.storage, "--tracking-uri", storage.tracking,
@@ -210,6 +211,7 @@ def test_atlas_run_refuses_a_stored_study_of_another_budget_before_running_anyth
     assert not (tmp_path / "r").exists() and not (tmp_path / "m.db").exists()
 
 
+@pytest.mark.slow
 def test_the_cures_rows_say_which_cure_turns_which_failure_into_a_success(storage, tmp_path, capsys):
     """Fixture: our default reading of the seed is overpowered 3 of 3; spectral norm cures it (3 successes); R1
     does not help it and breaks the working reading (3 collapses); without the adaptive rule the seed's

@@ -16,6 +16,7 @@ QUICK = ["--dataset", "mnist-10k", "--device", "cpu", "--epochs", "2", "--steps-
          "--eval-samples", "200"]
 
 
+@pytest.mark.slow
 def test_train_writes_grid_summary_and_prints_the_outcome(tmp_path, evaluator):
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", "--no-track", "--out", str(out), *QUICK, "--lr-d", "2e-4", "--clamp", "logits"])
@@ -56,6 +57,7 @@ def test_unknown_flag_is_one_line_exit_2(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "--warp-speed" in proc.stderr
 
 
+@pytest.mark.slow
 def test_train_no_track_never_imports_optuna_or_mlflow(tmp_path, evaluator):
     code = (
         "import sys\n"

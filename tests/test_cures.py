@@ -61,12 +61,14 @@ def assert_cures_match(pop, results, references, rows=None):
         assert results[p].verdict.label == ref.verdict.label
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", ["per_member", "where"])
 def test_every_cure_in_a_population_reproduces_its_single_run_to_1e_10(mnist, references, impl):
     pop = PopulationTrainer(cure_configs(), mnist, adam_impl=impl)
     assert_cures_match(pop, pop.run(), references)
 
 
+@pytest.mark.slow
 def test_the_inner_loop_s_compacted_stragglers_keep_their_cures(mnist):
     """The adaptive loop's gathered subset applies spectral norm, instance noise and the EMA per row."""
     base = RunConfig().replace(**(SMALL | dict(epochs=1, steps_per_epoch=20)))
@@ -81,6 +83,7 @@ def test_the_inner_loop_s_compacted_stragglers_keep_their_cures(mnist):
     assert_cures_match(pop, results, refs)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_with_cures_resumes_exactly_on_either_engine(mnist, tmp_path):
     base = RunConfig().replace(**(SMALL | dict(epochs=4, steps_per_epoch=8)))
     configs = [base.replace(seed=0, spectral_norm=True, g_ema=0.9), base.replace(seed=1, instance_noise=0.4, r1_gamma=1.0),
@@ -178,6 +181,7 @@ def test_label_smoothing_makes_a_winning_d_aim_at_its_real_target(mnist):
 
 # -- instance noise -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_instance_noise_is_annealed_to_zero_and_blurs_d_s_view(mnist):
     base = RunConfig().replace(**SEEDLIKE)
     plain = Trainer(base, mnist).run().history
@@ -199,6 +203,7 @@ def test_instance_noise_is_annealed_to_zero_and_blurs_d_s_view(mnist):
 
 # -- G's EMA ------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_g_ema_averages_g_with_warm_up_and_the_average_is_what_is_scored(mnist):
     base = RunConfig().replace(**SEEDLIKE)
     assert all(r.ema_distance == 0 for r in Trainer(base, mnist).run().history)

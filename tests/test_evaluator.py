@@ -59,6 +59,7 @@ def test_a_corrupt_shipped_file_stops_the_cli_in_one_line(tmp_path, monkeypatch)
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_retraining_reproduces_the_recorded_accuracy():
     record = json.loads(shipped_paths()[1].read_text())
     ds = bundled_mnist()
@@ -74,6 +75,7 @@ def checked(evaluator, mnist):
     return constructed.check(evaluator, mnist)
 
 
+@pytest.mark.slow
 def test_the_shipped_calibration_is_what_the_evaluator_computes_now(evaluator, checked):
     assert {r.set.name for r in checked} == set(evaluator.calibration)
     for r in checked:
@@ -199,6 +201,7 @@ def test_the_judge_labels_a_sustained_d_win_as_d_overpowered():
     assert v.label == "d_overpowered" and v.epoch == 2 and v.sealed
 
 
+@pytest.mark.slow
 def test_an_evaluator_for_other_data_is_trained_once_and_a_corrupt_cache_is_retrained(tmp_path, monkeypatch):
     from gan_core.data import Dataset
 

@@ -4,7 +4,10 @@ import json
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_the_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     out = tmp_path / "gc"
     proc = subprocess.run([sys.executable, "-m", "sweeps.gpu_check", "--device", "cpu", "--sizes", "2", "--trials",

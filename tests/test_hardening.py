@@ -95,6 +95,7 @@ def test_5_a_corrupt_checkpoint_is_moved_aside_and_the_next_run_is_clean(tiny_co
     assert [r.loss_d for r in again.history] == [r.loss_d for r in clean.history]
 
 
+@pytest.mark.slow
 def test_5_a_corrupt_calibration_of_a_cached_evaluator_is_recomputed(tmp_path, monkeypatch):
     from gan_core.data import Dataset, bundled_mnist
     from gan_core.evaluator import Evaluator
@@ -318,6 +319,7 @@ def test_4_mask_hides_every_password_in_a_text():
     assert mask(text) == "postgresql://user:***@db:5432/x and http://a:***@host:5000 and sqlite:///x.db"
 
 
+@pytest.mark.slow
 def test_4_no_password_reaches_stderr_or_the_report(tmp_path, evaluator):
     res = cli("run", study_file(tmp_path, lrs=1, seeds=1), "--device", "cpu",
               "--storage", "postgresql://user:SECRET@127.0.0.1:1/none", "--tracking-uri", stores(tmp_path)[1])
@@ -355,6 +357,7 @@ def _wait_for_training(tracking: str, proc, timeout=120):
     raise AssertionError("training never started")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["two_sigint", "sigterm"])
 def test_10_an_interrupt_ends_every_mlflow_run(tmp_path, how):
     storage, tracking = stores(tmp_path)
@@ -373,6 +376,7 @@ def test_10_an_interrupt_ends_every_mlflow_run(tmp_path, how):
     assert "RUNNING" not in statuses.values(), statuses
 
 
+@pytest.mark.slow
 def test_10_a_killed_invocation_s_parent_run_is_closed_by_the_next_one(tmp_path):
     storage, tracking = stores(tmp_path)
     spec = study_file(tmp_path, lrs=2, seeds=1, epochs=30, steps=30)
@@ -412,6 +416,7 @@ def test_11_a_worker_uses_the_study_s_heartbeat_not_its_own(tmp_path):
     assert handle.heartbeat_s == 20 and handle.storage.get_heartbeat_interval() == 20
 
 
+@pytest.mark.slow
 def test_11_a_study_reopened_with_another_direction_is_refused(tmp_path):
     storage, tracking = stores(tmp_path)
     spec = study_file(tmp_path, lrs=1, seeds=1)

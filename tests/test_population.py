@@ -73,6 +73,7 @@ def population_run(request, mnist):
     return pop, pop.run()
 
 
+@pytest.mark.slow
 def test_each_member_reproduces_its_single_run_to_1e_10_for_every_toggle(population_run, mnist):
     pop, results = population_run
     assert_matches_reference(pop, results, mixed_configs(), mnist)
@@ -96,6 +97,7 @@ def test_members_really_skip_g_steps(population_run):
     assert steps[0] != batches  # the adaptive rule rests G on some batches and loops on others
 
 
+@pytest.mark.slow
 def test_an_sgd_population_reproduces_its_single_runs(mnist):
     pop = PopulationTrainer(sgd_configs(), mnist)
     assert_matches_reference(pop, pop.run(), sgd_configs(), mnist)
@@ -111,6 +113,7 @@ def run_with_compaction(pop):
     return results
 
 
+@pytest.mark.slow
 def test_the_inner_loop_s_stragglers_run_alone_and_still_match(mnist):
     """Adaptive members whose inner G loop runs long are compacted; the results do not change."""
     base = RunConfig().replace(**(SMALL | dict(epochs=1, steps_per_epoch=40)))
@@ -120,6 +123,7 @@ def test_the_inner_loop_s_stragglers_run_alone_and_still_match(mnist):
     assert_matches_reference(pop, results, configs, mnist)
 
 
+@pytest.mark.slow
 def test_a_nan_member_leaves_every_other_member_bit_for_bit_unchanged(mnist):
     configs = mixed_configs()[:4] + mixed_configs()[8:9]
     clean = PopulationTrainer(configs, mnist)
@@ -134,6 +138,7 @@ def test_a_nan_member_leaves_every_other_member_bit_for_bit_unchanged(mnist):
             assert torch.equal(a[p], b[p]), p
 
 
+@pytest.mark.slow
 def test_permuting_members_permutes_results_exactly(mnist):
     configs = mixed_configs()[:4]
     order = [2, 0, 3, 1]
@@ -280,6 +285,7 @@ def _trace(result):
     return [(r.epoch, r.loss_d, r.loss_g, r.d_real, r.d_fake, r.g_steps, r.leak_g) for r in result.history]
 
 
+@pytest.mark.slow
 def test_a_population_checkpoint_resumes_every_member_exactly_on_either_engine(mnist, tmp_path):
     base = RunConfig().replace(**(SMALL | dict(epochs=4, steps_per_epoch=20)))
     configs = [base.replace(seed=0), base.replace(seed=1, freeze="eval_only", zero_grad="own_after_step",
@@ -302,6 +308,7 @@ def test_a_population_checkpoint_resumes_every_member_exactly_on_either_engine(m
             assert x[1:5] == pytest.approx(y[1:5], rel=1e-10, abs=1e-12)
 
 
+@pytest.mark.slow
 def test_a_reference_checkpoint_resumes_in_a_population_and_members_at_different_epochs_catch_up(mnist, tmp_path):
     base = RunConfig().replace(**(SMALL | dict(epochs=5, steps_per_epoch=20)))
     configs = [base.replace(seed=0, schedule="fixed", d_steps=2), base.replace(seed=1),

@@ -35,6 +35,7 @@ def reading_configs():
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("adam_impl", ["per_member", "where"])
 def test_both_engines_agree_on_every_reading(mnist, adam_impl):
     configs = reading_configs()
@@ -49,6 +50,7 @@ def test_both_engines_agree_on_every_reading(mnist, adam_impl):
     assert capped.g_phase_max == 20 and capped.g_capped >= 1 and capped.g_hung_bound == 0
 
 
+@pytest.mark.slow
 def test_the_output_readings_share_one_population_and_each_member_matches_its_single_run(mnist):
     """G's output (none, sigmoid, tanh) and what the clamp receives (sigmoid, raw) are per member: one
     population trains every arm of reproduce-seed, each member as its own single run."""

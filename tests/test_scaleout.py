@@ -142,6 +142,7 @@ def test_two_workers_starting_together_on_fresh_databases_both_succeed(tmp_path,
     assert len(exactly_once(optuna.load_study(study_name=common[5], storage=storage))) == 4
 
 
+@pytest.mark.slow
 def test_two_runs_starting_together_on_fresh_sqlite_stores_both_succeed(tmp_path, evaluator):
     spec = study_file(tmp_path, lrs=4, seeds=1)
     common = ["--storage", f"sqlite:///{tmp_path / 'o.db'}", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
@@ -155,6 +156,7 @@ def test_two_runs_starting_together_on_fresh_sqlite_stores_both_succeed(tmp_path
 
 @pytest.mark.parametrize("sig,engine", [(signal.SIGINT, "reference"), (signal.SIGTERM, "reference"),
                                         (signal.SIGINT, "population")])
+@pytest.mark.slow
 def test_a_signal_closes_the_trials_in_hand_and_a_rerun_finishes_only_the_missing(tmp_path, evaluator, sig, engine):
     # 4 epochs of 150 steps: long enough (tens of seconds) that the signal lands mid-training even when
     # both trials train at once as a population on a loaded CI machine.
@@ -196,6 +198,7 @@ def test_a_signal_closes_the_trials_in_hand_and_a_rerun_finishes_only_the_missin
     (["--tracking-uri", "http://127.0.0.1:1"], "tracking URI http://127.0.0.1:1 is unreachable"),
     (["--tracking-uri", "mlruns"], "tracking URI 'mlruns' is not supported"),
 ])
+@pytest.mark.slow
 def test_bad_storage_and_tracking_urls_are_one_line_errors_and_nothing_is_written(tmp_path, args, message):
     spec = study_file(tmp_path, lrs=1, seeds=1)
     base = {"--storage": f"sqlite:///{tmp_path / 'o.db'}", "--tracking-uri": f"sqlite:///{tmp_path / 'm.db'}"}
@@ -239,6 +242,7 @@ def test_a_password_in_a_working_postgresql_url_is_never_printed(tmp_path):
     assert not [p for p in (tmp_path / "r").rglob("*.*") if p.is_file() and b"SECRET" in p.read_bytes()]
 
 
+@pytest.mark.slow
 def test_a_killed_population_worker_s_trials_resume_from_their_checkpoints_and_end_as_if_never_killed(tmp_path):
     """kill -9 of a worker training a population mid-trial (sqlite: no servers needed): the next worker
     retries every member from its own checkpoint, and in float64 each ends exactly as an uninterrupted run."""

@@ -33,6 +33,7 @@ def finished(tmp_path, evaluator):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_every_trial_is_in_optuna_with_its_state_and_attributes(finished):
     storage, _ = stores(finished)
     study = optuna.load_study(study_name="smoke-quick", storage=storage)
@@ -50,6 +51,7 @@ def test_every_trial_is_in_optuna_with_its_state_and_attributes(finished):
             assert sorted(t.intermediate_values) == [1, 2]  # quality reported every epoch
 
 
+@pytest.mark.slow
 def test_mlflow_has_one_parent_and_one_child_per_trial(finished):
     storage, tracking = stores(finished)
     client = MlflowClient(tracking)
@@ -77,6 +79,7 @@ def test_mlflow_has_one_parent_and_one_child_per_trial(finished):
         assert child.info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_the_report_carries_an_audit_sheet_of_every_trial_and_the_typical_grid_per_label(finished):
     folder = finished / "reports" / "smoke-quick"
     assert (folder / "figures" / "audit_sheet.png").is_file() and (folder / "figures" / "samples.png").is_file()
@@ -84,6 +87,7 @@ def test_the_report_carries_an_audit_sheet_of_every_trial_and_the_typical_grid_p
     assert 'alt="audit_sheet"' in page and "MLflow data unavailable" not in page
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_study_adds_no_trials(finished):
     result = run(finished)
     assert result.exit_code == 0, result.output
@@ -91,6 +95,7 @@ def test_rerunning_a_finished_study_adds_no_trials(finished):
     assert len(optuna.load_study(study_name="smoke-quick", storage=storage).trials) == 2
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_is_closed_and_a_rerun_completes_exactly_the_missing_trials(tmp_path, evaluator, monkeypatch):
     import gan_core.trainer
 
@@ -180,6 +185,7 @@ def test_bad_run_arguments_are_one_line_errors(tmp_path, args, message):
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.slow
 def test_a_study_reopened_with_another_space_is_refused(tmp_path, evaluator):
     path = tmp_path / "s.toml"
     path.write_text(GOOD.replace("epochs = 1", "epochs = 1\nsteps_per_epoch = 2\neval_samples = 100")
@@ -200,6 +206,7 @@ def test_builtin_studies_all_load_and_list(tmp_path):
         assert shown.exit_code == 0 and "profile quick" in shown.stdout, shown.output
 
 
+@pytest.mark.slow
 def test_the_population_engine_runs_a_study_with_the_same_records(tmp_path, evaluator):
     result = run(tmp_path, "--engine", "population")
     assert result.exit_code == 0, result.output

@@ -27,6 +27,7 @@ def smoke_run(tmp_path_factory):
     return tmp, storage, tracking, res
 
 
+@pytest.mark.slow
 def test_off_a_terminal_progress_is_plain_lines_per_trial_and_per_evaluated_epoch(smoke_run):
     _, _, _, res = smoke_run
     lines = res.stderr.splitlines()
@@ -115,6 +116,7 @@ print("TRAINED" if Evaluator(small).trained_now else "LOADED")
 """
 
 
+@pytest.mark.slow
 def test_two_processes_asking_for_the_same_evaluator_train_it_once(tmp_path):
     import os
     import subprocess
