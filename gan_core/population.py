@@ -194,6 +194,7 @@ class PopulationTrainer:
         self.bound = col(lambda c: c.schedule.g_loop_bound, torch.int64)
         self.every_batch = col(lambda c: c.schedule.rest_k_countdown == "every_batch", torch.bool)
         self.epoch_mean = col(lambda c: c.schedule.tmp_loss == "epoch_mean", torch.bool)
+        self.any_epoch_mean, self.any_every_batch = bool(self.epoch_mean.any()), bool(self.every_batch.any())
         self.hung = torch.zeros(self.P, device=dev, dtype=torch.bool)  # its inner loop never returned this epoch
         self.d_loss_sum = torch.zeros(self.P, device=dev, dtype=dt)  # the epoch's running D loss (tmp_loss reading)
         self.d_loss_n = torch.zeros(self.P, device=dev, dtype=torch.int64)
@@ -470,11 +471,14 @@ class PopulationTrainer:
         tmp = loss_real + loss_fake
         acc["loss_d"].append(tmp)
         # The schedule's readings, per member (gan_core.schedule.AdaptiveRule is the reference).
-        self.d_loss_sum = torch.where(upd, self.d_loss_sum + tmp, self.d_loss_sum)
-        self.d_loss_n += upd.long()
-        read = torch.where(self.epoch_mean, self.d_loss_sum / self.d_loss_n.clamp(min=1), tmp)
+        read = tmp
+        if self.any_epoch_mean:  # the work only where some member reads the epoch's running mean
+            self.d_loss_sum = torch.where(upd, self.d_loss_sum + tmp, self.d_loss_sum)
+            self.d_loss_n += upd.long()
+            read = torch.where(self.epoch_mean, self.d_loss_sum / self.d_loss_n.clamp(min=1), tmp)
         counting = self.adaptive & upd
-        self.rest_k = torch.where(counting & self.every_batch, (self.rest_k - 1).clamp(min=0), self.rest_k)
+        if self.any_every_batch:
+            self.rest_k = torch.where(counting & self.every_batch, (self.rest_k - 1).clamp(min=0), self.rest_k)
 
         self.batch_count += upd.long()
         due = self.batch_count % self.d_steps == 0

@@ -209,8 +209,10 @@ class SeedStep:
         loss_fake = self.d_fake(noise(0), probes, inst)
         tmp_loss = loss_real + loss_fake
         probes.add(loss_d=tmp_loss)
-        self.d_loss_sum, self.d_loss_n = self.d_loss_sum + tmp_loss, self.d_loss_n + 1
-        read = tmp_loss if self.cfg.schedule.tmp_loss == "batch" else self.d_loss_sum / self.d_loss_n
+        read = tmp_loss
+        if self.cfg.schedule.tmp_loss == "epoch_mean":
+            self.d_loss_sum, self.d_loss_n = self.d_loss_sum + tmp_loss, self.d_loss_n + 1
+            read = self.d_loss_sum / self.d_loss_n
         draws = iter(range(1, 1 << 30))
         watch = self.cfg.schedule.g_loop_cap is None  # the hang detector reads G's gradient norm
 
