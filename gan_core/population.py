@@ -229,20 +229,21 @@ class PopulationTrainer:
         """A batch of real images [P, B, D] in each member's G output range ([-1, 1] under tanh)."""
         return x if self.tanh is None else torch.where(self.tanh.view(-1, 1, 1), x * 2 - 1, x)
 
+    def _by_output(self, fn, y: torch.Tensor, rows: torch.Tensor | None, **kw) -> torch.Tensor:
+        """`fn(y, ..., output=...)` per row under its member's D output reading (one call when all share one)."""
+        if len(self.d_outputs) == 1:
+            return fn(y, output=next(iter(self.d_outputs)), **kw)
+        raw = self.raw if rows is None else self.raw[rows]
+        a, b = fn(y, output="raw", **kw), fn(y, output="sigmoid", **kw)
+        return torch.where(raw.view((-1,) + (1,) * (a.dim() - 1)), a, b)
+
     def _prob(self, y: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """D(x) as the probes report it, per member's D output reading."""
-        if len(self.d_outputs) == 1:
-            return losses.reported_prob(y, next(iter(self.d_outputs)))
-        raw = self.raw if rows is None else self.raw[rows]
-        return torch.where(raw.view(-1, 1), losses.reported_prob(y, "raw"), losses.reported_prob(y, "sigmoid"))
+        return self._by_output(losses.reported_prob, y, rows)
 
     def _hits(self, y: torch.Tensor, eps: torch.Tensor, real: bool, rows: torch.Tensor | None = None) -> torch.Tensor:
         """Per-row clamp-zone counts, per member's D output reading."""
-        if len(self.d_outputs) == 1:
-            return losses.clamp_hits(y, eps, real=real, output=next(iter(self.d_outputs)))
-        raw = self.raw if rows is None else self.raw[rows]
-        return torch.where(raw, losses.clamp_hits(y, eps, real=real, output="raw"),
-                           losses.clamp_hits(y, eps, real=real, output="sigmoid"))
+        return self._by_output(losses.clamp_hits, y, rows, eps=eps, real=real)
 
     def disc(self, x: torch.Tensor, D: StackedMLP | None = None, rows: torch.Tensor | None = None,
              update: bool = False) -> torch.Tensor:
