@@ -74,8 +74,9 @@ class Evaluator:
     @functools.cached_property
     def calibration(self) -> dict[str, dict[str, float]]:
         """Quality of every constructed set: shipped or cached with the weights, else computed once now."""
-        if self._weights.calibration is not None:
-            return self._weights.calibration
+        cached = self._weights.calibration
+        if cached is not None and "fld" in cached.get(SUCCESS_SET, {}):  # a cache without it is recomputed
+            return cached
         return self._weights.save_calibration(self.calibrate(self._dataset))
 
     def calibrate(self, dataset: Dataset) -> dict[str, dict[str, float]]:

@@ -21,7 +21,6 @@ import fcntl
 import hashlib
 import io
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import torch
 
 from .classifier import CLASSIFIER_VERSION, Classifier, new_classifier, train_classifier
 from .data import Dataset, DataError, bundled_mnist, cache_dir
+from .files import write_atomic
 
 SHIPPED_DIR = resources.files("gan_core") / "data_files" / "evaluator"
 SHIPPED_DATASETS = ("mnist",)
@@ -115,12 +115,12 @@ def _calibration_path(weights: Path) -> Path:
     return weights.with_suffix(".calibration.json")
 
 
-def write_atomic(path: Path, blob: bytes) -> None:
-    """Write via a temporary file and a rename: a concurrent reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(blob)
-    tmp.replace(path)
+def _calibration_shape(obj) -> dict[str, dict[str, float]]:
+    """A calibration as JSON holds it: {set name: {metric: number}}; anything else is a ValueError."""
+    if not isinstance(obj, dict) or not obj or not all(
+            isinstance(v, dict) and v and all(isinstance(x, int | float) for x in v.values()) for v in obj.values()):
+        raise ValueError("not a calibration")
+    return obj
 
 
 def _read_cached(path: Path, num_classes: int) -> Weights | None:
@@ -135,9 +135,9 @@ def _read_cached(path: Path, num_classes: int) -> Weights | None:
     except Exception:  # noqa: BLE001 - truncated, corrupt, another layout: train again
         return None
     try:
-        calibration = json.loads(_calibration_path(path).read_text())
+        calibration = _calibration_shape(json.loads(_calibration_path(path).read_text()))
     except (OSError, ValueError):
-        calibration = None
+        calibration = None  # recomputed when asked for
     return Weights(clf, accuracy, f"cached weights {path}", False, path, calibration)
 
 

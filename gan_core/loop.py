@@ -22,6 +22,7 @@ twice and never skips one.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import time
 import warnings
@@ -33,6 +34,7 @@ import torch
 
 from .config import RunConfig
 from .evaluator import Evaluator
+from .files import make_dir, write_atomic
 from .outcome import Judge
 from .records import EpochEvent, EpochRecord, Quality, RunResult, Thresholds, Verdict
 
@@ -66,6 +68,9 @@ class Stepper(Protocol):
     def load_member_state(self, p: int, state: dict[str, Any]) -> None:
         """Restore member p from `member_state`'s layout (raises on anything that does not fit)."""
 
+    def subset(self, keep: Sequence[int]) -> Stepper:
+        """An engine holding only members `keep` (in that order), each in its present state."""
+
     def reset_member(self, p: int) -> None:
         """Member p back to its initial state (after a checkpoint that could not be used)."""
 
@@ -81,10 +86,12 @@ def save_checkpoint(stepper: Stepper, p: int, path: Path, history: list[EpochRec
     """Write member p's checkpoint atomically (randomness is counter-based: no RNG state is needed)."""
     blob = {"format": CHECKPOINT_FORMAT, "engine": engine, "config": checkpoint_key(stepper.configs[p]),
             "state": stepper.member_state(p), "history": [dataclasses.asdict(r) for r in history]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(blob, tmp)
-    tmp.replace(path)
+    make_dir(path.parent)
+    if path.is_dir() and not path.is_symlink():  # a folder squatting the name would fail every rerun
+        path.replace(path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}"))
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    write_atomic(path, buf.getvalue())  # never through a link planted at the file or a temporary name
 
 
 def load_checkpoint(stepper: Stepper, p: int, path: Path, log: Callable[[str], None] | None) -> list[EpochRecord]:
@@ -155,6 +162,15 @@ def run(stepper: Stepper, evaluator: Evaluator | None, thresholds: Thresholds, e
     samples: list[torch.Tensor | None] = [None] * P
     done = [len(h) >= c.budget.epochs or _ends(judges[p].sealed, c) for p, (h, c) in enumerate(zip(histories, cfgs))]
     stopped = [False] * P
+    live = list(range(P))  # the stepper's members, by their index in `cfgs`: ended ones are dropped
+
+    def finish(p: int, i: int) -> None:
+        """Member p (the stepper's member i) has ended: its final quality and grid, if not measured yet."""
+        diverged = bool(histories[p]) and histories[p][-1].diverged
+        if (quality[p] is None or samples[p] is None) and not diverged:
+            q, samples[p] = evaluate(stepper, i, evaluator)
+            quality[p] = quality[p] or q
+
     t0 = time.perf_counter()
     start = min((len(h) for h, d in zip(histories, done) if not d), default=0)
     for epoch in range(start, max(c.budget.epochs for c in cfgs)):
@@ -163,14 +179,14 @@ def run(stepper: Stepper, evaluator: Evaluator | None, thresholds: Thresholds, e
         active = [not done[p] and len(histories[p]) == epoch for p in range(P)]
         if not any(active):
             continue
-        records = stepper.train_epoch(epoch, epoch * stepper.steps_per_epoch, active)
-        for p in (q for q in range(P) if active[q]):
-            cfg, rec, judge = cfgs[p], records[p], judges[p]
+        records = stepper.train_epoch(epoch, epoch * stepper.steps_per_epoch, [active[p] for p in live])
+        for i, p in ((i, p) for i, p in enumerate(live) if active[p]):
+            cfg, rec, judge = cfgs[p], records[i], judges[p]
             last = epoch + 1 == cfg.budget.epochs
             due = last or (epoch + 1) % cfg.budget.eval_every == 0 or rec.hung or judge.wants_quality(rec)
             grid = None
             if not rec.diverged and due:
-                q, grid = evaluate(stepper, p, evaluator)
+                q, grid = evaluate(stepper, i, evaluator)
                 quality[p], samples[p] = q or quality[p], grid
                 rec = dataclasses.replace(rec, quality=q)
             histories[p].append(rec)
@@ -179,14 +195,18 @@ def run(stepper: Stepper, evaluator: Evaluator | None, thresholds: Thresholds, e
             if _ends(sealed, cfg) or stop or last:
                 done[p], stopped[p] = True, not last
             elif paths[p] is not None and (epoch + 1) % checkpoint_every == 0:
-                save_checkpoint(stepper, p, paths[p], histories[p], engine)
+                save_checkpoint(stepper, i, paths[p], histories[p], engine)
+        keep = [i for i, p in enumerate(live) if not done[p]]
+        if keep and len(keep) < len(live):  # a masked member costs what a live one does: drop the ended
+            for i, p in enumerate(live):
+                if done[p]:
+                    finish(p, i)
+            stepper, live = stepper.subset(keep), [live[i] for i in keep]
     seconds = time.perf_counter() - t0
+    for i, p in enumerate(live):
+        finish(p, i)
     results = []
     for p in range(P):
-        diverged = bool(histories[p]) and histories[p][-1].diverged
-        if (quality[p] is None or samples[p] is None) and not diverged:
-            q, samples[p] = evaluate(stepper, p, evaluator)
-            quality[p] = quality[p] or q
         results.append(RunResult(cfgs[p], histories[p], judges[p].final(), quality[p], samples[p], seconds,
                                  str(stepper.device), stepper.dataset_source, stopped[p], resumed[p]))
     return results

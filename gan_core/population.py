@@ -52,6 +52,8 @@ from .trainer import DTYPES, resolve_device
 
 STRUCTURE_KEYS = tuple(k for k, v in POPULATION_CLASS.items() if v == POPULATION_SHARED)
 """Config keys every member of one population shares (declared with each field in gan_core.config)."""
+MAX_MEMBERS = 4096
+"""Most members one population may hold: past this the networks the studies train outgrow one device."""
 COMPACT_BELOW = 0.5
 """The inner G loop runs on a gathered copy of the members still in it once they are fewer than this
 share of the population (gathering costs a copy of their weights; computing the idle ones costs more)."""
@@ -749,6 +751,17 @@ class PopulationTrainer:
             for g in grads or []:
                 g[p] = 0.0
         self.rest_k[p], self.batch_count[p], self.alive[p], self.hung[p] = 0.0, 0, True, False
+
+    @torch.no_grad()
+    def subset(self, keep: Sequence[int]) -> PopulationTrainer:
+        """A population of members `keep` only, each carried over through its checkpoint layout (the loop
+        drops members whose runs ended: masked, they cost what live members do)."""
+        sub = PopulationTrainer([self.configs[p] for p in keep], self.dataset, self.evaluator, self.callbacks,
+                                self.thresholds, self.adam_impl, self.log)
+        for i, p in enumerate(keep):
+            sub.load_member_state(i, self.member_state(p))
+            sub.alive[i] = self.alive[p]  # a run that went non-finite stays frozen
+        return sub
 
     # -- the whole run --------------------------------------------------------------------------------
     def run(self, checkpoints: Sequence | None = None, checkpoint_every: int = 2) -> list[RunResult]:

@@ -405,6 +405,12 @@ class Trainer:
     def reset_member(self, p: int) -> None:
         self._build()
 
+    def subset(self, keep: Sequence[int]) -> Trainer:
+        """One member: the loop never drops it (when it ends, the run does)."""
+        if list(keep) != [0]:
+            raise ValueError(f"the reference trainer holds one member, not {list(keep)}")
+        return self
+
     # -- one run ----------------------------------------------------------------------------------
     def save_checkpoint(self, path: Path, history: list[EpochRecord]) -> None:
         loop.save_checkpoint(self, 0, path, history, "reference")

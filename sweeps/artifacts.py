@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
 
 import torch
 
+from gan_core.files import make_dir, write_atomic
 from gan_core.records import EpochRecord, RunResult
 
 
@@ -15,7 +17,9 @@ def save_grid(samples: torch.Tensor, path: Path, nrow: int = 8) -> Path:
     """A PNG grid of [N, 1, H, W] images in [0, 1] (torchvision's make_grid / save_image)."""
     from torchvision.utils import make_grid, save_image
 
-    save_image(make_grid(samples, nrow=nrow, padding=2, pad_value=0.5), path)
+    buf = io.BytesIO()
+    save_image(make_grid(samples, nrow=nrow, padding=2, pad_value=0.5), buf, format="png")
+    write_atomic(path, buf.getvalue())
     return path
 
 
@@ -64,13 +68,15 @@ def write_run(result: RunResult, folder: Path) -> dict[str, Path]:
     """Write samples.png, losses.png and summary.json into `folder` (created here)."""
     import matplotlib.pyplot as plt
 
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dir(folder)
     files = {"summary": folder / "summary.json"}
-    files["summary"].write_text(json.dumps(_jsonable(result.summary()), indent=1))
+    write_atomic(files["summary"], json.dumps(_jsonable(result.summary()), indent=1))
     if result.samples is not None:
         files["samples"] = save_grid(result.samples, folder / "samples.png")
     fig = loss_figure(result.history, f"{result.verdict.label} at epoch {result.verdict.epoch}")
     files["losses"] = folder / "losses.png"
-    fig.savefig(files["losses"], dpi=90)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    write_atomic(files["losses"], buf.getvalue())
     plt.close(fig)
     return files

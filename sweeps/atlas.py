@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from gan_core import readings
+from gan_core.files import make_dir, write_atomic
 from gan_core.outcome import FAILURES, SEALED_LABELS
 
 from .claims import BY_ID, CURES, PITFALL_VERDICTS, RUN_FLAGS, Claim
@@ -235,11 +236,11 @@ def _slug(text: str) -> str:
 
 def write(atlas: Atlas, folder: Path) -> dict[str, Path]:
     """atlas.csv, atlas.md (+ thumbs/) and a self-contained atlas.html in `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dir(folder)
     files = {"csv": folder / "atlas.csv", "md": folder / "atlas.md", "html": folder / "atlas.html"}
-    table(atlas).to_csv(files["csv"], index=False)
-    thumbs = folder / "thumbs"
-    for old in thumbs.glob("*.png") if thumbs.is_dir() else ():  # a rebuilt page names its arms afresh
+    write_atomic(files["csv"], table(atlas).to_csv(index=False))
+    thumbs = make_dir(folder / "thumbs")  # a link there is refused, never emptied
+    for old in thumbs.glob("*.png"):  # a rebuilt page names its arms afresh
         old.unlink()
     pitfalls = [r for r in atlas.rows if r.claim.id in PITFALL_VERDICTS]
     head = (f"{atlas.decided} of {len(pitfalls)} pitfall verdicts decided (supported or contradicted); "
@@ -282,9 +283,8 @@ def write(atlas: Atlas, folder: Path) -> dict[str, Path]:
         if r.settle:
             md += ["", f"{_settle_head(r)}: {r.settle}."]
         for arm, png in r.thumbs.items():
-            thumbs.mkdir(exist_ok=True)
             name = f"{_slug(r.claim.id)}-{_slug(arm)}.png"
-            (thumbs / name).write_bytes(png)
+            write_atomic(thumbs / name, png)
             md += ["", f"![{arm}](thumbs/{name})", f"*{arm}*"]
         md.append("")
         body.append(f"<h3>{html.escape(heading)}</h3><p><i>{r.claim.source}: \"{html.escape(r.claim.text)}\"</i></p>"
@@ -298,13 +298,13 @@ def write(atlas: Atlas, folder: Path) -> dict[str, Path]:
     else:
         md.append("None in these trials.")
         body.append("<p>None in these trials.</p>")
-    files["md"].write_text("\n".join(md) + "\n")
+    write_atomic(files["md"], "\n".join(md) + "\n")
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
              "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{border:1px solid #ccc;"
              "padding:4px 6px;vertical-align:top}.s{color:#fff;padding:1px 6px;border-radius:8px;white-space:nowrap}"
              "td.th{min-width:240px}td.th figure{display:inline-block;margin:2px;text-align:center;vertical-align:top}td.th img{width:110px;"
              "image-rendering:pixelated}figcaption{font-size:11px;max-width:110px}")
-    files["html"].write_text("<!doctype html><html><head><meta charset='utf-8'><title>gan-sweep atlas</title>"
+    write_atomic(files["html"], "<!doctype html><html><head><meta charset='utf-8'><title>gan-sweep atlas</title>"
                              f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
     return files
 

@@ -39,7 +39,7 @@ def atlas(storage: str, tracking_uri: str, out_dir: Path, profile: str | None, r
     from .console import err, out
     from .run_cmd import RunOptions, default_profile, resolve
     from .storage import check_storage_url, study_names
-    from .tracking import check_tracking_uri
+    from .tracking import check_tracking_uri, for_reading
     from .urls import mask
 
     ids = _claims(claims)
@@ -68,6 +68,8 @@ def atlas(storage: str, tracking_uri: str, out_dir: Path, profile: str | None, r
         profile = prof
     elif study_names(storage) is None:
         raise UserError(f"no gan-sweep storage at {mask(storage)}: run the studies first, or pass --run")
+    else:
+        for_reading(storage, tracking_uri)  # refused before the atlas reads anything
 
     if runs:
         from .run_cmd import execute
@@ -83,8 +85,9 @@ def atlas(storage: str, tracking_uri: str, out_dir: Path, profile: str | None, r
 
     from . import atlas as A
 
-    page = A.build(storage, tracking_uri, profile, ids)
-    A.write_study_reports(page, tracking_uri, out_dir)
+    readable = for_reading(storage, tracking_uri)  # no MLflow store is created or altered by reading
+    page = A.build(storage, readable, profile, ids)
+    A.write_study_reports(page, readable, out_dir)
     files = A.write(page, folder)
     from rich.table import Table
 

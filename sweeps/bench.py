@@ -30,7 +30,8 @@ import torch
 from gan_core import precision
 from gan_core.config import RunConfig
 from gan_core.data import BUNDLED_MNIST, load_dataset
-from gan_core.population import PopulationTrainer
+from gan_core.files import write_atomic
+from gan_core.population import MAX_MEMBERS, PopulationTrainer
 from gan_core.probes import Probes
 from gan_core.trainer import Trainer, resolve_device
 
@@ -269,8 +270,10 @@ def register(app) -> None:
             size_list = [int(s) for s in sizes.split(",")]
         except ValueError:
             raise UserError(f"--sizes must be comma-separated integers, got {sizes!r}") from None
-        if not size_list or min(size_list) < 1 or steps < 2 or repeats < 1:
-            raise UserError("--sizes must be >= 1, --steps >= 2 and --repeats >= 1")
+        if not size_list or min(size_list) < 1 or max(size_list) > MAX_MEMBERS or not 2 <= steps <= 10_000 \
+                or not 1 <= repeats <= 100:
+            raise UserError(f"--sizes must be from 1 to {MAX_MEMBERS:,}, --steps from 2 to 10,000 and --repeats "
+                            f"from 1 to 100")
         from .paths import check_writable_file
 
         check_writable_file(out_file, "--out")  # before the benchmark runs, not after
@@ -292,5 +295,5 @@ def register(app) -> None:
         est = result["estimate"]
         out.print(f"128-trial lr-study at the seed's budget: ~{est['minutes']:.0f} min at the best rate "
                   f"(seed-style loop: ~{est['seed_style_minutes']:.0f} min)")
-        out_file.write_text(json.dumps(result, indent=1))
+        write_atomic(out_file, json.dumps(result, indent=1))
         out.print(f"written to {out_file}")

@@ -30,11 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("gpu-check"), help="folder for every file it writes")
     args = parser.parse_args(argv)
 
+    from gan_core.files import make_dir, write_atomic
+
     from .bench import run_bench
     from .paths import check_writable_dir
 
     check_writable_dir(args.out, "--out")
-    args.out.mkdir(parents=True, exist_ok=True)
+    make_dir(args.out)
     sizes = [int(s) for s in args.sizes.split(",")]
     t0 = time.perf_counter()
     bench = run_bench(args.device, sizes, steps=40, repeats=3, log=print)
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     proc = subprocess.run(run, cwd=args.out, env=os.environ | {"GAN_SWEEP_OFFLINE": "1"}, text=True,
                           capture_output=True)
     study_s = time.perf_counter() - t1
-    (args.out / "lr-study.log").write_text(proc.stdout + proc.stderr)
+    write_atomic(args.out / "lr-study.log", proc.stdout + proc.stderr)
     if proc.returncode != 0:
         print(proc.stdout[-3000:] + proc.stderr[-3000:])
         print(f"the lr-study run failed (exit {proc.returncode}); its log is in {args.out / 'lr-study.log'}")
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                "bench_seconds": bench_s, "lr_study": {"epochs": args.epochs, "seconds": study_s, "summary": ran,
                                                       "outcomes": outcomes},
                "best_ratio_vs_seed_loop": best["ratio_vs_seed_loop"]}
-    (args.out / "gpu_check.json").write_text(json.dumps(summary, indent=1))
+    write_atomic(args.out / "gpu_check.json", json.dumps(summary, indent=1))
     print(f"written: {args.out / 'gpu_check.json'}, the report under {args.out / 'reports'}")
     return 0
 

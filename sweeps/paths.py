@@ -38,8 +38,22 @@ def check_writable_dir(folder: Path, flag: str) -> None:
     probe = folder
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK) or not _can_create_in(probe):
         raise UserError(f"{flag} {folder}: {probe} is not writable")
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be created in `folder`, tried (and removed at once): permission bits say yes to
+    root everywhere, and to anyone on /proc or a read-only mount, where every write then fails."""
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".gan-sweep-probe-")
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(name)
+    return True
 
 
 def check_writable_file(path: Path, flag: str) -> None:
@@ -49,5 +63,6 @@ def check_writable_file(path: Path, flag: str) -> None:
     parent = path.resolve().parent
     if not parent.is_dir():
         raise UserError(f"{flag} {path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)) \
+            or not _can_create_in(parent):
         raise UserError(f"{flag} {path} is not writable")

@@ -15,6 +15,7 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
+from gan_core.files import make_dir, write_atomic
 from gan_core.outcome import LABELS
 
 from .console import err, out
@@ -217,15 +218,15 @@ def _sections(rep: Report) -> list[tuple[str, pd.DataFrame | str]]:
 def write(rep: Report, folder: Path) -> dict[str, Path]:
     import matplotlib.pyplot as plt
 
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dir(folder)
     files = {"csv": folder / "trials.csv", "md": folder / "report.md", "html": folder / "report.html"}
-    rep.data.trials.to_csv(files["csv"], index=False)
+    write_atomic(files["csv"], rep.data.trials.to_csv(index=False))
     pngs = {name: _png(fig) for name, fig in rep.figures.items()}
     for fig in rep.figures.values():
         plt.close(fig)
-    (folder / "figures").mkdir(exist_ok=True)
+    figures = make_dir(folder / "figures")
     for name, blob in pngs.items():
-        (folder / "figures" / f"{name}.png").write_bytes(blob)
+        write_atomic(figures / f"{name}.png", blob)
 
     title = f"Report: {rep.data.name}"
     md = [f"# {title}", ""]
@@ -254,11 +255,11 @@ def write(rep: Report, folder: Path) -> dict[str, Path]:
         md += [f"![{caption}](figures/{name}.png)", "", f"*{caption}*", ""]
         body.append(f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(blob).decode()}">'
                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    files["md"].write_text("\n".join(md))
+    write_atomic(files["md"], "\n".join(md))
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
              "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{border:1px solid #ccc;"
              "padding:2px 6px}img{max-width:100%}")
-    files["html"].write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+    write_atomic(files["html"], f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
                              f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
     return files
 
@@ -307,6 +308,7 @@ def report_study(name: str, storage_url: str, tracking_uri: str | None, out_dir:
 
     from .paths import check_writable_dir, under
     from .storage import check_storage_url, open_storage, study_names
+    from .tracking import for_reading
     from .urls import mask
 
     folder = under(out_dir, name)  # a name from storage is checked like one from the command line
@@ -317,9 +319,12 @@ def report_study(name: str, storage_url: str, tracking_uri: str | None, out_dir:
         raise UserError(f"no gan-sweep storage at {mask(storage_url)}")
     if name not in names:
         raise UserError(f"no study {name!r} in {mask(storage_url)} (studies there: {', '.join(names) or 'none'})")
+    readable = for_reading(storage_url, tracking_uri)
     storage = open_storage(storage_url, heartbeat=False)
     study = optuna.load_study(study_name=name, storage=storage)
-    rep = build(load_study_data(study), tracking_uri)
+    rep = build(load_study_data(study), readable)
+    if tracking_uri and readable is None:
+        rep.notes.append(f"no MLflow store at {mask(tracking_uri)}: curves, samples and the audit sheet left out.")
     files = write(rep, folder)
     print_summary(rep)
     out.print(f"report: {files['html']} (also {files['md'].name}, {files['csv'].name})", soft_wrap=True)

@@ -14,6 +14,8 @@ from optuna.trial import TrialState
 from gan_core.config import RunConfig
 from gan_core.outcome import LABELS
 
+from .errors import UserError
+
 STATE_COLUMNS = ["trial", "state", "outcome", "seed", "value", "outcome_epoch", "epochs_trained", "sealed",
                  "mechanism", "seconds", "samples_per_s"]
 FAIL = "FAIL"
@@ -75,6 +77,9 @@ def trial_row(t: optuna.trial.FrozenTrial, base: dict[str, Any]) -> dict[str, An
 
 def load_study_data(study: optuna.Study) -> StudyData:
     spec = study.user_attrs.get("spec", {})
+    if not isinstance(spec, dict) or not isinstance(spec.get("fixed", {}), dict | None):
+        raise UserError(f"study {study.study_name!r} was not made by gan-sweep (its 'spec' attribute is "
+                        f"{type(spec).__name__ if not isinstance(spec, dict) else 'malformed'}); nothing to report")
     base = RunConfig.from_flat(spec.get("fixed", {})).to_flat() if spec.get("fixed") is not None else RunConfig().to_flat()
     trials = study.get_trials(deepcopy=False)
     rows = [trial_row(t, base) for t in trials]

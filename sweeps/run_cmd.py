@@ -31,6 +31,9 @@ POPULATION_CPU = 16
 """Default on a CPU: `gan-sweep bench` measures no gain past 16 members on 2 cores."""
 MAX_TRIALS = 100_000
 """Most trials a grid study may plan without --allow-large (enqueuing runs at a few hundred per second)."""
+MAX_HEARTBEAT_S = 3600
+"""A heartbeat slower than an hour would leave a dead worker's trial held for hours (and a huge one
+overflows the heartbeat thread's timer)."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,9 @@ def _seeds(text: str) -> tuple[int, ...]:
 def _every_config(spec: StudySpec, prof: Profile, overrides: dict[str, Any]) -> int:
     """Build every trial's run config (a grid point, or a range's ends) so that a bad swept value is an
     error now, not a FAIL at trial 17; return the largest batch size among them."""
+    from gan_core import precision
     from gan_core.config import ConfigError
+    from gan_core.trainer import resolve_device
 
     if spec.sampler == "grid":
         points = spec.grid()
@@ -143,11 +148,18 @@ def _every_config(spec: StudySpec, prof: Profile, overrides: dict[str, Any]) -> 
         points = [{}] + [{p.name: v} for p in spec.space if p.kind != "values" for v in (p.low, p.high)] + \
                  [{p.name: v} for p in spec.space if p.kind == "values" for v in p.values]
     biggest = 0
+    devices: dict[str, Any] = {}
     for params in points:
+        shown = ", ".join(f"{k} = {v}" for k, v in params.items()) or "the fixed settings"
+        if spec.sampler == "grid" and not spec.seeds_for(params):
+            raise UserError(f"{spec.source}: the configuration with {shown} names seeds none of which the study "
+                            f"runs (seeds {', '.join(map(str, spec.seeds))}): it would plan no trial")
         try:
             cfg = spec.run_config(params, max(spec.seeds), prof, **overrides)
+            # a swept precision or dtype must work on the device now, not fail at trial time
+            device = devices.setdefault(cfg.device, resolve_device(cfg.device))
+            precision.check(cfg.precision, cfg.dtype, device)
         except ConfigError as exc:
-            shown = ", ".join(f"{k} = {v}" for k, v in params.items()) or "the fixed settings"
             raise UserError(f"{spec.source}: the configuration with {shown}: {exc}") from None
         biggest = max(biggest, cfg.data.batch_size)
     return biggest
@@ -155,15 +167,14 @@ def _every_config(spec: StudySpec, prof: Profile, overrides: dict[str, Any]) -> 
 
 def resolve(opts: RunOptions) -> Resolved:
     """Validate everything a user can get wrong that needs no data and no store."""
-    from gan_core import precision
-    from gan_core.config import ConfigError
+    from gan_core.population import MAX_MEMBERS
     from gan_core.trainer import resolve_device
 
     from .storage import check_storage_url, make_sampler
     from .tracking import check_tracking_uri
 
     spec = load_spec(opts.study)
-    profile_name = opts.profile or default_profile(opts.device)
+    profile_name = opts.profile if opts.profile is not None else default_profile(opts.device)  # '' is a typo
     if profile_name not in PROFILES:
         raise UserError(f"--profile must be one of {', '.join(PROFILES)}, got {profile_name!r}")
     spec, prof = spec.for_profile(profile_name)
@@ -173,10 +184,11 @@ def resolve(opts: RunOptions) -> Resolved:
         prof = dataclasses.replace(prof, epochs=opts.epochs)
     if opts.seeds is not None:
         spec = dataclasses.replace(spec, seeds=_seeds(opts.seeds))
-    for flag, value, low in (("--trials", opts.trials, 1), ("--population-size", opts.population_size, 1),
-                             ("--heartbeat", opts.heartbeat, 1)):
-        if value is not None and value < low:
-            raise UserError(f"{flag} must be >= {low}, got {value}")
+    for flag, value, low, high in (("--trials", opts.trials, 1, MAX_TRIALS),
+                                   ("--population-size", opts.population_size, 1, MAX_MEMBERS),
+                                   ("--heartbeat", opts.heartbeat, 1, MAX_HEARTBEAT_S)):
+        if value is not None and not low <= value <= high:
+            raise UserError(f"{flag} must be from {low} to {high:,}, got {value}")
     if opts.engine not in ENGINES:
         raise UserError(f"--engine must be one of {', '.join(ENGINES)}, got {opts.engine!r}")
     planned = trial_count(spec, prof)
@@ -187,16 +199,12 @@ def resolve(opts: RunOptions) -> Resolved:
     max_batch = _every_config(spec, prof, overrides)
     base = spec.run_config({}, spec.seeds[0], prof, **overrides)
     device = resolve_device(base.device)
-    try:
-        precision.check(base.precision, base.dtype, device)
-    except ConfigError as exc:
-        raise UserError(f"{spec.source}: {exc}") from None
     # auto: populations pay off where launches dominate (a GPU); on a CPU arithmetic does.
     # auto: the population whenever trials can share one (a GPU: launches dominate; a CPU: `gan-sweep bench`
     # measures 1.7-2.4x the reference trainer's member-steps/s at 8-16 members on 2 cores).
     engine = opts.engine if opts.engine != "auto" else ("population" if planned >= 2 else "reference")
     size = opts.population_size or (POPULATION_GPU if device.type == "cuda" else POPULATION_CPU)
-    name = paths.check_name(opts.study_name or default_study_name(spec.name, prof.name, opts.dataset, opts.epochs))
+    name = paths.check_name(opts.study_name if opts.study_name is not None else default_study_name(spec.name, prof.name, opts.dataset, opts.epochs))
     paths.check_writable_dir(opts.out_dir, "--out")
     paths.under(opts.out_dir, name)
     paths.check_writable_dir(opts.checkpoint_dir, "--checkpoint-dir")
@@ -234,7 +242,7 @@ def execute(opts: RunOptions, create: bool) -> None:
     from .progress import RunDisplay
     from .runner import Interrupted, RunContext, interrupt_on_sigterm, run_trials
     from .storage import StaleTrials, counts, open_study_for, probe_storage, study_names
-    from .tracking import Tracker, check_tracking_uri
+    from .tracking import Tracker, probe_tracking
 
     r = resolve(opts)
     data = load_dataset(r.base.data.dataset, r.base.data.data_dir)
@@ -242,8 +250,8 @@ def execute(opts: RunOptions, create: bool) -> None:
         raise UserError(f"batch_size {r.max_batch} is larger than the data set ({len(data.images)} images: "
                         f"{data.source})")
     evaluator = Evaluator(data, r.device, log=err.print)  # a broken evaluator fails before any store exists
-    probe_storage(opts.storage)  # both stores answer before either is created or written
-    check_tracking_uri(opts.tracking_uri, reach=True)
+    probe_storage(opts.storage)  # both stores answer, read-only, before either is created or written
+    probe_tracking(opts.tracking_uri, r.name)
     if not create and r.name not in (study_names(opts.storage) or []):
         raise UserError(f"study {r.name!r} does not exist in {urls.mask(opts.storage)}; start it with gan-sweep run")
 

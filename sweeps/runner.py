@@ -29,8 +29,9 @@ from gan_core.population import PopulationTrainer, split_into_populations
 from gan_core.records import EpochEvent, RunResult
 from gan_core.trainer import Trainer, resolve_device
 
-from .storage import (HEARTBEAT_S, StudyHandle, beat_now, checkpoint_name, enqueue_missing_seeds, fail_stale,
-                      git_commit, heartbeat, pop_waiting, sampled_configs)
+from . import urls
+from .storage import (HEARTBEAT_S, StudyHandle, ask_sampled, checkpoint_name, enqueue_missing_seeds, fail_stale,
+                      git_commit, heartbeat, pop_waiting)
 from .tracking import Tracker
 
 
@@ -119,12 +120,10 @@ def next_trial(ctx: RunContext, wait: bool = True) -> optuna.Trial | None:
             trial = pop_waiting(h)
             if trial is not None:
                 return trial
-            if h.spec.sampler != "grid" and sampled_configs(h.study) < (h.profile.trials or 0):
-                trial = h.study.ask()
-                beat_now(h.storage, _trial_ids(ctx, [trial])[0])
-                trial.set_user_attr("seed", h.spec.seeds[0])
-                trial.set_user_attr("sampled", True)  # its other seeds are enqueued once its params exist
-                return trial
+            if h.spec.sampler != "grid":
+                trial = ask_sampled(h)
+                if trial is not None:
+                    return trial
             running = h.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if not wait or not running:
             return None
@@ -314,6 +313,7 @@ def fail(ctx: RunContext, trial: optuna.Trial, child: str | None, reason: str, m
     """Close a trial that did not finish: FAIL in Optuna with the reason, its MLflow run ended.
     A trial another worker already closed (failed as stale while this one was starved) is left as
     it is: its retry carries the configuration on."""
+    reason, detail = urls.mask(reason), urls.mask(detail)  # both are stored, and read by report and atlas
     try:
         trial.set_user_attr("fail_reason", reason[:1000])
         if detail:

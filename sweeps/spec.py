@@ -61,6 +61,10 @@ BALANCE_LIMIT = 5_000
 """Grids up to this size are enqueued in a balanced order (see StudySpec.balanced_grid)."""
 MAX_SAMPLER_SEED = 2**32 - 1
 """Optuna's samplers seed numpy, which takes 32-bit seeds."""
+MAX_STUDY_FILE = 1_000_000
+"""Bytes: the largest study file read (the built-in ones are under 5,000)."""
+MAX_DESCRIPTION = 4000
+"""A study's description becomes its MLflow experiment's note, a tag (MLflow keeps 8,000 characters)."""
 
 
 class SpecError(UserError):
@@ -260,6 +264,8 @@ def load_spec(name_or_path: str) -> StudySpec:
     if path.suffix == ".toml" or path.is_file() or (path.exists() and name_or_path not in builtin_names()):
         if not path.is_file():
             raise SpecError(f"study file not found: {name_or_path}")
+        if path.stat().st_size > MAX_STUDY_FILE:
+            raise SpecError(f"{path}: {path.stat().st_size:,} bytes is not a study file (at most {MAX_STUDY_FILE:,})")
         try:
             text, source = path.read_text(encoding="utf-8"), str(path)
         except UnicodeDecodeError as exc:
@@ -274,9 +280,11 @@ def load_spec(name_or_path: str) -> StudySpec:
         text, source = res.read_text(), f"{name_or_path} (built-in)"
     try:
         raw = tomllib.loads(text)
+        return _build(source, raw)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{source}: not valid TOML: {exc}") from None
-    return _build(source, raw)
+    except RecursionError:  # tomllib and the checks below recurse once per level of nesting
+        raise SpecError(f"{source}: nested too deeply to be a study file") from None
 
 
 _TOP_KEYS = {"name", "description", "claims", "seeds", "objective", "baseline", "sampler", "space", "configs",
@@ -361,6 +369,9 @@ def _build(source: str, raw: dict, validate_overrides: bool = True) -> StudySpec
         raise SpecError(f"{source}: name {name[:60]!r} is not allowed: use 1 to 100 letters, digits, '.', '-' or "
                         f"'_', starting with a letter or digit (it names a folder, a study and an experiment)")
     description = _typed(source, "description", raw.get("description", ""), str, "a string")
+    if len(description) > MAX_DESCRIPTION:
+        raise SpecError(f"{source}: description is {len(description):,} characters (at most {MAX_DESCRIPTION:,}: "
+                        f"it becomes the MLflow experiment's note)")
     raw_claims = raw.get("claims", [])
     if not isinstance(raw_claims, list) or any(isinstance(x, bool) or not isinstance(x, (int, str)) for x in raw_claims):
         raise SpecError(f"{source}: claims must be a list of claim ids (1 to 5, adaptive, headline), got {raw_claims!r}")

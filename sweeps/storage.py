@@ -200,11 +200,34 @@ def git_commit() -> str:
         return "unknown"
 
 
-def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+def make_sampler(spec: StudySpec, salt: int = 0) -> optuna.samplers.BaseSampler:
+    """The study's sampler; `salt` (the number of the trial about to be asked) varies its seed, so that
+    the seed and the trial's number, not the process that asks, decide what is sampled."""
+    seed = None if spec.sampler_seed is None else (spec.sampler_seed * 1_000_003 + salt) % 2**32
     if spec.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=spec.sampler_seed)
+        return optuna.samplers.TPESampler(seed=seed)
     # grid: every trial is enqueued, the sampler is never asked; random: as asked.
-    return optuna.samplers.RandomSampler(seed=spec.sampler_seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def ask_sampled(handle: StudyHandle) -> optuna.Trial | None:
+    """tpe / random: a newly sampled configuration with all its parameters, or None once the design has
+    its configurations. Counted, asked and suggested under the study's planning lock with the sampler
+    seeded by the trial's number: two processes can neither both ask the last configuration nor (seeded
+    alike) both draw the same one; one process alone draws the same sequence every time."""
+    study = handle.study
+    with planning_lock(handle.storage, handle.url):
+        if sampled_configs(study) >= (handle.profile.trials or 0):
+            return None
+        study.sampler = make_sampler(handle.spec, salt=len(study.get_trials(deepcopy=False)))
+        trial = study.ask()
+        study_id = handle.storage.get_study_id_from_name(handle.name)
+        beat_now(handle.storage, handle.storage.get_trial_id_from_study_id_trial_number(study_id, trial.number))
+        for p in handle.spec.space:
+            p.suggest(trial)
+        trial.set_user_attr("seed", handle.spec.seeds[0])
+        trial.set_user_attr("sampled", True)  # its other seeds are enqueued once its params exist
+    return trial
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,66 @@ def check_tracking_uri(uri: str, reach: bool = False) -> None:
                             f"{urls.mask(str(getattr(exc, 'reason', exc)), uri)}") from None
 
 
+def probe_tracking(uri: str, experiment: str | None = None, writing: bool = True) -> bool:
+    """Whether the tracking store holds anything, checked read-only before any store is created or
+    written: its form, a server's answer, a sqlite file that is a database of MLflow's (not garbage,
+    not Optuna's, not read-only where `writing`), and that `experiment` is not deleted.
+    False: a sqlite file that does not exist yet (a reader then has nothing to open)."""
+    import os
+    import sqlite3
+
+    check_tracking_uri(uri, reach=True)
+    path = urls.sqlite_path(uri)
+    if path is None:
+        if experiment is not None:
+            try:
+                from mlflow.tracking import MlflowClient
+
+                exp = MlflowClient(uri).get_experiment_by_name(experiment)  # a server: a read
+            except Exception as exc:  # noqa: BLE001 - any failure: the URI does not work from here
+                msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise UserError(f"tracking URI {urls.mask(uri)} is unusable: {urls.mask(msg)[:300]}") from None
+            _not_deleted(exp, experiment)
+        return True
+    if not path.exists():
+        return False
+    try:
+        if writing:
+            os.close(os.open(path, os.O_RDWR))  # permission bits say yes to root: only opening tells
+        con = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            row = (con.execute("SELECT lifecycle_stage FROM experiments WHERE name = ?", (experiment,)).fetchone()
+                   if experiment is not None and "experiments" in tables else None)
+        finally:
+            con.close()
+    except (OSError, sqlite3.Error) as exc:
+        raise UserError(f"tracking URI {urls.mask(uri)}: {path} cannot be used ({exc})") from None
+    if tables & urls.OPTUNA_TABLES == urls.OPTUNA_TABLES:
+        raise UserError(f"tracking URI {urls.mask(uri)} is an Optuna database (are --storage and --tracking-uri "
+                        f"swapped?)")
+    if tables and not urls.MLFLOW_TABLES <= tables:
+        raise UserError(f"tracking URI {urls.mask(uri)}: {path} is a database, but not MLflow's (tables: "
+                        f"{', '.join(sorted(tables))[:120]})")
+    if row is not None and row[0] == "deleted":
+        raise UserError(f"MLflow experiment {experiment!r} is deleted; restore it or use another --study-name")
+    return True
+
+
+def _not_deleted(exp, name: str) -> None:
+    if exp is not None and exp.lifecycle_stage == "deleted":
+        raise UserError(f"MLflow experiment {name!r} is deleted; restore it or use another --study-name")
+
+
+def for_reading(storage: str, uri: str | None) -> str | None:
+    """The tracking URI a reader (report, atlas) may open, or None where opening it would create a store
+    (a mistyped sqlite path) or write MLflow's tables into another database."""
+    if not uri:
+        return None
+    urls.check_not_swapped(storage, uri)
+    return uri if probe_tracking(uri, writing=False) else None
+
+
 class Tracker:
     """An MLflow experiment and the runs logged into it."""
 
@@ -89,8 +149,7 @@ class Tracker:
     def _experiment(self, name: str, description: str) -> str:
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
-            if exp.lifecycle_stage == "deleted":
-                raise UserError(f"MLflow experiment {name!r} is deleted; restore it or use another --study-name")
+            _not_deleted(exp, name)
             if exp.tags.get(KIND_TAG) != KIND:
                 self.client.set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
             return exp.experiment_id
@@ -194,7 +253,7 @@ class Tracker:
         for attempt in range(1, 7):
             try:
                 for k, v in tags.items():
-                    self.client.set_tag(run_id, k, str(v))
+                    self.client.set_tag(run_id, k, urls.mask(str(v)))
                 self.client.set_terminated(run_id, status=status)
                 return
             except MlflowException as exc:

@@ -15,23 +15,55 @@ from .errors import UserError
 
 STORAGE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2", "mysql", "mysql+pymysql")
 TRACKING_SCHEMES = ("sqlite", "http", "https")
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]*)@", re.I)
+# user:password@ in any URL. The password runs to the token's last '@' (SQLAlchemy takes a raw '/' in
+# it, and a raw '@' is split differently by each library): masking too much is safe, too little is not.
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s'\"]*):(?P<password>[^\s'\"]*)@", re.I)
+# password=... as a URL's query parameter or a libpq keyword.
+_PASSWORD_PARAM = re.compile(r"(?P<key>\b(?:password|passwd|pwd)=)(?P<password>[^&\s'\";#]*)", re.I)
+_SECRETS: set[str] = set()
+"""Passwords of the store URLs this process was given, hidden wherever a library quotes one bare."""
+_MIN_BARE = 3  # a shorter password replaced everywhere in a text would blank ordinary characters
+
+
+def credentials(url: str) -> tuple[str | None, list[str]]:
+    """(the userinfo's password, the query's passwords) of a URL as the most permissive parser reads them."""
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    head, _, query = rest.partition("?")
+    password = None
+    if "@" in head:
+        userinfo = head[:head.rindex("@")]
+        if ":" in userinfo:
+            password = userinfo.split(":", 1)[1]
+    params = [m["password"] for m in _PASSWORD_PARAM.finditer("?" + query)] if query else []
+    return password, params
+
+
+def remember(url: str) -> None:
+    """Hide this URL's passwords from every later `mask` (and so from everything the process prints,
+    stores or writes), also where a library's message quotes one without its URL."""
+    password, params = credentials(url)
+    for secret in [password, *params]:
+        if secret:
+            for form in (secret, urllib.parse.unquote(secret), urllib.parse.quote(secret, safe="")):
+                if len(form) >= _MIN_BARE:
+                    _SECRETS.add(form)
 
 
 def mask(text: str, *known: str) -> str:
-    """`text` with the password of every URL in it replaced by ***: user:***@host. The passwords of the
-    `known` URLs are also hidden where a library's message quotes them without their URL."""
-    text = _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", str(text))
+    """`text` with every password hidden: user:***@host in URLs, password=*** in queries and keyword
+    strings, and the bare passwords of the `known` URLs and of every URL given to `remember`."""
     for url in known:
-        password = urllib.parse.urlsplit(url).password if "://" in url else None
-        if password:
-            text = text.replace(password, "***").replace(urllib.parse.quote(password, safe=""), "***")
+        remember(url)
+    text = _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", str(text))
+    text = _PASSWORD_PARAM.sub(lambda m: f"{m['key']}***", text)
+    for secret in sorted(_SECRETS, key=len, reverse=True):  # longest first: a form never leaves a tail
+        text = text.replace(secret, "***")
     return text
 
 
 def without_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
     """The URL with its user:password@ removed, and the (user, password) pair if there was one."""
-    parts = urllib.parse.urlsplit(url)
+    parts = split(url)
     if parts.username is None and parts.password is None:
         return url, None
     netloc = parts.hostname or ""
@@ -41,8 +73,29 @@ def without_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
     return bare, (urllib.parse.unquote(parts.username or ""), urllib.parse.unquote(parts.password or ""))
 
 
+def split(url: str) -> urllib.parse.SplitResult:
+    """The URL's parts, with its port read: a malformed host or port is one line, not a ValueError."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - reading it is the check
+    except ValueError as exc:
+        raise UserError(f"URL {mask(url)!r} is malformed ({exc})") from None
+    return parts
+
+
 def scheme(url: str) -> str:
-    return urllib.parse.urlsplit(url).scheme.lower() if "://" in url else ""
+    return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+def _check_sql(url: str) -> None:
+    """A database URL as SQLAlchemy (Optuna's parser) reads it: a malformed host or port is one line."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url).port  # noqa: B018 - reading it is the check
+    except (ArgumentError, ValueError) as exc:
+        raise UserError(f"URL {mask(url)!r} is malformed ({mask(str(exc))})") from None
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -61,8 +114,20 @@ def sqlite_path(url: str) -> Path | None:
 
 def check(url: str, what: str, schemes: tuple[str, ...], example: str) -> Path | None:
     """A URL's form: a supported scheme and, for sqlite, a file whose folder exists (nothing opened)."""
+    remember(url)
     if scheme(url) not in schemes:
         raise UserError(f"{what} {mask(url)!r} is not supported (use {example})")
+    if scheme(url) in ("http", "https") and credentials(url)[0] is not None:
+        # requests splits the host at the first '/' or '?' (and urllib at the last '@'): a raw one in the
+        # password would send its tail to another host as a path
+        head = url.split("://", 1)[1]
+        if head.index("@") != head.rindex("@") or any(c in head[:head.rindex("@")] for c in "/?#"):
+            raise UserError(f"{what} {mask(url)!r}: a '/', '@', '?' or '#' in the password must be "
+                            f"percent-encoded (%2F, %40, %3F, %23)")
+    if scheme(url) in ("http", "https"):
+        split(url)
+    elif scheme(url) != "sqlite":
+        _check_sql(url)
     path = sqlite_path(url)
     if path is not None:
         folder = path.resolve().parent

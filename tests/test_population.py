@@ -123,6 +123,37 @@ def test_the_inner_loop_s_stragglers_run_alone_and_still_match(mnist):
     assert_matches_reference(pop, results, configs, mnist)
 
 
+def test_members_that_end_early_are_dropped_and_the_rest_still_match(mnist):
+    """A member whose run ended is dropped from the population (a masked one costs what a live one does):
+    the others carry on from their state and still reproduce their single runs; the dropped one's final
+    grid is its own."""
+    base = RunConfig().replace(**(SMALL | dict(steps_per_epoch=20)))
+    configs = [base.replace(seed=0, epochs=1), base.replace(seed=1, epochs=3, lr_d=1e-3),
+               base.replace(seed=2, epochs=2, schedule="fixed", d_steps=2), base.replace(seed=3, epochs=3)]
+    pop = PopulationTrainer(configs, mnist)
+    sizes = []
+    subset = PopulationTrainer.subset
+
+    def spy(self, keep):
+        sizes.append(len(keep))
+        return subset(self, keep)
+
+    PopulationTrainer.subset = spy
+    try:
+        results = pop.run()
+    finally:
+        PopulationTrainer.subset = subset
+    assert sizes == [3, 2]  # after epoch 1 (member 0 ended), after epoch 2 (member 2)
+    for p, cfg in enumerate(configs):
+        ref = Trainer(cfg, mnist).run()
+        assert len(results[p].history) == len(ref.history) == cfg.budget.epochs
+        for a, b in zip(results[p].history, ref.history):
+            for key in KEYS:
+                assert getattr(a, key) == pytest.approx(getattr(b, key), rel=1e-10, abs=1e-10), (p, key)
+        assert (results[p].samples - ref.samples).abs().max().item() < 1e-10, p
+        assert results[p].quality is None and ref.quality is None  # no evaluator here: grids only
+
+
 @pytest.mark.slow
 def test_a_nan_member_leaves_every_other_member_bit_for_bit_unchanged(mnist):
     configs = mixed_configs()[:4] + mixed_configs()[8:9]

@@ -1,0 +1,45 @@
+"""Writing files without following links: every file gan-sweep writes goes through `write_atomic`,
+every folder it makes for itself through `make_dir`.
+
+A fresh temporary name in the target's folder is created exclusively (O_CREAT | O_EXCL never opens
+a planted link), filled, and renamed over the target (a rename replaces a link at the target, it
+does not write through it). A reader never sees half a file; a failure (a full disk) leaves neither
+a partial file nor the temporary one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+class LinkError(OSError):
+    """A folder gan-sweep writes into is a symbolic link (it could point anywhere)."""
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write `data` to `path` (its folder exists) through an exclusive temporary file and a rename."""
+    blob = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def make_dir(folder: Path) -> Path:
+    """`folder`, created if missing; a link standing at it is refused. (The folders above it are the
+    user's to name: a link there is where the user chose to write.)"""
+    if not os.path.lexists(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    if folder.is_symlink():
+        raise LinkError(f"{folder} is a symbolic link: gan-sweep does not write through links")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is not a folder")
+    return folder

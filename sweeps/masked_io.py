@@ -1,0 +1,44 @@
+"""stdout and stderr through `urls.mask`: what a library prints (MLflow's "View run ... at: <URL>",
+a driver's warning, a traceback) cannot show a password the process was given."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import TextIO
+
+from . import urls
+
+
+class MaskedStream:
+    """A text stream that masks each write before passing it on (a line split across writes is
+    masked per write: a URL is written in one piece by every caller seen so far)."""
+
+    def __init__(self, inner: TextIO) -> None:
+        self.inner = inner
+
+    def write(self, text: str) -> int:
+        self.inner.write(urls.mask(text))
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str):  # flush, isatty, fileno, encoding: the inner stream's
+        return getattr(self.inner, name)
+
+
+@contextlib.contextmanager
+def masked_streams() -> Iterator[None]:
+    """Mask sys.stdout and sys.stderr for the duration (nested uses wrap once)."""
+    if isinstance(sys.stdout, MaskedStream):
+        yield
+        return
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = MaskedStream(saved[0]), MaskedStream(saved[1])
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
