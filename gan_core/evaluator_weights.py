@@ -115,7 +115,7 @@ def _calibration_path(weights: Path) -> Path:
     return weights.with_suffix(".calibration.json")
 
 
-def _calibration_shape(obj) -> dict[str, dict[str, float]]:
+def check_calibration(obj) -> dict[str, dict[str, float]]:
     """A calibration as JSON holds it: {set name: {metric: number}}; anything else is a ValueError."""
     if not isinstance(obj, dict) or not obj or not all(
             isinstance(v, dict) and v and all(isinstance(x, int | float) for x in v.values()) for v in obj.values()):
@@ -135,7 +135,7 @@ def _read_cached(path: Path, num_classes: int) -> Weights | None:
     except Exception:  # noqa: BLE001 - truncated, corrupt, another layout: train again
         return None
     try:
-        calibration = _calibration_shape(json.loads(_calibration_path(path).read_text()))
+        calibration = check_calibration(json.loads(_calibration_path(path).read_text()))
     except (OSError, ValueError):
         calibration = None  # recomputed when asked for
     return Weights(clf, accuracy, f"cached weights {path}", False, path, calibration)

@@ -171,6 +171,13 @@ def run(stepper: Stepper, evaluator: Evaluator | None, thresholds: Thresholds, e
             q, samples[p] = evaluate(stepper, i, evaluator)
             quality[p] = quality[p] or q
 
+    first = stepper
+
+    def give_back(p: int, i: int) -> None:
+        """The caller's engine ends holding every member's final state, whichever subset trained it last."""
+        if stepper is not first:
+            first.load_member_state(p, stepper.member_state(i))
+
     t0 = time.perf_counter()
     start = min((len(h) for h, d in zip(histories, done) if not d), default=0)
     for epoch in range(start, max(c.budget.epochs for c in cfgs)):
@@ -201,10 +208,12 @@ def run(stepper: Stepper, evaluator: Evaluator | None, thresholds: Thresholds, e
             for i, p in enumerate(live):
                 if done[p]:
                     finish(p, i)
+                    give_back(p, i)
             stepper, live = stepper.subset(keep), [live[i] for i in keep]
     seconds = time.perf_counter() - t0
     for i, p in enumerate(live):
         finish(p, i)
+        give_back(p, i)
     results = []
     for p in range(P):
         results.append(RunResult(cfgs[p], histories[p], judges[p].final(), quality[p], samples[p], seconds,

@@ -20,7 +20,8 @@ import torch
 from .classifier import CLASSIFIER_VERSION
 from .data import bundled_mnist
 from .evaluator import Evaluator
-from .evaluator_weights import sha256, shipped_paths, train_weights, write_atomic
+from .evaluator_weights import sha256, shipped_paths, train_weights
+from .files import write_atomic
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,16 +1,42 @@
 """The `gan-sweep` entry point: nothing heavy is imported before Ctrl-C is handled, so an interrupt
-at any moment (even while torch is still importing) ends in one line and exit code 130."""
+at any moment (even while torch is still importing) ends in one line and exit code 130; a fault no
+command foresaw (a full disk, a store that died mid-run) ends in one line and exit code 1, with the
+traceback only when GAN_SWEEP_DEBUG=1; and nothing printed shows a password (`masked_io`)."""
 
 from __future__ import annotations
 
+import os
 import sys
+
+EXIT_FAULT = 1
 
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        from .cli import main as cli_main
+        from .masked_io import masked_streams
 
-        cli_main(argv)
-    except KeyboardInterrupt:
+        with masked_streams():
+            try:
+                from .cli import main as cli_main
+
+                cli_main(argv)
+            except KeyboardInterrupt:
+                print("error: interrupted", file=sys.stderr)
+                sys.exit(130)
+            except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+                sys.exit(_fault(exc))
+    except KeyboardInterrupt:  # before the streams were masked: nothing secret was given yet
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def _fault(exc: BaseException) -> int:
+    import traceback
+
+    if os.environ.get("GAN_SWEEP_DEBUG") == "1":
+        traceback.print_exception(exc)
+    what = " ".join(str(exc).split())[:400] or "(no message)"
+    print(f"error: {type(exc).__name__}: {what} (a fault, not a mistake in the command: its records are closed "
+          f"where the stores allowed; run the same command again to resume; GAN_SWEEP_DEBUG=1 shows the "
+          f"traceback)", file=sys.stderr)
+    return EXIT_FAULT

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from gan_core.config import ConfigError
 from gan_core.data import DataError
+from gan_core.files import LinkError
 
 
 class UserError(Exception):
     """A mistake in what the user asked for (name, file, value, URL); the message is one line."""
 
 
-USER_ERRORS: tuple[type[Exception], ...] = (UserError, ConfigError, DataError)
+USER_ERRORS: tuple[type[Exception], ...] = (UserError, ConfigError, DataError, LinkError)
+"""LinkError: a link planted where gan-sweep writes is refused like a bad input (nothing is written)."""
 EXIT_USER_ERROR = 2
 
 

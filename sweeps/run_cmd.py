@@ -264,7 +264,7 @@ def execute(opts: RunOptions, create: bool) -> None:
             heartbeat_s = handle.heartbeat_s
             closed = tracker.close_dead_parents(3 * heartbeat_s)
             if closed:
-                err.print(f"closed {closed} MLflow parent run(s) of invocations that died (heartbeat stale)")
+                err.print(f"closed {closed} MLflow run(s) of invocations that died (heartbeat stale) or left a trial open")
             if heartbeat_s != opts.heartbeat:
                 err.print(f"heartbeat: {heartbeat_s} s, the study's own (--heartbeat {opts.heartbeat} applies to new "
                           f"studies only)")

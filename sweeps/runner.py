@@ -93,6 +93,8 @@ class RunContext:
     """Where warnings go (e.g. a checkpoint that could not be used)."""
     final_fld: dict[int, float] = field(default_factory=dict)
     """Trial number -> its final FLD, for this invocation's trials (progress lines)."""
+    unrecorded: set[str] = field(default_factory=set)
+    """Stores that could not take a trial's end (said once each in the log)."""
 
 
 class _timed:
@@ -235,6 +237,8 @@ def run_trial(ctx: RunContext, trial: optuna.Trial) -> str:
     except Exception as exc:  # noqa: BLE001 - a crash of our code: FAIL with the error, keep sweeping
         fail(ctx, trial, prep.child if prep else None, f"{type(exc).__name__}: {exc}", "FAILED",
              traceback.format_exc())
+        if is_fault(exc):
+            raise
         return "FAIL"
 
 
@@ -258,6 +262,8 @@ def run_population(ctx: RunContext, trials: list[optuna.Trial]) -> list[tuple[in
     except Exception as exc:  # noqa: BLE001
         for t, p in zip(trials, preps + [None] * len(trials)):
             fail(ctx, t, p.child if p else None, f"{type(exc).__name__}: {exc}", "FAILED", traceback.format_exc())
+        if is_fault(exc):
+            raise
         return [(t.number, "FAIL") for t in trials]
 
 
@@ -308,11 +314,22 @@ def _finite(x: float) -> float | str:
     return x if math.isfinite(x) else str(x)
 
 
+def is_fault(exc: BaseException) -> bool:
+    """A failure of the machine or a store (a full disk, a server gone), not of one trial: sweeping on
+    would fail every later trial the same way, so the invocation ends (in one line) instead."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import DBAPIError
+
+    return isinstance(exc, OSError | DBAPIError | MlflowException)  # requests' errors are OSErrors
+
+
 def fail(ctx: RunContext, trial: optuna.Trial, child: str | None, reason: str, mlflow_status: str,
          detail: str = "") -> None:
-    """Close a trial that did not finish: FAIL in Optuna with the reason, its MLflow run ended.
-    A trial another worker already closed (failed as stale while this one was starved) is left as
-    it is: its retry carries the configuration on."""
+    """Close a trial that did not finish: FAIL in Optuna with the reason, its MLflow run ended. Never
+    raises: where a store cannot take the record (it is what failed), that is said once in the log and
+    the next invocation closes what is left (a stale trial is failed and retried; a child run whose
+    invocation is gone is ended). A trial another worker already closed (failed as stale while this
+    one was starved) is left as it is: its retry carries the configuration on."""
     reason, detail = urls.mask(reason), urls.mask(detail)  # both are stored, and read by report and atlas
     try:
         trial.set_user_attr("fail_reason", reason[:1000])
@@ -321,10 +338,23 @@ def fail(ctx: RunContext, trial: optuna.Trial, child: str | None, reason: str, m
         ctx.handle.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     except optuna.exceptions.UpdateFinishedTrialError:
         pass
-    finally:
-        if child is not None:
+    except Exception as exc:  # noqa: BLE001 - the store that failed cannot record the failure
+        _unrecorded(ctx, "Optuna", trial.number, exc)
+    if child is not None:
+        try:
             ctx.tracker.end(child, mlflow_status, fail_reason=reason[:500])
+        except Exception as exc:  # noqa: BLE001
+            _unrecorded(ctx, "MLflow", trial.number, exc)
     ctx.outcomes["FAIL"] += 1
+
+
+def _unrecorded(ctx: RunContext, store: str, number: int, exc: Exception) -> None:
+    if store in ctx.unrecorded:
+        return
+    ctx.unrecorded.add(store)
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    (ctx.log or print)(f"{store} could not record the end of trial #{number} ({type(exc).__name__}: {urls.mask(first)[:200]}); "
+            f"the next invocation closes it")
 
 
 def run_trials(ctx: RunContext, limit: int | None = None,

@@ -212,12 +212,12 @@ def make_sampler(spec: StudySpec, salt: int = 0) -> optuna.samplers.BaseSampler:
 
 def ask_sampled(handle: StudyHandle) -> optuna.Trial | None:
     """tpe / random: a newly sampled configuration with all its parameters, or None once the design has
-    its configurations. Counted, asked and suggested under the study's planning lock with the sampler
+    its `trials` configurations. Counted, asked and suggested under the study's planning lock with the sampler
     seeded by the trial's number: two processes can neither both ask the last configuration nor (seeded
     alike) both draw the same one; one process alone draws the same sequence every time."""
     study = handle.study
     with planning_lock(handle.storage, handle.url):
-        if sampled_configs(study) >= (handle.profile.trials or 0):
+        if sampled_trials(study) >= (handle.profile.trials or 0):
             return None
         study.sampler = make_sampler(handle.spec, salt=len(study.get_trials(deepcopy=False)))
         trial = study.ask()
@@ -354,10 +354,10 @@ def enqueue_missing_seeds(handle: StudyHandle) -> int:
     return added
 
 
-def sampled_configs(study: optuna.Study) -> int:
-    """tpe / random: distinct configurations asked for so far (failed ones included)."""
-    return len({json.dumps(sorted(t.params.items()), default=str) for t in study.get_trials(deepcopy=False)
-                if t.params or t.state == TrialState.RUNNING})
+def sampled_trials(study: optuna.Study) -> int:
+    """tpe / random: configurations sampled so far (failed ones included; a random draw may repeat one in
+    a small discrete space, as any random search does: a grid runs each exactly once)."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("sampled"))
 
 
 def pop_waiting(handle: StudyHandle) -> optuna.Trial | None:

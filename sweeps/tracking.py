@@ -118,6 +118,9 @@ def for_reading(storage: str, uri: str | None) -> str | None:
     if not uri:
         return None
     urls.check_not_swapped(storage, uri)
+    if urls.sqlite_path(uri) is None:  # a server that does not answer leaves the tables standing (a note)
+        check_tracking_uri(uri)
+        return uri
     return uri if probe_tracking(uri, writing=False) else None
 
 
@@ -285,10 +288,11 @@ class Tracker:
 
     def close_dead_parents(self, max_age_s: float) -> int:
         """End as KILLED the parent runs still RUNNING whose heartbeat is older than max_age_s (their
-        invocation was killed, e.g. kill -9); returns how many."""
+        invocation was killed, e.g. kill -9), and the child runs still RUNNING whose parent is not (a
+        live parent's children are its invocation's business); returns how many."""
         runs = self.client.search_runs([self.experiment_id], filter_string="attributes.status = 'RUNNING'",
                                        max_results=1000)
-        closed = 0
+        closed, dead = 0, set()
         for run in runs:
             tags = run.data.tags
             if tags.get("gan_sweep.kind") not in ("study", "worker"):
@@ -296,6 +300,15 @@ class Tracker:
             last = float(tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
             if time.time() - last > max_age_s:
                 self.end(run.info.run_id, "KILLED", fail_reason="the invocation died (its heartbeat went stale)")
+                dead.add(run.info.run_id)
+                closed += 1
+        # A trial's child run outlives its invocation when the store failed as the trial ended (a
+        # tracking server killed, a full disk): it is ended with its parent, now or later.
+        live = {r.info.run_id for r in runs if r.info.run_id not in dead and "mlflow.parentRunId" not in r.data.tags}
+        for run in runs:
+            parent = run.data.tags.get("mlflow.parentRunId")
+            if parent is not None and parent not in live:
+                self.end(run.info.run_id, "KILLED", fail_reason="its invocation ended without closing it")
                 closed += 1
         return closed
 

@@ -88,9 +88,9 @@ def train(out_dir: Optional[Path], track: bool, tracking_uri: str, experiment: s
     evaluator = Evaluator(dataset, device, log=err.print)
     tracker = None
     if track:
-        from .tracking import SingleRunTracker, check_tracking_uri
+        from .tracking import SingleRunTracker, probe_tracking
 
-        check_tracking_uri(tracking_uri, reach=True)
+        probe_tracking(tracking_uri, experiment)  # read-only: an Optuna file or garbage is refused untouched
         tracker = SingleRunTracker(tracking_uri, experiment)  # opened before training: a bad URI fails now
     err.print(f"data: {dataset.source}")
     err.print(f"evaluator: {evaluator.source}, {100 * evaluator.accuracy:.2f}% held-out accuracy; success needs "

@@ -145,8 +145,11 @@ def test_members_that_end_early_are_dropped_and_the_rest_still_match(mnist):
         PopulationTrainer.subset = subset
     assert sizes == [3, 2]  # after epoch 1 (member 0 ended), after epoch 2 (member 2)
     for p, cfg in enumerate(configs):
-        ref = Trainer(cfg, mnist).run()
+        trainer = Trainer(cfg, mnist)
+        ref = trainer.run()
         assert len(results[p].history) == len(ref.history) == cfg.budget.epochs
+        for mine, theirs in zip(g_params(pop, p), ref_g_params(trainer)):  # `pop` ends holding every member
+            assert (mine - theirs).abs().max().item() < 1e-10, p
         for a, b in zip(results[p].history, ref.history):
             for key in KEYS:
                 assert getattr(a, key) == pytest.approx(getattr(b, key), rel=1e-10, abs=1e-10), (p, key)
