@@ -6,12 +6,14 @@ traceback only when GAN_SWEEP_DEBUG=1; and nothing printed shows a password (`ma
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 EXIT_FAULT = 1
 
 
 def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGINT, _on_sigint)
     try:
         from .masked_io import masked_streams
 
@@ -24,10 +26,21 @@ def main(argv: list[str] | None = None) -> None:
                 print("error: interrupted", file=sys.stderr)
                 sys.exit(130)
             except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+                if _interrupted:  # Ctrl-C mid-import leaves half a module: what fails next is the interrupt
+                    print("error: interrupted", file=sys.stderr)
+                    sys.exit(130)
                 sys.exit(_fault(exc))
     except KeyboardInterrupt:  # before the streams were masked: nothing secret was given yet
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+_interrupted: list[bool] = []
+
+
+def _on_sigint(signum, frame) -> None:
+    _interrupted.append(True)
+    signal.default_int_handler(signum, frame)
 
 
 def _fault(exc: BaseException) -> int:
