@@ -15,7 +15,7 @@ import typer
 import typer.main
 
 from . import atlas_cmd, bench, calibrate_cmd, report_cmd, study_cmds, train_cmd
-from .errors import EXIT_USER_ERROR
+from .errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, interrupt_told
 
 # Library chatter that says nothing to a user: schema creation notices, experimental-API warnings.
 logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -59,11 +59,14 @@ def main(argv: list[str] | None = None) -> None:
         print("error: aborted", file=sys.stderr)
         sys.exit(130)
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        code = exc.exit_code
     except typer.TyperException as exc:  # typer's (vendored) click usage and parameter errors
         print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR if exc.exit_code == 2 else exc.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if code == EXIT_INTERRUPTED and not interrupt_told():  # typer's own catch of a Ctrl-C says nothing
+        print("error: interrupted", file=sys.stderr)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import typer
 from . import paths, urls
 from .console import err, out
 from .defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
-from .errors import UserError
+from .errors import EXIT_INTERRUPTED, UserError, interrupt_told
 from .spec import PROFILES, Profile, StudySpec, load_spec
 
 ENGINES = ("auto", "reference", "population")
@@ -295,7 +295,8 @@ def execute(opts: RunOptions, create: bool) -> None:
         why = str(exc) if isinstance(exc, Interrupted) else "Ctrl-C"
         err.print(f"interrupted ({why}): a trial in hand is marked FAIL (reason: interrupted); run the same "
                   f"command again to finish the missing trials")
-        raise typer.Exit(130) from None
+        interrupt_told(told=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def summarize(handle, ctx, ran: int) -> None:
