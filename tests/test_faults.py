@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 
 from conftest import assert_one_line_error
 from sweeps.cli import app
+from test_hardening import _bad_study
 from test_scaleout import MLFLOW, needs_servers, study_file
 
 runner = CliRunner()
@@ -205,34 +206,12 @@ def test_13_two_concurrent_runs_of_a_random_study_run_the_design_exactly_five_ti
 
 # -- 14: a refusal writes nothing; no store altered by another's client -------------------------------
 
-def _study_with(tmp_path, space="", fixed="", body="", name="bad") -> Path:
-    path = tmp_path / "bad.toml"
-    path.write_text(f"""
-name = "{name}"
-seeds = [0]
-{body}
-[sampler]
-kind = "grid"
-[space]
-lr_d = {{ values = [1e-4] }}
-{space}
-[fixed]
-dataset = "mnist-10k"
-{fixed}
-[profiles.quick]
-epochs = 1
-steps_per_epoch = 2
-eval_samples = 64
-""")
-    return path
-
-
 REFUSED = [
     # (id, study file builder kwargs or a callable(tmp_path) -> path, extra args, message)
-    ("swept-tf32-on-cpu", dict(space='precision = { values = ["fp32", "tf32"] }'), [], "tf32 needs a CUDA GPU"),
-    ("swept-bf16-with-float64", dict(space='precision = { values = ["fp32", "bf16"] }', fixed='dtype = "float64"'),
+    ("swept-tf32-on-cpu", dict(extra_space='precision = { values = ["fp32", "tf32"] }'), [], "tf32 needs a CUDA GPU"),
+    ("swept-bf16-with-float64", dict(extra_space='precision = { values = ["fp32", "bf16"] }', fixed='dtype = "float64"'),
      [], "applies to float32 runs"),
-    ("config-seeds-outside", dict(body='configs = [{ lr_d = 1e-4, seeds = [5] }]', space=""), [],
+    ("config-seeds-outside", dict(body='configs = [{ lr_d = 1e-4, seeds = [5] }]'), [],
      "names seeds none of which"),
     ("description-huge", dict(body=f'description = "{"x" * 100_000}"'), [], "description is 100,000 characters"),
     ("empty-study-name", {}, ["--study-name", ""], "study name '' is not allowed"),
@@ -252,7 +231,7 @@ def test_14_bad_inputs_are_refused_before_any_store_exists(tmp_path, monkeypatch
         path.write_text('name = "bad"\nseeds = [0, 1]\n' + build["body"] + '\n[sampler]\nkind = "grid"\n'
                         '[fixed]\ndataset = "mnist-10k"\n[profiles.quick]\nepochs = 1\n')
     else:
-        path = _study_with(tmp_path, **build)
+        path = _bad_study(tmp_path, name="bad", **build)
     storage, tracking = stores(tmp_path)
     args = ["run", path, "--device", "cpu", "--storage", storage, "--tracking-uri", tracking]
     if "--out" not in extra:

@@ -136,11 +136,12 @@ def test_2_a_trial_enqueued_by_another_process_is_claimed_and_runs(tmp_path):
 
 # -- 3, 6, 7, 8, 9: inputs refused in one line, with nothing written -------------------------------
 
-def _bad_study(tmp_path, extra_space="", fixed="", name="scale", sampler="", seeds="[0]"):
+def _bad_study(tmp_path, extra_space="", fixed="", name="scale", sampler="", seeds="[0]", body=""):
     path = tmp_path / "bad.toml"
     path.write_text(f"""
 name = "{name}"
 seeds = {seeds}
+{body}
 [sampler]
 kind = "grid"
 {sampler}
