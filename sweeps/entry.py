@@ -13,7 +13,8 @@ EXIT_FAULT = 1
 
 
 def main(argv: list[str] | None = None) -> None:
-    signal.signal(signal.SIGINT, _on_sigint)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # a job started with SIGINT ignored stays so
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
         from .masked_io import masked_streams
 
