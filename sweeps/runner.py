@@ -30,7 +30,7 @@ from gan_core.records import EpochEvent, RunResult
 from gan_core.trainer import Trainer, resolve_device
 
 from . import urls
-from .storage import (HEARTBEAT_S, StudyHandle, ask_sampled, checkpoint_name, enqueue_missing_seeds, fail_stale,
+from .storage import (HEARTBEAT_S, StudyHandle, ask_sampled, checkpoint_name, fail_stale,
                       git_commit, heartbeat, pop_waiting)
 from .tracking import Tracker
 
@@ -149,8 +149,6 @@ def prepare(ctx: RunContext, trial: optuna.Trial) -> Prepared:
     with _timed(o, "optuna_s"):
         params = {p.name: p.suggest(trial) for p in h.spec.space}
         seed = trial.user_attrs.get("seed", h.spec.seeds[0])
-        if trial.user_attrs.get("sampled"):
-            enqueue_missing_seeds(h)  # this new configuration's other seeds
         trial.set_user_attr("git_commit", git_commit())
     prep = Prepared(trial, None, params)
     prep.cfg = h.spec.run_config(params, seed, h.profile, **ctx.overrides)

@@ -223,10 +223,13 @@ def ask_sampled(handle: StudyHandle) -> optuna.Trial | None:
         trial = study.ask()
         study_id = handle.storage.get_study_id_from_name(handle.name)
         beat_now(handle.storage, handle.storage.get_trial_id_from_study_id_trial_number(study_id, trial.number))
+        if "seed" in trial.user_attrs:  # ask() hands out an enqueued trial first (another's seeds): run it as is
+            return trial
         for p in handle.spec.space:
             p.suggest(trial)
         trial.set_user_attr("seed", handle.spec.seeds[0])
-        trial.set_user_attr("sampled", True)  # its other seeds are enqueued once its params exist
+        trial.set_user_attr("sampled", True)
+        enqueue_missing_seeds(handle)  # its other seeds, under the same lock: no other process enqueues them too
     return trial
 
 

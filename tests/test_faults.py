@@ -142,7 +142,7 @@ trials = {trials}
 def test_13_two_processes_asking_at_once_sample_exactly_the_design(tmp_path):
     """Two handles on one study (as two processes hold them), seeded alike, ask in threads at once."""
     from sweeps.spec import load_spec
-    from sweeps.storage import StudyHandle, ask_sampled, make_sampler, open_storage
+    from sweeps.storage import StudyHandle, ask_sampled, make_sampler, open_storage, pop_waiting, trial_key
 
     url = f"sqlite:///{tmp_path / 'o.db'}"
     spec, prof = load_spec(str(_random_study(tmp_path, trials=5))).for_profile("quick")
@@ -155,10 +155,10 @@ def test_13_two_processes_asking_at_once_sample_exactly_the_design(tmp_path):
     asked: list[list] = [[], []]
     barrier = threading.Barrier(2)
 
-    def ask(i):
+    def ask(i):  # as a worker takes work: an enqueued trial first, else a newly sampled one
         barrier.wait()
-        while (t := ask_sampled(handles[i])) is not None:
-            asked[i].append(t.params["lr_d"])
+        while (t := pop_waiting(handles[i]) or ask_sampled(handles[i])) is not None:
+            asked[i].append(t.number)
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
     for t in threads:
@@ -166,13 +166,16 @@ def test_13_two_processes_asking_at_once_sample_exactly_the_design(tmp_path):
     for t in threads:
         t.join(60)
     trials = optuna.load_study(study_name="s", storage=url).trials
-    assert len(trials) == 5, [len(a) for a in asked]  # not 6 or 7: the count and the ask are one step
-    assert all(t.params for t in trials)  # every configuration exists before the lock is let go
+    sampled = [t for t in trials if t.user_attrs.get("sampled")]
+    assert len(sampled) == 5, [len(a) for a in asked]  # not 6 or 7: the count and the ask are one step
+    assert all(t.params for t in sampled)  # every configuration exists before the lock is let go
+    keys = [trial_key(t) for t in trials]  # an enqueued trial's parameters are fixed, not yet suggested
+    assert len(trials) == 10 and len(set(keys)) == 10, keys  # each one's seed 1 enqueued once, not twice
 
 
 def test_13_one_process_samples_the_same_sequence_every_time(tmp_path):
     from sweeps.spec import load_spec
-    from sweeps.storage import StudyHandle, ask_sampled, make_sampler, open_storage
+    from sweeps.storage import StudyHandle, ask_sampled, make_sampler, open_storage, pop_waiting
 
     spec, prof = load_spec(str(_random_study(tmp_path, trials=4))).for_profile("quick")
     drawn = []
@@ -181,7 +184,9 @@ def test_13_one_process_samples_the_same_sequence_every_time(tmp_path):
         storage = open_storage(url, heartbeat=False)
         study = optuna.create_study(storage=storage, study_name="s", sampler=make_sampler(spec))
         h = StudyHandle(study, storage, spec, prof, "s", url)
-        drawn.append([t.params["lr_d"] for t in iter(lambda: ask_sampled(h), None)])
+        for _ in iter(lambda: pop_waiting(h) or ask_sampled(h), None):
+            pass
+        drawn.append([t.params["lr_d"] for t in study.get_trials() if t.user_attrs.get("sampled")])
     assert drawn[0] == drawn[1] and len(drawn[0]) == 4
 
 
