@@ -9,12 +9,15 @@ import os
 import signal
 import sys
 
+from . import signals
+
 EXIT_FAULT = 1
 
 
 def main(argv: list[str] | None = None) -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # a job started with SIGINT ignored stays so
         signal.signal(signal.SIGINT, _on_sigint)
+    sys.unraisablehook = _unraisable
     try:
         from .masked_io import masked_streams
 
@@ -27,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
                 print("error: interrupted", file=sys.stderr)
                 sys.exit(130)
             except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
-                if _interrupted:  # Ctrl-C mid-import leaves half a module: what fails next is the interrupt
+                if signals.received():  # Ctrl-C mid-import leaves half a module: what fails next is the interrupt
                     print("error: interrupted", file=sys.stderr)
                     sys.exit(130)
                 sys.exit(_fault(exc))
@@ -36,12 +39,19 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
 
 
-_interrupted: list[bool] = []
-
-
 def _on_sigint(signum, frame) -> None:
-    _interrupted.append(True)
+    signals.note(signum)
     signal.default_int_handler(signum, frame)
+
+
+def _unraisable(info) -> None:
+    """An interrupt a finalizer swallowed is noted (`signals`) and acted on at the run's next safe point
+    (the end of the epoch in hand, seconds to a minute away): said in one line, instead of Python's
+    "Exception ignored ... KeyboardInterrupt" traceback, which would only alarm."""
+    if info.exc_type is not None and issubclass(info.exc_type, KeyboardInterrupt):
+        print("interrupt received: stopping at the end of the epoch in hand", file=sys.stderr)
+        return
+    sys.__unraisablehook__(info)
 
 
 def _fault(exc: BaseException) -> int:

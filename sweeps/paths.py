@@ -38,11 +38,11 @@ def check_writable_dir(folder: Path, flag: str) -> None:
     probe = folder
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK) or not _can_create_in(probe):
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK) or not can_create_in(probe):
         raise UserError(f"{flag} {folder}: {probe} is not writable")
 
 
-def _can_create_in(folder: Path) -> bool:
+def can_create_in(folder: Path) -> bool:
     """Whether a file can be created in `folder`, tried (and removed at once): permission bits say yes to
     root everywhere, and to anyone on /proc or a read-only mount, where every write then fails."""
     import tempfile
@@ -64,5 +64,5 @@ def check_writable_file(path: Path, flag: str) -> None:
     if not parent.is_dir():
         raise UserError(f"{flag} {path}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)) \
-            or not _can_create_in(parent):
+            or not can_create_in(parent):
         raise UserError(f"{flag} {path} is not writable")

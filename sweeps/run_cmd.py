@@ -218,18 +218,25 @@ def resolve(opts: RunOptions) -> Resolved:
 @contextlib.contextmanager
 def ending(tracker, run_id: str):
     """End the MLflow run however the block ends: FINISHED is the block's own business; an interrupt
-    ends it KILLED, an error FAILED. A second Ctrl-C during that cleanup is ignored."""
+    ends it KILLED, an error FAILED, each with any child run its trials left RUNNING. A second Ctrl-C
+    during that cleanup is ignored."""
     from .runner import sigint_ignored
 
     try:
         yield
     except KeyboardInterrupt:
         with sigint_ignored():
+            with contextlib.suppress(Exception):  # the parent's end below says what the store says
+                tracker.recover()
+                tracker.end_children(run_id, "KILLED", fail_reason="interrupted")
             tracker.end(run_id, "KILLED", fail_reason="interrupted")
         raise
     except BaseException as exc:
+        reason = f"{type(exc).__name__}: {urls.mask(str(exc))[:300]}"
         with sigint_ignored(), contextlib.suppress(Exception):
-            tracker.end(run_id, "FAILED", fail_reason=f"{type(exc).__name__}: {urls.mask(str(exc))[:300]}")
+            tracker.end_children(run_id, "FAILED", fail_reason=reason)
+        with sigint_ignored(), contextlib.suppress(Exception):
+            tracker.end(run_id, "FAILED", fail_reason=reason)
         raise
 
 

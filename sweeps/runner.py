@@ -29,7 +29,8 @@ from gan_core.population import PopulationTrainer, split_into_populations
 from gan_core.records import EpochEvent, RunResult
 from gan_core.trainer import Trainer, resolve_device
 
-from . import urls
+from . import signals, urls
+from .storage import recover as storage_recover
 from .storage import (HEARTBEAT_S, StudyHandle, ask_sampled, checkpoint_name, fail_stale,
                       git_commit, heartbeat, pop_waiting)
 from .tracking import Tracker
@@ -178,6 +179,7 @@ def observer(ctx: RunContext, prep: Prepared) -> Callable[[EpochEvent], None]:
     h, o = ctx.handle, ctx.overhead
 
     def observe(ev: EpochEvent) -> None:
+        raise_if_interrupted()
         with _timed(o, "mlflow_s"):
             ctx.tracker.log_epoch(prep.child, ev)
         q = ev.record.quality
@@ -230,6 +232,7 @@ def run_trial(ctx: RunContext, trial: optuna.Trial) -> str:
         return finish(ctx, prep, result)
     except KeyboardInterrupt:
         with sigint_ignored():  # a second Ctrl-C must not leave the MLflow run RUNNING
+            recover(ctx)
             fail(ctx, trial, prep.child if prep else None, "interrupted", "KILLED")
         raise
     except Exception as exc:  # noqa: BLE001 - a crash of our code: FAIL with the error, keep sweeping
@@ -244,7 +247,8 @@ def run_population(ctx: RunContext, trials: list[optuna.Trial]) -> list[tuple[in
     """Train trials of one structure as one population; each is told its own result."""
     preps: list[Prepared] = []
     try:
-        preps = [prepare(ctx, t) for t in trials]
+        for t in trials:  # one by one: an interrupt between two still closes the runs already opened
+            preps.append(prepare(ctx, t))
         observers = [observer(ctx, p) for p in preps]
         trainer = PopulationTrainer([p.cfg for p in preps], ctx.dataset, ctx.evaluator,
                                     [lambda i, ev: observers[i](ev)], log=ctx.log)
@@ -254,6 +258,7 @@ def run_population(ctx: RunContext, trials: list[optuna.Trial]) -> list[tuple[in
         return [(p.trial.number, finish(ctx, p, r)) for p, r in zip(preps, results)]
     except KeyboardInterrupt:
         with sigint_ignored():
+            recover(ctx)
             for t, p in zip(trials, preps + [None] * len(trials)):
                 fail(ctx, t, p.child if p else None, "interrupted", "KILLED")
         raise
@@ -367,6 +372,7 @@ def run_trials(ctx: RunContext, limit: int | None = None,
     with interrupt_on_sigterm():
         while limit is None or ran < limit:
             want = 1 if ctx.engine == "reference" else min(ctx.population_size, (limit or 10**9) - ran)
+            raise_if_interrupted()
             batch = []
             while len(batch) < want:
                 trial = next_trial(ctx, wait=not batch)  # our own claimed trials are RUNNING too
@@ -400,6 +406,22 @@ def _run_batch(ctx: RunContext, batch: list[optuna.Trial]):
             yield members[0].number, run_trial(ctx, members[0])
 
 
+def recover(ctx: RunContext) -> None:
+    """Fresh connections to both stores before an interrupt's records are written (`storage.recover`)."""
+    with contextlib.suppress(Exception):
+        storage_recover(ctx.handle.storage)
+    with contextlib.suppress(Exception):
+        ctx.tracker.recover()
+
+
+def raise_if_interrupted() -> None:
+    """The safe point for an interrupt whose KeyboardInterrupt a finalizer swallowed (`signals`): each
+    epoch of every trial and before each batch of trials."""
+    signum = signals.consume()
+    if signum is not None:
+        raise Interrupted(f"signal {signum}")
+
+
 @contextlib.contextmanager
 def sigint_ignored():
     """Ctrl-C is ignored while the block runs (the cleanup after a first Ctrl-C must finish)."""
@@ -419,6 +441,7 @@ class interrupt_on_sigterm:
 
     def __enter__(self):
         def handler(signum, frame):
+            signals.note(signum)
             raise Interrupted(f"signal {signum}")
 
         try:

@@ -174,6 +174,16 @@ def heartbeat(storage: optuna.storages.BaseStorage, trial_ids: list[int], interv
         thread.join(timeout=5)
 
 
+def recover(storage: optuna.storages.BaseStorage) -> None:
+    """Drop the store's connections after an interrupt: a KeyboardInterrupt that lands inside a commit
+    leaves its connection holding the transaction (sqlite: the write lock, so this very process then
+    waits on "database is locked"), and the records the interrupt must close go through fresh ones."""
+    backend = getattr(storage, "_backend", storage)  # optuna wraps an RDBStorage in a cache
+    if isinstance(backend, optuna.storages.RDBStorage):
+        backend.scoped_session.remove()
+        backend.engine.dispose()
+
+
 def fail_stale(study: optuna.Study) -> None:
     """Fail trials whose worker died, which retries them (see StaleTrials)."""
     with contextlib.suppress(Exception):

@@ -10,6 +10,7 @@ logs only when a trial ends.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,11 @@ from typing import Any
 from gan_core.records import EpochEvent, RunResult
 
 from . import urls
+from .paths import can_create_in
+
+# MLflow logs a store's failure at ERROR with its whole traceback before raising it; gan-sweep reports
+# the raised error in one line (and keeps the traceback for GAN_SWEEP_DEBUG=1).
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 from .errors import UserError
 
 
@@ -82,6 +88,9 @@ def probe_tracking(uri: str, experiment: str | None = None, writing: bool = True
                 raise UserError(f"tracking URI {urls.mask(uri)} is unusable: {urls.mask(msg)[:300]}") from None
             _not_deleted(exp, experiment)
         return True
+    if writing and not can_create_in(path.resolve().parent):  # sqlite's journal and MLflow's artifacts go there
+        raise UserError(f"tracking URI {urls.mask(uri)}: no file can be created in {path.resolve().parent} "
+                        f"(sqlite writes its journal beside the database)")
     if not path.exists():
         return False
     try:
@@ -285,6 +294,25 @@ class Tracker:
         finally:
             stop.set()
             thread.join(timeout=5)
+
+    def recover(self) -> None:
+        """As `storage.recover`, for a database-backed tracking store (an http server needs nothing)."""
+        engine = getattr(getattr(self.client, "_tracking_client", None), "store", None)
+        engine = getattr(engine, "engine", None)  # MLflow's SqlAlchemyStore keeps its engine public
+        if engine is not None:
+            engine.dispose()
+
+    def end_children(self, parent_id: str, status: str, **tags: Any) -> int:
+        """End the parent's child runs still RUNNING; returns how many. An invocation that ends by an
+        interrupt or an error calls this before ending its own run: a signal can land between a child
+        run's creation and the moment its trial holds it (or between two stores' writes), and such a
+        child would otherwise stay RUNNING until another invocation met it."""
+        runs = self.client.search_runs(
+            [self.experiment_id], max_results=1000,
+            filter_string=f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'RUNNING'")
+        for run in runs:
+            self.end(run.info.run_id, status, **tags)
+        return len(runs)
 
     def close_dead_parents(self, max_age_s: float) -> int:
         """End as KILLED the parent runs still RUNNING whose heartbeat is older than max_age_s (their

@@ -548,3 +548,98 @@ def test_16_a_tracking_server_killed_mid_trial_ends_in_one_line_and_the_next_run
         assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     finally:
         os.killpg(server.pid, signal.SIGKILL)
+
+
+def _postgres(port: int):
+    """A private PostgreSQL on loopback (the shared one must stay up for the other tests); returns its
+    data folder and a function that runs pg_ctl with the given arguments."""
+    import shutil
+    import tempfile
+
+    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    data = Path(tempfile.mkdtemp(prefix="gan-sweep-pg-"))  # outside pytest's 0700 folder: the server's user reads it
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
+    if os.getuid() == 0:
+        shutil.chown(data, "postgres")
+
+    def pg_ctl(*args: str, check: bool = True) -> None:
+        subprocess.run([*as_pg, str(bins[-1] / "pg_ctl"), "-D", str(data), "-l", str(data / "log"), "-w", *args],
+                       check=check, capture_output=True, timeout=60)
+
+    subprocess.run([*as_pg, str(bins[-1] / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+                   check=True, capture_output=True, timeout=120)
+    return data, pg_ctl
+
+
+@needs_servers
+@pytest.mark.slow
+def test_16_a_postgresql_stopped_mid_trial_ends_in_one_line_and_the_rerun_finishes(tmp_path):
+    import shutil
+
+    port = 55633
+    data, pg_ctl = _postgres(port)
+    start = ("-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start")
+    pg_ctl(*start)
+    storage = f"postgresql://postgres:Pg-Secret-3@127.0.0.1:{port}/postgres"  # trust: the password is ignored
+    args = [sys.executable, "-m", "sweeps", "run", str(study_file(tmp_path, lrs=2, seeds=1, epochs=40, steps=4)),
+            "--device", "cpu", "--engine", "reference", "--storage", storage,
+            "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "--out", str(tmp_path / "r"),
+            "--checkpoint-dir", str(tmp_path / "ckpt"), "--heartbeat", "1"]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    try:
+        proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(240):  # until the first trial is training
+            time.sleep(0.5)
+            try:
+                study = optuna.load_study(study_name="scale-quick", storage=storage)
+                if any(t.state == TrialState.RUNNING for t in study.trials):
+                    break
+            except Exception:  # noqa: BLE001 - not created yet
+                pass
+        time.sleep(2)
+        pg_ctl("-m", "immediate", "stop")  # as a crash: open connections are cut
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 1, err[-3000:]
+        assert "Traceback" not in out + err and "Pg-Secret-3" not in out + err, err[-3000:]
+        assert len([x for x in err.splitlines() if x.startswith("error:")]) == 1, err[-3000:]
+        pg_ctl(*start)  # the database is back: the same command resumes and finishes
+        proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        study = optuna.load_study(study_name="scale-quick", storage=storage)
+        done = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        assert len({t.params["lr_d"] for t in done}) == 2
+        assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+        client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+        exp = client.get_experiment_by_name("scale-quick")
+        assert not client.search_runs([exp.experiment_id], filter_string="attributes.status = 'RUNNING'")
+    finally:
+        pg_ctl("-m", "immediate", "stop", check=False)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.mark.parametrize("what", ["file", "folder"])
+def test_14_a_truly_read_only_tracking_store_is_refused_before_the_optuna_store_exists(tmp_path, what):
+    """Permission bits say yes to root, so the command runs without the capability that overrides them
+    (`setpriv`): a read-only mlflow.db, or a writable one in a folder where sqlite cannot make its journal."""
+    import shutil
+
+    if os.getuid() == 0 and not shutil.which("setpriv"):
+        pytest.skip("root without setpriv: the permission bits cannot be made to hold")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    db = folder / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()  # a real MLflow database
+    (db.chmod if what == "file" else folder.chmod)(0o444 if what == "file" else 0o555)
+    drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"] if os.getuid() == 0 else []
+    before = db.stat().st_mtime_ns
+    try:
+        proc = subprocess.run([*drop, sys.executable, "-m", "sweeps", "run", str(study_file(tmp_path, lrs=1, seeds=1)),
+                               "--device", "cpu", "--storage", f"sqlite:///{tmp_path / 'o.db'}",
+                               "--tracking-uri", f"sqlite:///{db}", "--out", str(tmp_path / "r")],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                              env=os.environ | {"OMP_NUM_THREADS": "1"})
+    finally:
+        folder.chmod(0o755)
+    assert_one_line_error(proc.stderr, proc.returncode, "cannot be used" if what == "file" else "no file can be created")
+    assert not (tmp_path / "o.db").exists() and not (tmp_path / "r").exists()
+    assert db.stat().st_mtime_ns == before and sorted(p.name for p in folder.iterdir()) == ["mlflow.db"]
