@@ -19,10 +19,8 @@ calibration ship with the package, so every machine scores on one fixed scale
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F

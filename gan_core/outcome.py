@@ -30,8 +30,6 @@ are 1% distinct; success_fld is the FLD of real digits under Gaussian pixel nois
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
 
 from .records import EpochRecord, Quality, Thresholds, Verdict
 from .schedule import HUNG_BOUND, HUNG_ZERO, ZERO_GRADIENT_STEPS

@@ -9,10 +9,8 @@ each engine from its weights).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import defaultdict
-from dataclasses import dataclass
 
 import torch
 

@@ -18,7 +18,7 @@ from rich.table import Table
 from gan_core.files import make_dir, write_atomic
 from gan_core.outcome import LABELS
 
-from .console import err, out
+from .console import out
 from .errors import UserError
 from .report_data import FAIL, StudyData, load_study_data, median_trial, numeric
 from .report_tables import best_worst, config_table, effect_table, outcome_table

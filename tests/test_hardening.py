@@ -11,8 +11,6 @@ import json
 import os
 import pickle
 import signal
-import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
