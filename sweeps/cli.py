@@ -14,8 +14,8 @@ import warnings
 import typer
 import typer.main
 
-from . import atlas_cmd, bench, calibrate_cmd, report_cmd, study_cmds, train_cmd
-from .errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, interrupt_told
+from sweeps.commands import atlas, bench, calibrate, report, run, study, train
+from sweeps.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, interrupt_told
 
 # Library chatter that says nothing to a user: schema creation notices, experimental-API warnings.
 logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -45,7 +45,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """Sweep and ablate the training pitfalls of the seed's MNIST GAN, with evidence."""
 
 
-for _module in (study_cmds, report_cmd, atlas_cmd, train_cmd, bench, calibrate_cmd):
+for _module in (study, run, report, atlas, train, bench, calibrate):
     _module.register(app)
 
 

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from . import signals
+from sweeps import signals
 
 EXIT_FAULT = 1
 
@@ -19,11 +19,11 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signal.SIGINT, _on_sigint)
     sys.unraisablehook = _unraisable
     try:
-        from .masked_io import masked_streams
+        from sweeps.masked_io import masked_streams
 
         with masked_streams():
             try:
-                from .cli import main as cli_main
+                from sweeps.cli import main as cli_main
 
                 cli_main(argv)
             except KeyboardInterrupt:

@@ -26,30 +26,3 @@ def interrupt_told(told: bool = False) -> bool:
 USER_ERRORS: tuple[type[Exception], ...] = (UserError, ConfigError, DataError, LinkError)
 """LinkError: a link planted where gan-sweep writes is refused like a bad input (nothing is written)."""
 EXIT_USER_ERROR = 2
-
-
-def guarded(func):
-    """Decorate a command: a user error prints `error: <one line>` on stderr and exits 2, and nothing
-    it or a library prints can show a password (`masked_io`).
-
-    Inside the command rather than around the app, so typer's test runner sees the same
-    exit code and message as the installed command does.
-    """
-    import functools
-    import sys
-
-    import typer
-
-    from .masked_io import masked_streams
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        with masked_streams():
-            try:
-                return func(*args, **kwargs)
-            except USER_ERRORS as exc:
-                msg = " ".join(str(exc).split())  # one line, whatever the library wrote
-                print(f"error: {msg}", file=sys.stderr)
-                raise typer.Exit(EXIT_USER_ERROR) from None
-
-    return wrapper

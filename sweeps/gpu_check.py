@@ -31,9 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from gan_core.files import make_dir, write_atomic
-
-    from .bench import run_bench
-    from .paths import check_writable_dir
+    from sweeps.paths import check_writable_dir
+    from sweeps.running.bench import run_bench
 
     check_writable_dir(args.out, "--out")
     make_dir(args.out)

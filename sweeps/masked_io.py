@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from typing import TextIO
 
-from . import urls
+from sweeps import urls
 
 
 class MaskedStream:

@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from .errors import UserError
+from sweeps.errors import UserError
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 """A study name: a letter or digit, then letters, digits, dots, dashes or underscores (100 at most)."""

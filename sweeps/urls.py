@@ -11,7 +11,7 @@ import re
 import urllib.parse
 from pathlib import Path
 
-from .errors import UserError
+from sweeps.errors import UserError
 
 STORAGE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2", "mysql", "mysql+pymysql")
 TRACKING_SCHEMES = ("sqlite", "http", "https")

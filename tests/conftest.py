@@ -12,7 +12,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("GAN_SWEEP_CACHE", str(ROOT / ".pytest_cache" / "gan-sweep"))
 os.environ.setdefault("GAN_SWEEP_OFFLINE", "1")  # tests never try the network
-torch.set_num_threads(min(2, torch.get_num_threads()))
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each, subprocesses too
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 @pytest.fixture(scope="session")

@@ -11,11 +11,12 @@ import matplotlib
 import numpy as np
 import optuna
 import pytest
+from conftest import main_cli
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from conftest import main_cli
-from sweeps.report_stats import newcombe
+from sweeps.report.stats import newcombe
+from sweeps.stores.reading import open_studies
 
 matplotlib.use("Agg")
 
@@ -164,9 +165,9 @@ def test_the_atlas_lists_every_claim_with_the_right_verdict_and_counts(storage, 
 
 
 def test_the_typical_thumbnail_is_the_median_run_not_the_best(storage, tmp_path):
-    from sweeps import atlas as A
+    from sweeps.report import atlas as A
 
-    page = A.build(storage.storage, storage.tracking, "quick", ("1",))
+    page = A.build(open_studies(storage.storage), storage.tracking, "quick", ("1",))
     (row,) = page.rows
     import matplotlib.image as mpimg
 
@@ -192,7 +193,7 @@ def test_atlas_mistakes_are_one_line_errors_and_nothing_is_written(tmp_path, cap
 
 
 def test_atlas_run_runs_the_headline_and_the_cures_only_when_asked():
-    from sweeps.atlas_cmd import _claims, to_run
+    from sweeps.commands.atlas import _claims, to_run
 
     pitfalls = ["clamp-study", "clip-study", "schedule-study", "lr-study", "freeze-study"]
     assert to_run(_claims(None), headline=False) == pitfalls

@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import assert_one_line_error, main_cli
 from typer.testing import CliRunner
 
-from conftest import assert_one_line_error, main_cli
 from sweeps.cli import app
 
 runner = CliRunner()

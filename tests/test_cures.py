@@ -5,6 +5,15 @@ import copy
 
 import pytest
 import torch
+from test_population import (
+    KEYS,
+    SMALL,
+    Killed,
+    _die_at,
+    g_params,
+    ref_g_params,
+    run_with_compaction,
+)
 
 from gan_core import cures, rng
 from gan_core.config import ConfigError, RunConfig
@@ -12,8 +21,6 @@ from gan_core.models import Discriminator
 from gan_core.population import PopulationTrainer
 from gan_core.probes import Probes
 from gan_core.trainer import Trainer
-
-from test_population import KEYS, SMALL, Killed, _die_at, g_params, ref_g_params, run_with_compaction
 
 CURE_KEYS = ("d_sv_1", "d_sv_2", "r1_penalty", "real_target", "noise_std", "ema_distance")
 # The seed's networks at the size they train at, on a learning rate at which D's weights grow.

@@ -3,7 +3,7 @@ import gzip
 import pytest
 import torch
 
-from gan_core.data import DataError, load_dataset, read_idx, IDX_IMAGES_MAGIC
+from gan_core.data import IDX_IMAGES_MAGIC, DataError, load_dataset, read_idx
 
 PUBLISHED_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 

@@ -7,17 +7,21 @@ import shutil
 
 import pytest
 import torch
+from conftest import assert_one_line_error
 
 from gan_core import constructed
 from gan_core.classifier import new_classifier, train_classifier, uint8_to_unit
 from gan_core.data import bundled_mnist
 from gan_core.evaluator import Evaluator
-from gan_core.evaluator_weights import EvaluatorError, load_shipped, sha256, shipped_paths
+from gan_core.evaluator_weights import (
+    EvaluatorError,
+    load_shipped,
+    sha256,
+    shipped_paths,
+)
 from gan_core.outcome import Judge, label_quality
 from gan_core.records import EpochRecord
 from gan_core.trainer import Trainer
-
-from conftest import assert_one_line_error
 
 
 def test_the_shipped_weights_match_their_record_and_load_without_training(evaluator):

@@ -22,14 +22,14 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import assert_one_line_error
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
-from typer.testing import CliRunner
-
-from conftest import assert_one_line_error
-from sweeps.cli import app
 from test_hardening import _bad_study
 from test_scaleout import MLFLOW, needs_servers, study_file
+from typer.testing import CliRunner
+
+from sweeps.cli import app
 
 runner = CliRunner()
 
@@ -82,7 +82,7 @@ def test_12_what_a_library_prints_inside_a_command_is_masked(capsys):
 
 
 def test_12_a_failed_trial_s_stored_reason_and_traceback_are_masked(tmp_path):
-    from sweeps.runner import fail
+    from sweeps.running.runner import fail
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'o.db'}", study_name="s")
     trial = study.ask()
@@ -141,8 +141,15 @@ trials = {trials}
 
 def test_13_two_processes_asking_at_once_sample_exactly_the_design(tmp_path):
     """Two handles on one study (as two processes hold them), seeded alike, ask in threads at once."""
-    from sweeps.spec import load_spec
-    from sweeps.storage import StudyHandle, ask_sampled, make_sampler, open_storage, pop_waiting, trial_key
+    from sweeps.stores.storage import (
+        StudyHandle,
+        ask_sampled,
+        make_sampler,
+        open_storage,
+        pop_waiting,
+        trial_key,
+    )
+    from sweeps.study.spec import load_spec
 
     url = f"sqlite:///{tmp_path / 'o.db'}"
     spec, prof = load_spec(str(_random_study(tmp_path, trials=5))).for_profile("quick")
@@ -174,8 +181,14 @@ def test_13_two_processes_asking_at_once_sample_exactly_the_design(tmp_path):
 
 
 def test_13_one_process_samples_the_same_sequence_every_time(tmp_path):
-    from sweeps.spec import load_spec
-    from sweeps.storage import StudyHandle, ask_sampled, make_sampler, open_storage, pop_waiting
+    from sweeps.stores.storage import (
+        StudyHandle,
+        ask_sampled,
+        make_sampler,
+        open_storage,
+        pop_waiting,
+    )
+    from sweeps.study.spec import load_spec
 
     spec, prof = load_spec(str(_random_study(tmp_path, trials=4))).for_profile("quick")
     drawn = []

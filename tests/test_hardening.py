@@ -18,14 +18,14 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from conftest import assert_one_line_error
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from test_scaleout import gan_sweep, study_file
 from typer.testing import CliRunner
 
-from conftest import assert_one_line_error
 from gan_core.trainer import Trainer
 from sweeps.cli import app
-from test_scaleout import gan_sweep, study_file
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -115,8 +115,8 @@ def test_5_a_corrupt_calibration_of_a_cached_evaluator_is_recomputed(tmp_path, m
 # -- 2: the claim path -----------------------------------------------------------------------------
 
 def test_2_a_trial_enqueued_by_another_process_is_claimed_and_runs(tmp_path):
-    from sweeps.spec import load_spec
-    from sweeps.storage import StudyHandle, open_storage, pop_waiting
+    from sweeps.stores.storage import StudyHandle, open_storage, pop_waiting
+    from sweeps.study.spec import load_spec
 
     url = f"sqlite:///{tmp_path / 'o.db'}"
     spec, prof = load_spec(str(study_file(tmp_path, lrs=2, seeds=1))).for_profile("quick")
@@ -378,7 +378,7 @@ def test_10_an_interrupt_ends_every_mlflow_run(tmp_path, how):
 def test_10_an_interrupt_between_two_trials_set_up_still_ends_both_runs(tmp_path, monkeypatch):
     """The window CI's load once hit: the signal lands after a population's second child run exists
     but before its trial holds it; the invocation's end closes what its trials could not."""
-    from sweeps.tracking import Tracker
+    from sweeps.stores.tracking import Tracker
 
     storage, tracking = stores(tmp_path)
     real, opened = Tracker.start_run, []
@@ -404,7 +404,7 @@ def test_10_an_interrupt_a_finalizer_swallowed_still_stops_the_run(tmp_path, mon
     (SQLAlchemy's, 8 s into `run lr-study`) it is printed and dropped: the signal, noted by the handler,
     must still stop the run at its next epoch, with every trial and run closed."""
     from sweeps import signals
-    from sweeps.tracking import Tracker
+    from sweeps.stores.tracking import Tracker
 
     storage, tracking = stores(tmp_path)
     real = Tracker.start_run
@@ -451,7 +451,7 @@ def test_10_an_interrupt_inside_a_commit_does_not_lock_the_process_out_of_its_ow
     import optuna.trial
     import sqlalchemy.engine.base
 
-    from sweeps.tracking import Tracker
+    from sweeps.stores.tracking import Tracker
 
     storage, tracking = stores(tmp_path)
     armed, commit = [], sqlalchemy.engine.base.Connection._commit_impl
@@ -511,8 +511,8 @@ def test_10_a_killed_invocation_s_parent_run_is_closed_by_the_next_one(tmp_path)
 # -- 11: the heartbeat interval and the direction belong to the study -------------------------------
 
 def test_11_a_worker_uses_the_study_s_heartbeat_not_its_own(tmp_path):
-    from sweeps.run_cmd import RunOptions, resolve
-    from sweeps.storage import StaleTrials, open_study_for
+    from sweeps.running.plan import RunOptions, resolve
+    from sweeps.stores.storage import StaleTrials, open_study_for
 
     storage, tracking = stores(tmp_path)
     spec = study_file(tmp_path, lrs=1, seeds=1)
@@ -557,7 +557,7 @@ def test_ending_an_mlflow_run_retries_a_store_locked_for_a_moment(monkeypatch):
     """An interrupt's cleanup met `database is locked` on a loaded machine and left the parent RUNNING."""
     from mlflow.exceptions import MlflowException
 
-    from sweeps.tracking import Tracker
+    from sweeps.stores.tracking import Tracker
 
     calls = []
 
@@ -572,7 +572,7 @@ def test_ending_an_mlflow_run_retries_a_store_locked_for_a_moment(monkeypatch):
 
     tracker = Tracker.__new__(Tracker)
     tracker.client = Client()
-    monkeypatch.setattr("sweeps.tracking.time.sleep", lambda s: None)
+    monkeypatch.setattr("sweeps.stores.tracking.time.sleep", lambda s: None)
     tracker.end("run", "KILLED", fail_reason="interrupted")
     assert calls == ["KILLED"] * 3
     calls.clear()

@@ -8,7 +8,11 @@ import torch
 
 from gan_core import config as C
 from gan_core.config import RunConfig
-from gan_core.population import STRUCTURE_KEYS, PopulationTrainer, split_into_populations
+from gan_core.population import (
+    STRUCTURE_KEYS,
+    PopulationTrainer,
+    split_into_populations,
+)
 from gan_core.stacked import AdamState, OptimState, masked_adam, masked_sgd
 from gan_core.trainer import Trainer
 

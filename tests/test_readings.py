@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_population import SMALL, assert_matches_reference
 
 from gan_core import losses, readings
 from gan_core.config import ConfigError, RunConfig, ScheduleConfig
@@ -16,8 +17,6 @@ from gan_core.population import PopulationTrainer
 from gan_core.probes import Probes
 from gan_core.schedule import HUNG_BOUND, HUNG_ZERO, ZERO_GRADIENT_STEPS, AdaptiveRule
 from gan_core.trainer import Trainer
-
-from test_population import SMALL, assert_matches_reference
 
 ROOT = Path(__file__).resolve().parent.parent
 

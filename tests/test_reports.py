@@ -10,10 +10,10 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweeps.report import build, write
-from sweeps.report_data import load_study_data
-from sweeps.report_stats import newcombe, seeds_needed, wilson
-from sweeps.report_tables import config_table, effect_table, outcome_table
+from sweeps.report.data import load_study_data
+from sweeps.report.page import build, write
+from sweeps.report.stats import newcombe, seeds_needed, wilson
+from sweeps.report.tables import config_table, effect_table, outcome_table
 
 DIST = {"clamp": CategoricalDistribution(["none", "clamp", "logits"])}
 
@@ -116,7 +116,7 @@ def test_verdict_asks_for_more_seeds_when_the_data_cannot_tell():
 
 
 def test_the_samples_figure_shows_the_typical_run_of_each_label_not_the_best(study):
-    from sweeps.report import typical_trials
+    from sweeps.report.page import typical_trials
 
     picks = typical_trials(load_study_data(study))
     assert set(picks) == {"diverged", "stalled", "mode_collapse", "poor_quality", "success"}

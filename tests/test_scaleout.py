@@ -13,10 +13,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import assert_one_line_error
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
-
-from conftest import assert_one_line_error
 
 PG = os.environ.get("GAN_SWEEP_TEST_PG")
 MLFLOW = os.environ.get("GAN_SWEEP_TEST_MLFLOW")

@@ -3,11 +3,11 @@
 
 import optuna
 import pytest
+from conftest import assert_one_line_error
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from conftest import assert_one_line_error
 from gan_core.outcome import LABELS
 from sweeps.cli import app
 

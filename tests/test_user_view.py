@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from test_reports import add, study  # noqa: F401 - the report fixture
 from typer.testing import CliRunner
 
 from sweeps.cli import app
-from test_reports import add, study  # noqa: F401 - the report fixture
 
 runner = CliRunner()
 
@@ -66,8 +66,8 @@ def test_optuna_names_the_objective(smoke_run):
 
 
 def test_the_first_trials_of_a_grid_cover_every_arm(tmp_path):
-    from sweeps.spec import load_spec
-    from sweeps.storage import StudyHandle, open_storage, plan
+    from sweeps.stores.storage import StudyHandle, open_storage, plan
+    from sweeps.study.spec import load_spec
 
     spec, prof = load_spec("clamp-study").for_profile("quick")
     storage = open_storage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat=False)
@@ -132,8 +132,8 @@ def test_two_processes_asking_for_the_same_evaluator_train_it_once(tmp_path):
 # -- the report's fixes -----------------------------------------------------------------------------
 
 def test_notes_are_a_list_in_html_not_a_literal_dash(study, tmp_path):  # noqa: F811
-    from sweeps.report import build, write
-    from sweeps.report_data import load_study_data
+    from sweeps.report.data import load_study_data
+    from sweeps.report.page import build, write
 
     study.enqueue_trial({"clamp": "none"}, user_attrs={"seed": 9})
     page = write(build(load_study_data(study), tracking_uri=None), tmp_path)["html"].read_text()
@@ -141,8 +141,8 @@ def test_notes_are_a_list_in_html_not_a_literal_dash(study, tmp_path):  # noqa: 
 
 
 def test_best_and_worst_are_different_rows_and_best_never_produced_no_quality(study):  # noqa: F811
-    from sweeps.report_data import load_study_data
-    from sweeps.report_tables import best_worst
+    from sweeps.report.data import load_study_data
+    from sweeps.report.tables import best_worst
 
     data = load_study_data(study)  # logits 3/5 successes, clamp 1/5, none 0/5 (4 of them diverged)
     best, worst = best_worst(data, n=1)
@@ -155,9 +155,9 @@ def test_best_and_worst_are_different_rows_and_best_never_produced_no_quality(st
 
 
 def test_captions_are_sentences_and_count_axes_are_whole_runs(study, tmp_path):  # noqa: F811
-    from sweeps import report_figures as F
-    from sweeps.report import CAPTIONS, build, write
-    from sweeps.report_data import load_study_data
+    from sweeps.report import figures as F
+    from sweeps.report.data import load_study_data
+    from sweeps.report.page import CAPTIONS, build, write
 
     data = load_study_data(study)
     rep = build(data, tracking_uri=None)
@@ -172,8 +172,8 @@ def test_captions_are_sentences_and_count_axes_are_whole_runs(study, tmp_path): 
 
 
 def test_a_missing_effects_figure_is_explained(tmp_path):
-    from sweeps.report import build
-    from sweeps.report_data import load_study_data
+    from sweeps.report.data import load_study_data
+    from sweeps.report.page import build
 
     s = optuna.create_study()
     s.set_user_attr("spec", {"pitfall": 1, "metric": "fld", "fixed": {}, "baseline": {"clamp": "clamp"}})
@@ -185,7 +185,7 @@ def test_a_missing_effects_figure_is_explained(tmp_path):
 
 def test_the_loss_figure_has_whole_epochs_and_y_labels(tiny_config, mnist):
     from gan_core.trainer import Trainer
-    from sweeps.artifacts import loss_figure
+    from sweeps.stores.artifacts import loss_figure
 
     fig = loss_figure(Trainer(tiny_config.replace(epochs=3), mnist).run().history)
     for ax in fig.axes:
@@ -193,7 +193,7 @@ def test_the_loss_figure_has_whole_epochs_and_y_labels(tiny_config, mnist):
 
 
 def test_small_arms_get_welch_intervals_not_an_overconfident_bootstrap():
-    from sweeps.report_stats import bootstrap_diff, mean_diff
+    from sweeps.report.stats import bootstrap_diff, mean_diff
 
     a, b = [1200.0, 1500.0, 900.0], [2300.0, 2100.0, 2450.0]
     d, lo, hi, method = mean_diff(a, b)

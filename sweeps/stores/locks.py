@@ -1,6 +1,6 @@
 """File locks for sqlite stores: two processes creating a schema at once crash, two planners would
 enqueue a grid twice, and sqlite has no row locks for claiming trials. (PostgreSQL gets an advisory
-lock in sweeps.storage.)
+lock in sweeps.stores.storage.)
 
 The lock files live in a per-user folder under the system's temporary directory, keyed by the
 database's absolute path, so a user's working folder holds only what they asked for. sqlite stores
@@ -27,7 +27,7 @@ def lock_path(db: Path, what: str) -> Path:
 @contextlib.contextmanager
 def sqlite_lock(url: str, what: str):
     """An exclusive file lock for a sqlite database (a no-op for other URLs)."""
-    from .urls import sqlite_path
+    from sweeps.urls import sqlite_path
 
     path = sqlite_path(url)
     if path is None:

@@ -1,4 +1,4 @@
-"""A plain sentence per claim of the seed (sweeps/claims.py), with the numbers behind it.
+"""A plain sentence per claim of the seed (sweeps/study/claims.py), with the numbers behind it.
 
 Each pitfall's verdict compares the runs where the pitfall is present with the runs where the
 seed's cure is applied, on the failure the seed warns of, and says whether the data support the
@@ -9,181 +9,57 @@ each other reading that holds or refutes it.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import pandas as pd
 
 from gan_core.outcome import FAILURES
-
-from .claims import BY_ID, CLAIMS
-from .report_data import StudyData, level_column, numeric
-from .report_tables import baseline_value
-from .report_stats import fmt_ci, newcombe, seeds_needed, wilson
-
-MIN_RUNS = 3
-"""No verdict from fewer runs per arm than this."""
-
-STATUSES = ("supported", "contradicted", "inconclusive", "not tested")
-"""A verdict's status; the atlas colours and counts these."""
-
-
-@dataclass(frozen=True)
-class Arm:
-    """Runs on one side of a comparison, and how many of them show the failure."""
-
-    name: str
-    """How the sentence names the arm."""
-    k: int
-    """Runs that show the failure."""
-    n: int
-    """Runs in the arm."""
-    trials: tuple[int, ...] = ()
-    """The trial numbers the arm rests on (for the atlas's thumbnails and links)."""
-
-    @property
-    def rate(self) -> float:
-        return self.k / self.n if self.n else math.nan
-
-    def text(self, what: str) -> str:
-        if not self.n:
-            return f"{self.name}: not run yet"
-        low, high = wilson(self.k, self.n)
-        return f"{self.name}, {self.k} of {self.n} runs {what} (95% CI {fmt_ci(low, high)})"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One claim's verdict."""
-
-    claim_id: str
-    """The claim (sweeps/claims.py): a pitfall number, "adaptive", "headline" or a cure."""
-    claim: str
-    """What the seed says."""
-    status: str
-    """supported, contradicted, inconclusive, or not tested."""
-    sentence: str
-    """The plain sentence with its numbers."""
-    arms: tuple[Arm, ...] = ()
-    """The arms compared, the one the seed warns against first."""
-    seeds_needed: int | None = None
-    """When inconclusive: about how many seeds per arm would settle it (None: unknown or settled)."""
-    why_open: str = ""
-    """When inconclusive for a reason more seeds would not change: that reason, in a few words."""
-
-
-def _arm(df: pd.DataFrame, name: str, mask: pd.Series, labels: tuple[str, ...]) -> Arm:
-    g = df[mask]
-    return Arm(name, int(g["outcome"].isin(labels).sum()), len(g), tuple(int(t) for t in g["trial"]))
-
-
-def _pts(x: float) -> str:
-    p = 100 * x
-    return f"{p:+.2f}" if abs(p) < 1 else f"{p:+.1f}" if abs(p) < 10 else f"{p:+.0f}"
-
-
-def by_other_keys(data: StudyData, df: pd.DataFrame, key: str, bad: str, good: str, labels: tuple[str, ...],
-                  what: str) -> str:
-    """The comparison within each level of the other swept keys (where does the effect show?)."""
-    parts = []
-    lv = level_column(df, key)
-    for other in (k for k in data.swept if k != key and k in df):
-        olv = level_column(df, other)
-        for level in dict.fromkeys(olv):
-            b = df[(lv == bad) & (olv == level)]
-            g = df[(lv == good) & (olv == level)]
-            if len(b) and len(g):
-                parts.append(f"at {other} = {level}, {bad} {int(b['outcome'].isin(labels).sum())}/{len(b)} "
-                             f"vs {good} {int(g['outcome'].isin(labels).sum())}/{len(g)} {what}")
-    return ("By condition: " + "; ".join(parts) + ".") if parts else ""
-
-
-def _decide(bad: Arm, good: Arm) -> tuple[str, str, int | None]:
-    """supported / contradicted / inconclusive from the difference bad - good (Newcombe), the reason,
-    and when inconclusive about how many seeds per arm would settle it."""
-    if min(bad.n, good.n) < MIN_RUNS:
-        need = MIN_RUNS - min(bad.n, good.n)
-        return "inconclusive", f"too few runs for a verdict: run at least {need} more seed(s) per arm", MIN_RUNS
-    d, low, high = newcombe(bad.k, bad.n, good.k, good.n)
-    diff = f"difference {_pts(d)} points, 95% CI {_pts(low)} to {_pts(high)}"
-    if low > 0:
-        return "supported", f"the data support the seed ({diff})", None
-    if high < 0:
-        return "contradicted", f"the data contradict the seed ({diff})", None
-    n = seeds_needed(bad.rate, good.rate)
-    if n is None:
-        return "inconclusive", (f"no difference seen ({diff}); at this budget the data do not support the seed's "
-                                f"claim"), None
-    more = max(n - min(bad.n, good.n), 1)
-    return "inconclusive", f"cannot tell yet ({diff}); about {more} more seeds per arm would settle it", n
+from sweeps.report.data import StudyData, level_column, numeric
+from sweeps.report.stats import fmt_ci, wilson
+from sweeps.report.tables import baseline_value
+from sweeps.report.verdicts.arms import (
+    MIN_RUNS,
+    Arm,
+    Verdict,
+    arm,
+    by_other_keys,
+    decide,
+    verdict,
+)
+from sweeps.study.claims import BY_ID
 
 
 def _levels(data: StudyData, key: str) -> pd.Series:
     return level_column(data.finished, key)
 
 
-def study_claims(data: StudyData) -> tuple[str, ...]:
-    """The claims a study tests: its file's `claims`; for studies stored before claims had ids, the
-    old `pitfall` number, or the claims whose built-in study it is."""
-    spec = data.spec
-    if spec.get("claims"):
-        return tuple(str(c) for c in spec["claims"] if str(c) in BY_ID)
-    if spec.get("pitfall") in range(1, 6):
-        return (str(spec["pitfall"]),) + (("adaptive",) if spec["pitfall"] == 3 else ())
-    source = str(spec.get("source", "")).removesuffix(" (built-in)")
-    return tuple(c.id for c in CLAIMS if c.study == source)
-
-
-def verdicts(data: StudyData) -> list[Verdict]:
-    """A verdict on each claim the study tests."""
-    return [claim_verdict(data, c) for c in study_claims(data)]
-
-
-def claim_verdict(data: StudyData, claim_id: str) -> Verdict:
-    """The verdict on one claim from one study's trials."""
-    df = data.finished
+def _clamp(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
     claim = BY_ID[claim_id].text
-    if df.empty:
-        return Verdict(claim_id, claim, "not tested", "No finished runs yet.")
-    if BY_ID[claim_id].group == "cure":
-        from .report_cures import JUDGES  # it builds on this module's arms and decisions
-
-        return JUDGES[claim_id](data, df, claim_id)
-    judge = {"1": _clamp, "2": _clip, "3": _overpowered, "4": _lr, "5": _freeze, "adaptive": _adaptive,
-             "headline": _headline}[claim_id]
-    return judge(data, df, claim)
-
-
-def _verdict(claim_id: str, claim: str, bad: Arm, good: Arm, text: str) -> Verdict:
-    status, why, need = _decide(bad, good)
-    return Verdict(claim_id, claim, status, f"{text} So {why}.".replace("  ", " "), (bad, good), need)
-
-
-def _clamp(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
     if "clamp" not in data.swept:
         return Verdict("1", claim, "not tested", "This study does not sweep clamp.")
     lv = _levels(data, "clamp")
-    bad = _arm(df, "Without clamping", lv == "none", ("diverged",))
-    good = _arm(df, "with the seed's clamp", lv == "clamp", ("diverged",))
+    bad = arm(df, "Without clamping", lv == "none", ("diverged",))
+    good = arm(df, "with the seed's clamp", lv == "clamp", ("diverged",))
     text = f"{bad.text('diverged')}; {good.text('diverged')}."
     dead = int(((lv == "clamp") & (df["outcome"] == "stalled")).sum())
     if dead:
         text += (f" But with clamping, {dead} of {good.n} runs stalled (D saturated and the clamp zeroed every "
                  f"gradient): the clamp trades the NaN for a dead D.")
     if (lv == "logits").any():
-        text += " " + _arm(df, "With stable logits", lv == "logits", ("diverged",)).text("diverged") + "."
+        text += " " + arm(df, "With stable logits", lv == "logits", ("diverged",)).text("diverged") + "."
     cond = by_other_keys(data, df, "clamp", "none", "clamp", ("diverged",), "diverged")
-    return _verdict("1", claim, bad, good, f"{text} {cond}")
+    return verdict("1", claim, bad, good, f"{text} {cond}")
 
 
-def _clip(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
+def _clip(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
+    claim = BY_ID[claim_id].text
     key = next((k for k in ("clip_d", "clip_g") if k in data.swept), None)
     if key is None:
         return Verdict("2", claim, "not tested", "This study does not sweep clipping.")
     lv = _levels(data, key)
     off = lv == "off"
-    bad = _arm(df, "Without clipping", off, ("diverged",))
-    good = _arm(df, "with clipping", ~off, ("diverged",))
+    bad = arm(df, "Without clipping", off, ("diverged",))
+    good = arm(df, "with clipping", ~off, ("diverged",))
     peak = numeric(df, "grad_d_peak")
     text = f"{bad.text('diverged')}; {good.text('diverged')}."
     if peak.notna().any() and off.any() and (~off).any():
@@ -191,7 +67,7 @@ def _clip(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
                  f"{peak[~off].median():.3g} clipped.")
     base = str(baseline_value(data, key)) if key in data.swept else "1.0"
     cond = by_other_keys(data, df, key, "off", base, ("diverged",), "diverged")
-    return _verdict("2", claim, bad, good, f"{text} {cond}")
+    return verdict("2", claim, bad, good, f"{text} {cond}")
 
 
 def _schedule_arms(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
@@ -203,7 +79,8 @@ def _schedule_arms(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
     return fixed & (k > 1), fixed & (k == 1), schedule == "adaptive"
 
 
-def _overpowered(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
+def _overpowered(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
+    claim = BY_ID[claim_id].text
     """D trained k > 1 times per G update against once: how often D wins (loss ~0, D(G(z)) ~0,
     sealed), which is what the seed says then stays and kills training."""
     faster, even, adaptive = _schedule_arms(df)
@@ -211,19 +88,20 @@ def _overpowered(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
         return Verdict("3", claim, "not tested", "This study has no arm where D trains faster (a fixed d_steps > 1).")
     k = int(numeric(df, "d_steps")[faster].max())
     label = ("d_overpowered",)
-    bad = _arm(df, f"With D trained {k} times per G update", faster, label)
-    good = _arm(df, "with one D update per G update", even, label)
+    bad = arm(df, f"With D trained {k} times per G update", faster, label)
+    good = arm(df, "with one D update per G update", even, label)
     what = "ended with D overpowered (loss ~0 and D(G(z)) ~0, sustained)"
     text = f"{bad.text(what)}; {good.text('did')}."
     if adaptive.any():
-        text += " " + _arm(df, "Under the seed's adaptive rule", adaptive, label).text("did") + "."
+        text += " " + arm(df, "Under the seed's adaptive rule", adaptive, label).text("did") + "."
     lost = df[faster & df["outcome"].isin(FAILURES)]
     if len(lost):
         text += f" Outcomes with D faster: {', '.join(f'{o} {c}' for o, c in lost['outcome'].value_counts().items())}."
-    return _verdict("3", claim, bad, good, text)
+    return verdict("3", claim, bad, good, text)
 
 
-def _adaptive(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
+def _adaptive(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
+    claim = BY_ID[claim_id].text
     """The seed's adaptive D/G rule (capped inner G loop) against one D and one G update per batch,
     on how many runs fail."""
     faster, even, adaptive = _schedule_arms(df)
@@ -231,21 +109,22 @@ def _adaptive(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
         return Verdict("adaptive", claim, "not tested", "This study does not run the adaptive rule beside a fixed k = 1.")
     cap = numeric(df, "g_loop_cap")
     seed_rule = adaptive & (cap == cap[adaptive].min())  # the tightest cap stands in for the seed's bounded loop
-    bad = _arm(df, "With a fixed schedule (k = 1)", even, FAILURES)
-    good = _arm(df, f"with the seed's adaptive rule (inner G loop capped at {int(cap[seed_rule].min())})",
+    bad = arm(df, "With a fixed schedule (k = 1)", even, FAILURES)
+    good = arm(df, f"with the seed's adaptive rule (inner G loop capped at {int(cap[seed_rule].min())})",
                 seed_rule, FAILURES)
     text = f"{bad.text('failed')}; {good.text('failed')}."
     uncapped = adaptive & ~seed_rule
     if uncapped.any():
-        text += " " + _arm(df, f"With the inner loop capped at {int(cap[uncapped].max())}", uncapped,
+        text += " " + arm(df, f"With the inner loop capped at {int(cap[uncapped].max())}", uncapped,
                            FAILURES).text("failed") + "."
     capped = numeric(df, "g_capped")[seed_rule]
     if capped.notna().any():
         text += f" The inner G loop hit its cap on {int(capped.sum())} batches in all (the seed's loop has no cap)."
-    return _verdict("adaptive", claim, bad, good, text)
+    return verdict("adaptive", claim, bad, good, text)
 
 
-def _lr(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
+def _lr(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
+    claim = BY_ID[claim_id].text
     """Results poor at the smallest lr (runs that did not succeed, against the best lr), and the
     losses' magnitudes there against the best lr's."""
     key = next((k for k in ("lr_d", "lr_g") if k in data.swept), None)
@@ -258,9 +137,9 @@ def _lr(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
     best = success.drop(smallest, errors="ignore").idxmax() if len(success) > 1 else None
     if best is None:
         return Verdict("4", claim, "not tested", "Only one learning rate was run.")
-    bad = _arm(df, f"At the smallest lr ({smallest})", lv == smallest, FAILURES)
-    good = _arm(df, f"at the best lr ({best})", lv == best, FAILURES)
-    status, why, need = _decide(bad, good)
+    bad = arm(df, f"At the smallest lr ({smallest})", lv == smallest, FAILURES)
+    good = arm(df, f"at the best lr ({best})", lv == best, FAILURES)
+    status, why, need = decide(bad, good)
 
     def absmean(col: str, mask) -> float:
         return numeric(df, col)[mask].abs().mean()
@@ -280,7 +159,8 @@ def _lr(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
     return Verdict("4", claim, status, f"{text} So {why}.", (bad, good), need, open_)
 
 
-def _freeze(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
+def _freeze(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
+    claim = BY_ID[claim_id].text
     if "freeze" not in data.swept:
         return Verdict("5", claim, "not tested", "This study does not sweep freeze.")
     lv = _levels(data, "freeze")
@@ -290,7 +170,7 @@ def _freeze(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
     trials = df["trial"].astype(int)
     bad = Arm("With only eval()", int((wasted[ev] > 0).sum()), int(ev.sum()), tuple(trials[ev]))
     good = Arm("with requires_grad_(False)", int((wasted[rg] > 0).sum()), int(rg.sum()), tuple(trials[rg]))
-    status, why, need = _decide(bad, good)
+    status, why, need = decide(bad, good)
     text = f"{bad.text('still computed gradients for the frozen G')}; {good.text('did')}."
     ratio = speed[ev].mean() / speed[rg].mean() if speed[ev].notna().any() and speed[rg].notna().any() else None
     if ratio is not None and abs(ratio - 1) > 1e-9:  # equal when both arms trained in one population
@@ -310,13 +190,6 @@ def _freeze(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
 def _span(values: pd.Series) -> str:
     lo, hi = int(values.min()), int(values.max())
     return f"epoch {lo}" if lo == hi else f"epochs {lo} to {hi}"
-
-
-def _same(a, b) -> bool:
-    try:
-        return float(a) == float(b)
-    except (TypeError, ValueError):
-        return str(a) == str(b)
 
 
 def _plain(x) -> str:
@@ -343,7 +216,8 @@ def _arm_detail(df: pd.DataFrame, mask: pd.Series) -> str:
     return ", ".join(parts) + (f"; {', '.join(loop)}" if loop else "") + (f"; {', '.join(q)}" if q else "")
 
 
-def _headline(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
+def _headline(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
+    claim = BY_ID[claim_id].text
     """The headline under the declared readings (gan_core.readings): the most literal reading of every
     swept choice, and each single change from it. The literal reading reproduces the headline when its
     success rate's 95% interval lies above one half, and fails to when below; each other reading is named
@@ -360,7 +234,7 @@ def _headline(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
 
     changed = df.apply(reading, axis=1) if swept else pd.Series("", index=df.index)
     lit_mask = changed == ""
-    runs = _arm(df, "The most literal reading", lit_mask, FAILURES)  # k: runs that failed
+    runs = arm(df, "The most literal reading", lit_mask, FAILURES)  # k: runs that failed
     not_run = [r.key for r in READINGS if r.literal is not None and r.key not in swept]
     untried = f" Not varied here (each run in one reading only): {', '.join(not_run)}." if not_run else ""
     if not runs.n:
@@ -378,7 +252,7 @@ def _headline(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
     holds, refutes, split = [], [], []
     for name in dict.fromkeys(changed[~lit_mask]):
         mask = changed == name
-        arm = _arm(df, f"With {name}", mask, FAILURES)
+        arm = arm(df, f"With {name}", mask, FAILURES)
         arms.append(arm)
         ok = arm.n - arm.k
         (holds if arm.k == 0 else refutes if ok == 0 else split).append(f"{name} ({ok} of {arm.n} succeeded)")
@@ -398,3 +272,8 @@ def _headline(data: StudyData, df: pd.DataFrame, claim: str) -> Verdict:
     return Verdict("headline", claim, status, f"{text} So {why} (95% CI of the literal reading's success rate "
                                               f"{fmt_ci(low, high)})" + (f"; {'; '.join(named)}" if named else "")
                    + "." + untried, tuple(arms), need)
+
+
+JUDGES: dict[str, Callable[[StudyData, pd.DataFrame, str], Verdict]] = {
+    "1": _clamp, "2": _clip, "3": _overpowered, "4": _lr, "5": _freeze, "adaptive": _adaptive, "headline": _headline}
+"""The pitfall claims' judges (and the adaptive rule's and the headline's)."""

@@ -24,10 +24,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from . import urls
-from .errors import UserError
-from .locks import sqlite_lock
-from .spec import Profile, StudySpec
+from sweeps import urls
+from sweeps.errors import UserError
+from sweeps.stores.locks import sqlite_lock
+from sweeps.study.spec import Profile, StudySpec
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 PENDING = (TrialState.WAITING, TrialState.RUNNING)

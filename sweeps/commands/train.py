@@ -17,13 +17,14 @@ import typer
 from gan_core import config as C
 from gan_core import precision
 from gan_core.config import RunConfig
+from sweeps.commands.guard import guarded
+from sweeps.console import err, out
+from sweeps.errors import UserError
+from sweeps.paths import check_writable_dir
+from sweeps.running.progress import TrainDisplay
+from sweeps.study.defaults import DEFAULT_TRACKING_URI
+from sweeps.urls import mask
 
-from .console import err, out
-from .defaults import DEFAULT_TRACKING_URI
-from .errors import UserError, guarded
-from .paths import check_writable_dir
-from .progress import TrainDisplay
-from .urls import mask
 
 def _flag_type(hint) -> tuple[object, dict]:
     """The typer annotation and Option keywords of a config field, from its type: numbers are parsed by
@@ -71,8 +72,7 @@ def train(out_dir: Optional[Path], track: bool, tracking_uri: str, experiment: s
     from gan_core.data import load_dataset
     from gan_core.evaluator import Evaluator
     from gan_core.trainer import Trainer, resolve_device
-
-    from .artifacts import write_run
+    from sweeps.stores.artifacts import write_run
 
     # Everything a user can get wrong is checked before any file is written.
     cfg = RunConfig.from_flat(flat_overrides(flags))
@@ -88,7 +88,7 @@ def train(out_dir: Optional[Path], track: bool, tracking_uri: str, experiment: s
     evaluator = Evaluator(dataset, device, log=err.print)
     tracker = None
     if track:
-        from .tracking import SingleRunTracker, probe_tracking
+        from sweeps.stores.tracking import SingleRunTracker, probe_tracking
 
         probe_tracking(tracking_uri, experiment)  # read-only: an Optuna file or garbage is refused untouched
         tracker = SingleRunTracker(tracking_uri, experiment)  # opened before training: a bad URI fails now

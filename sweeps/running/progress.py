@@ -13,10 +13,17 @@ import time
 
 from rich.console import Group
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
-from .console import epoch_line, err, fmt_duration
+from sweeps.console import epoch_line, err, fmt_duration
 
 
 def _plain(line: str) -> None:
@@ -78,7 +85,7 @@ class RunDisplay(_Display):
 
     def __init__(self, handle, planned: int, epochs: int) -> None:
         super().__init__()
-        from .storage import counts
+        from sweeps.stores.storage import counts
 
         c = counts(handle.study)
         self.planned = planned

@@ -1,4 +1,4 @@
-"""`gan-sweep atlas`: the command (the page itself is built by sweeps.atlas, imported lazily)."""
+"""`gan-sweep atlas`: the command (the page itself is built by sweeps.report.atlas, imported lazily)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Optional
 
 import typer
 
-from .claims import BY_ID, CLAIMS
-from .defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
-from .errors import UserError, guarded
+from sweeps.commands.guard import guarded
+from sweeps.errors import UserError
+from sweeps.study.claims import BY_ID, CLAIMS
+from sweeps.study.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 
 HEADLINE_STUDY = BY_ID["headline"].study
 CURES_STUDY = BY_ID["spectral_norm"].study
@@ -35,12 +36,12 @@ def to_run(claim_ids: tuple[str, ...], headline: bool, cures: bool = False) -> l
 
 def atlas(storage: str, tracking_uri: str, out_dir: Path, profile: str | None, run: bool, run_headline: bool,
           device: str | None, checkpoint_dir: Path, claims: str | None, run_cures: bool = False) -> None:
-    from . import paths
-    from .console import err, out
-    from .run_cmd import RunOptions, default_profile, resolve
-    from .storage import check_storage_url, study_names
-    from .tracking import check_tracking_uri, for_reading
-    from .urls import mask
+    from sweeps import paths
+    from sweeps.console import err, out
+    from sweeps.running.plan import RunOptions, default_profile, resolve
+    from sweeps.stores.storage import check_storage_url, study_names
+    from sweeps.stores.tracking import check_tracking_uri, for_reading
+    from sweeps.urls import mask
 
     ids = _claims(claims)
     if profile is not None and profile not in ("quick", "full"):
@@ -57,7 +58,7 @@ def atlas(storage: str, tracking_uri: str, out_dir: Path, profile: str | None, r
         prof = profile or default_profile(device)
         runs = [RunOptions(s, prof, device=device, storage=storage, tracking_uri=tracking_uri, out_dir=out_dir,
                            checkpoint_dir=checkpoint_dir) for s in to_run(ids, run_headline, run_cures)]
-        from .storage import stored_with_other_budget
+        from sweeps.stores.storage import stored_with_other_budget
 
         for opts in runs:  # every study is checked before the first one starts
             r = resolve(opts)
@@ -72,8 +73,8 @@ def atlas(storage: str, tracking_uri: str, out_dir: Path, profile: str | None, r
         for_reading(storage, tracking_uri)  # refused before the atlas reads anything
 
     if runs:
-        from .run_cmd import execute
-        from .storage import study_names as names_now
+        from sweeps.commands.session import execute
+        from sweeps.stores.storage import study_names as names_now
 
         started = time.perf_counter()
         for opts in runs:
@@ -83,10 +84,11 @@ def atlas(storage: str, tracking_uri: str, out_dir: Path, profile: str | None, r
             execute(opts, create=True)  # a finished study resumes with nothing to do
         err.print(f"atlas: studies ran in {time.perf_counter() - started:.0f} s")
 
-    from . import atlas as A
+    from sweeps.report import atlas as A
+    from sweeps.stores.reading import open_studies
 
     readable = for_reading(storage, tracking_uri)  # no MLflow store is created or altered by reading
-    page = A.build(storage, readable, profile, ids)
+    page = A.build(open_studies(storage), readable, profile, ids)
     A.write_study_reports(page, readable, out_dir)
     files = A.write(page, folder)
     from rich.table import Table

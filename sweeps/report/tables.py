@@ -10,9 +10,8 @@ import pandas as pd
 
 from gan_core.config import RunConfig
 from gan_core.outcome import LABELS
-
-from .report_data import FAIL, StudyData, is_log_scale, level_column, numeric
-from .report_stats import mean_diff, newcombe, wilson
+from sweeps.report.data import FAIL, StudyData, is_log_scale, level_column, numeric
+from sweeps.report.stats import mean_diff, newcombe, wilson
 
 
 def outcome_table(data: StudyData, key: str) -> pd.DataFrame:

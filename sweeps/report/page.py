@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import io
+import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +17,21 @@ from rich.table import Table
 
 from gan_core.files import make_dir, write_atomic
 from gan_core.outcome import LABELS
-
-from .console import out
-from .errors import UserError
-from .report_data import FAIL, StudyData, load_study_data, median_trial, numeric
-from .report_tables import best_worst, config_table, effect_table, outcome_table
-from .claims import BY_ID
-from .report_verdicts import Verdict, verdicts
+from sweeps.console import out
+from sweeps.report.data import (
+    FAIL,
+    StudyData,
+    median_trial,
+    numeric,
+)
+from sweeps.report.tables import (
+    best_worst,
+    config_table,
+    effect_table,
+    outcome_table,
+)
+from sweeps.report.verdicts import Verdict, verdicts
+from sweeps.study.claims import BY_ID
 
 
 @dataclass
@@ -51,7 +59,7 @@ class Report:
 
 
 def build(data: StudyData, tracking_uri: str | None) -> Report:
-    from . import report_figures as F
+    from sweeps.report import figures as F
 
     tables = {k: outcome_table(data, k) for k in data.swept}
     best, worst = best_worst(data)
@@ -79,7 +87,7 @@ def build(data: StudyData, tracking_uri: str | None) -> Report:
             rep.figures["samples"] = _samples_figure(data, grids)
             rep.figures["audit_sheet"] = audit_sheet(data, grids)
         except Exception as exc:  # noqa: BLE001 - the tables stand without MLflow's curves
-            from .urls import mask
+            from sweeps.urls import mask
 
             rep.notes.append(f"MLflow data unavailable ({type(exc).__name__}: {mask(str(exc), tracking_uri)[:160]}); curves, samples "
                              f"and the audit sheet left out.")
@@ -300,32 +308,3 @@ def print_summary(rep: Report) -> None:
         out.print(f"[bold]{name[:1].upper() + name[1:]} ({v.status})[/bold]: {escape(v.sentence)}", highlight=False)
     for note in rep.notes:
         out.print(f"[yellow]note[/yellow]: {note}")
-
-
-def report_study(name: str, storage_url: str, tracking_uri: str | None, out_dir: Path) -> dict[str, Path]:
-    """Build, write and print the report of a study in storage."""
-    import optuna
-
-    from .paths import check_writable_dir, under
-    from .storage import check_storage_url, open_storage, study_names
-    from .tracking import for_reading
-    from .urls import mask
-
-    folder = under(out_dir, name)  # a name from storage is checked like one from the command line
-    check_writable_dir(folder, "--out")
-    check_storage_url(storage_url)
-    names = study_names(storage_url)  # read-only: a mistyped sqlite path creates no file
-    if names is None:
-        raise UserError(f"no gan-sweep storage at {mask(storage_url)}")
-    if name not in names:
-        raise UserError(f"no study {name!r} in {mask(storage_url)} (studies there: {', '.join(names) or 'none'})")
-    readable = for_reading(storage_url, tracking_uri)
-    storage = open_storage(storage_url, heartbeat=False)
-    study = optuna.load_study(study_name=name, storage=storage)
-    rep = build(load_study_data(study), readable)
-    if tracking_uri and readable is None:
-        rep.notes.append(f"no MLflow store at {mask(tracking_uri)}: curves, samples and the audit sheet left out.")
-    files = write(rep, folder)
-    print_summary(rep)
-    out.print(f"report: {files['html']} (also {files['md'].name}, {files['csv'].name})", soft_wrap=True)
-    return files

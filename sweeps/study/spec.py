@@ -2,7 +2,7 @@
 
     name = "lr-study"
     description = "..."
-    claims = [4]                                  # the seed's claims it tests (sweeps/claims.py; optional)
+    claims = [4]                                  # the seed's claims it tests (sweeps/study/claims.py; optional)
     seeds = [0, 1]                                # every configuration runs once per seed
     objective = { metric = "fld", direction = "minimize" }
     baseline = { lr_d = 1e-4 }                    # the seed's setting of the swept keys (for reports)
@@ -46,10 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from gan_core.config import FLAT_KEYS, MAX_SEED, ConfigError, RunConfig
-
-from .claims import claim_ids
-from .errors import UserError
-from .paths import NAME
+from sweeps.errors import UserError
+from sweeps.paths import NAME
+from sweeps.study.claims import claim_ids
 
 SAMPLERS = ("grid", "tpe", "random")
 PROFILES = ("quick", "full")
@@ -140,7 +139,7 @@ class StudySpec:
     profiles: dict[str, Profile]
     """quick and/or full budgets."""
     claims: tuple[str, ...] = ()
-    """The seed's claims this study tests (ids in sweeps/claims.py), for the report's verdicts."""
+    """The seed's claims this study tests (ids in sweeps/study/claims.py), for the report's verdicts."""
     baseline: dict[str, Any] = field(default_factory=dict)
     """The seed's setting of the swept keys, for effect-vs-baseline tables."""
     configs: tuple[dict[str, Any], ...] | None = None

@@ -1,6 +1,6 @@
 """`gan-sweep atlas`: one page that answers every claim of the seed from the studies in storage.
 
-One row per claim (sweeps/claims.py): its verdict, the sentence with the numbers and intervals, the
+One row per claim (sweeps/study/claims.py): its verdict, the sentence with the numbers and intervals, the
 runs it rests on, a thumbnail of the typical final samples of each arm, and a link to the study's
 own report (written beside the atlas). Then the findings no claim covers (a dead D under the clamp,
 crashes), read from the same trials. Written as `<out>/atlas/atlas.html` (self-contained: every
@@ -20,10 +20,10 @@ import pandas as pd
 from gan_core import readings
 from gan_core.files import make_dir, write_atomic
 from gan_core.outcome import FAILURES, SEALED_LABELS
-
-from .claims import BY_ID, CURES, PITFALL_VERDICTS, RUN_FLAGS, Claim
-from .report_data import FAIL, StudyData, load_study_data, median_trial
-from .report_verdicts import MIN_RUNS, Arm, Verdict, claim_verdict
+from sweeps.report.data import FAIL, StudyData, load_study_data, median_trial
+from sweeps.report.verdicts import MIN_RUNS, Arm, Verdict, claim_verdict
+from sweeps.stores.reading import StoredStudies
+from sweeps.study.claims import BY_ID, CURES, PITFALL_VERDICTS, RUN_FLAGS, Claim
 
 _UNSTALLED = tuple(f for f in FAILURES if f != "stalled")
 COVERED = {"1": ("diverged",), "2": ("diverged",), "3": ("d_overpowered",), "5": (),
@@ -154,7 +154,7 @@ class Atlas:
     """Everything the page shows."""
 
     rows: list[Row]
-    """One per claim, in the order of sweeps/claims.py."""
+    """One per claim, in the order of sweeps/study/claims.py."""
     findings: list[str]
     """What no claim covers."""
     storage: str
@@ -171,21 +171,14 @@ class Atlas:
                    if r.claim.id in PITFALL_VERDICTS)
 
 
-def build(storage_url: str, tracking_uri: str | None, profile: str | None, claim_ids: tuple[str, ...]) -> Atlas:
-    import optuna
-
-    from .storage import open_storage, study_names
-    from .urls import mask
-
-    names = study_names(storage_url) or []
-    storage = open_storage(storage_url, heartbeat=False) if names else None
+def build(studies: StoredStudies, tracking_uri: str | None, profile: str | None, claim_ids: tuple[str, ...]) -> Atlas:
+    """The atlas over the stored studies (each loaded once, when a claim needs it)."""
+    names, sizes = list(studies.sizes), studies.sizes
     loaded: dict[str, StudyData] = {}
-    summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage)} if storage else {}
-    sizes = {n: s.n_trials for n, s in summaries.items()}
 
     def data_for(name: str) -> StudyData:
         if name not in loaded:
-            loaded[name] = load_study_data(optuna.load_study(study_name=name, storage=storage))
+            loaded[name] = load_study_data(studies.load(name))
         return loaded[name]
 
     rows, used, missing = [], {}, []
@@ -202,7 +195,7 @@ def build(storage_url: str, tracking_uri: str | None, profile: str | None, claim
         used.setdefault(name, (data, ()))
         used[name] = (data, used[name][1] + (claim.id,))
         rows.append(Row(claim, name, v, len(data.finished), thumbnails(data, v, tracking_uri)))
-    return Atlas(rows, findings(used), mask(storage_url), list(dict.fromkeys(missing)),
+    return Atlas(rows, findings(used), studies.shown, list(dict.fromkeys(missing)),
                  {name: data for name, (data, _) in used.items()})
 
 
@@ -311,8 +304,8 @@ def write(atlas: Atlas, folder: Path) -> dict[str, Path]:
 
 def write_study_reports(atlas: Atlas, tracking_uri: str | None, out_dir: Path) -> None:
     """Each study the atlas rests on gets its report beside it, so the links lead somewhere."""
-    from . import report
-    from .paths import under
+    from sweeps.paths import under
+    from sweeps.report import page as report
 
     for name, data in atlas.studies.items():  # a name from storage is checked like one from the command line
         report.write(report.build(data, tracking_uri), under(out_dir, name))

@@ -13,8 +13,7 @@ from optuna.trial import TrialState
 
 from gan_core.config import RunConfig
 from gan_core.outcome import LABELS
-
-from .errors import UserError
+from sweeps.errors import UserError
 
 STATE_COLUMNS = ["trial", "state", "outcome", "seed", "value", "outcome_epoch", "epochs_trained", "sealed",
                  "mechanism", "seconds", "samples_per_s"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from .console import err, out
-from .errors import guarded
+from sweeps.commands.guard import guarded
+from sweeps.console import err, out
 
 COLUMNS = ("fld", "legible", "precision", "recall", "classes", "distinct", "spread")
 SHORT = {"fld": "fld", "legible": "leg", "precision": "prec", "recall": "rec", "classes": "cls",

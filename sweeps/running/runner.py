@@ -28,12 +28,19 @@ from gan_core.evaluator import Evaluator
 from gan_core.population import PopulationTrainer, split_into_populations
 from gan_core.records import EpochEvent, RunResult
 from gan_core.trainer import Trainer, resolve_device
-
-from . import signals, urls
-from .storage import recover as storage_recover
-from .storage import (HEARTBEAT_S, StudyHandle, ask_sampled, checkpoint_name, fail_stale,
-                      git_commit, heartbeat, pop_waiting)
-from .tracking import Tracker
+from sweeps import signals, urls
+from sweeps.stores.storage import (
+    HEARTBEAT_S,
+    StudyHandle,
+    ask_sampled,
+    checkpoint_name,
+    fail_stale,
+    git_commit,
+    heartbeat,
+    pop_waiting,
+)
+from sweeps.stores.storage import recover as storage_recover
+from sweeps.stores.tracking import Tracker
 
 
 class Interrupted(KeyboardInterrupt):

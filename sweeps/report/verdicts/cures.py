@@ -19,14 +19,13 @@ import pandas as pd
 
 from gan_core.config import RunConfig
 from gan_core.outcome import FAILURES
-
-from .claims import BY_ID
-from .report_data import StudyData, numeric
-from .report_stats import newcombe, seeds_needed
-from .report_verdicts import MIN_RUNS, Arm, Verdict, _arm, _decide, _pts, _same
+from sweeps.report.data import StudyData, numeric
+from sweeps.report.stats import newcombe, seeds_needed
+from sweeps.report.verdicts.arms import MIN_RUNS, Arm, Verdict, arm, decide, pts, same
+from sweeps.study.claims import BY_ID
 
 CURE_KEYS = ("spectral_norm", "r1_gamma", "label_smoothing", "instance_noise", "g_ema")
-"""The field's cures, by config key (the claim ids of sweeps/claims.py)."""
+"""The field's cures, by config key (the claim ids of sweeps/study/claims.py)."""
 READINGS = ("our default reading of the seed", "the working reading")
 SHORT = {READINGS[0]: "seed", READINGS[1]: "working"}
 """How an arm's name says its reading (the atlas's arm lists and thumbnail captions)."""
@@ -55,7 +54,7 @@ def _removals(df: pd.DataFrame, reading: pd.Series) -> dict[str, pd.Series]:
 def _cures_on(df: pd.DataFrame) -> pd.DataFrame:
     """A boolean column per cure: on in that run."""
     off = RunConfig().to_flat()
-    return pd.DataFrame({k: (df[k].map(lambda v, k=k: not _same(v, off[k])) if k in df else False)
+    return pd.DataFrame({k: (df[k].map(lambda v, k=k: not same(v, off[k])) if k in df else False)
                          for k in CURE_KEYS}, index=df.index)
 
 
@@ -98,7 +97,7 @@ def _compare(more: Arm, fewer: Arm) -> tuple[float, float, float] | None:
 
 
 def _diff_text(d: tuple[float, float, float]) -> str:
-    return f"difference {_pts(d[0])} points, 95% CI {_pts(d[1])} to {_pts(d[2])}"
+    return f"difference {pts(d[0])} points, 95% CI {pts(d[1])} to {pts(d[2])}"
 
 
 def cure_verdict(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
@@ -113,8 +112,8 @@ def cure_verdict(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
         base, cure = d.base(r), d.cure(claim_id, r)
         if not base.any() or not cure.any():
             continue
-        without = _arm(df, f"plain ({SHORT[r]})", base, FAILURES)
-        with_ = _arm(df, f"+ {claim_id} ({SHORT[r]})", cure, FAILURES)
+        without = arm(df, f"plain ({SHORT[r]})", base, FAILURES)
+        with_ = arm(df, f"+ {claim_id} ({SHORT[r]})", cure, FAILURES)
         arms += [without, with_]
         gone = [label for label in df.loc[base, "outcome"].unique()
                 if label in FAILURES and label not in set(df.loc[cure, "outcome"])]
@@ -163,12 +162,12 @@ def seed_cures_verdict(data: StudyData, df: pd.DataFrame, claim_id: str = "seed_
             base, gone = d.base(r), d.removal(name, r)
             if not base.any() or not gone.any():
                 continue
-            without = _arm(df, f"without {name} ({SHORT[r]})", gone, FAILURES)
-            plain = _arm(df, f"plain ({SHORT[r]})", base, FAILURES)
+            without = arm(df, f"without {name} ({SHORT[r]})", gone, FAILURES)
+            plain = arm(df, f"plain ({SHORT[r]})", base, FAILURES)
             arms += [without] + ([plain] if plain not in arms else [])  # each reading's plain arm once
             parts.append(f"Without {name}, on {r}: {without.k} of {without.n} failed ({_labels(df, gone)}) against "
                          f"{plain.k} of {plain.n} with it ({_labels(df, base)}).")
-            decided.append((name, r, _decide(without, plain)))
+            decided.append((name, r, decide(without, plain)))
     if not arms:
         return Verdict(claim_id, claim, "not tested", "This study removes none of the seed's cures.")
     needed = [(n, r) for n, r, s in decided if s[0] == "supported"]

@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from gan_core.records import EpochEvent, RunResult
-
-from . import urls
-from .paths import can_create_in
+from sweeps import urls
+from sweeps.paths import can_create_in
 
 # MLflow logs a store's failure at ERROR with its whole traceback before raising it; gan-sweep reports
 # the raised error in one line (and keeps the traceback for GAN_SWEEP_DEBUG=1).
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-from .errors import UserError
-
+from sweeps.errors import UserError
 
 MAX_PARAM_LEN = 500
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
@@ -144,7 +142,7 @@ class Tracker:
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow sets its own level on import
 
-        from .locks import sqlite_lock
+        from sweeps.stores.locks import sqlite_lock
 
         self.uri = tracking_uri
         try:
@@ -234,7 +232,7 @@ class Tracker:
         import matplotlib.pyplot as plt
         from mlflow.entities import Metric, RunTag
 
-        from .artifacts import loss_figure
+        from sweeps.stores.artifacts import loss_figure
 
         v = result.verdict
         tags = {"outcome": v.label, "outcome_epoch": v.epoch, "outcome_sealed": v.sealed,
@@ -249,7 +247,7 @@ class Tracker:
         if result.samples is not None and not files:
             import tempfile
 
-            from .artifacts import save_grid
+            from sweeps.stores.artifacts import save_grid
 
             with tempfile.TemporaryDirectory() as tmp:  # the last grid, for the report's galleries
                 self.client.log_artifact(run_id, str(save_grid(result.samples, Path(tmp) / "samples.png")))

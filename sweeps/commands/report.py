@@ -1,4 +1,4 @@
-"""`gan-sweep report`: the command (the report itself is built by sweeps.report, imported lazily
+"""`gan-sweep report`: the command (the report itself is built by sweeps.report.page, imported lazily
 so that commands which need no pandas or optuna never import them)."""
 
 from __future__ import annotations
@@ -8,15 +8,16 @@ from typing import Optional
 
 import typer
 
-from .defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
-from .errors import UserError, guarded
+from sweeps.commands.guard import guarded
+from sweeps.errors import UserError
+from sweeps.study.defaults import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 
 
 def resolve_study_name(study: str, profile: str | None, study_name: str | None, device: str | None = None) -> str:
     if study_name:
         return study_name
-    from .spec import SpecError, load_spec
-    from .run_cmd import default_profile, default_study_name
+    from sweeps.running.plan import default_profile, default_study_name
+    from sweeps.study.spec import SpecError, load_spec
 
     try:
         spec = load_spec(study)
@@ -36,6 +37,6 @@ def register(app: typer.Typer) -> None:
         tracking_uri: str = typer.Option(DEFAULT_TRACKING_URI, help="MLflow tracking URI (for curves and samples)."),
         out_dir: Path = typer.Option(Path("reports"), "--out", help="Reports go to <out>/<study name>/."),
     ) -> None:
-        from .report import report_study
+        from sweeps.commands.reading import report_study
 
         report_study(resolve_study_name(study, profile, study_name), storage, tracking_uri, out_dir)

@@ -13,8 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from gan_core.outcome import LABELS  # noqa: E402
-
-from .report_data import FAIL, StudyData, is_log_scale, numeric  # noqa: E402
+from sweeps.report.data import FAIL, StudyData, is_log_scale, numeric  # noqa: E402
 
 COLORS = {"success": "#2ca02c", "poor_quality": "#ff7f0e", "mode_collapse": "#9467bd",
           "d_overpowered": "#1f77b4", "stalled": "#8c564b", "hung": "#e377c2", "diverged": "#d62728",

@@ -5,11 +5,10 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from . import run_cmd
-from .console import out
-from .errors import guarded
-from .run_cmd import trial_count
-from .spec import builtin_names, load_spec
+from sweeps.commands.guard import guarded
+from sweeps.console import out
+from sweeps.running.plan import trial_count
+from sweeps.study.spec import builtin_names, load_spec
 
 
 def studies() -> None:
@@ -31,7 +30,7 @@ def show(study: str) -> None:
     out.print(f"[bold]{spec.name}[/bold]  ({spec.source})")
     out.print(spec.description)
     if spec.claims:
-        from .claims import BY_ID
+        from sweeps.study.claims import BY_ID
 
         out.print("tests the claims: " + "; ".join(f"{i}. {BY_ID[i].title}" for i in spec.claims))
     out.print(f"objective: {spec.direction} {spec.metric} of the last evaluation; sampler: {spec.sampler}")
@@ -78,4 +77,3 @@ def study_readings(spec) -> list[tuple[str, str, str]]:
 def register(app: typer.Typer) -> None:
     app.command("studies", help="List the built-in studies.")(guarded(studies))
     app.command("show", help="Show what a study sweeps, its budget and objective.")(guarded(show))
-    run_cmd.register(app)

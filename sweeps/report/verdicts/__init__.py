@@ -1,0 +1,41 @@
+"""Verdicts: the arms and decisions every judge uses (`arms`), the judges of the pitfall claims
+(`pitfalls`) and of the cures (`cures`), and here the one registry of judges, all with one signature
+(study data, its finished trials, the claim's id)."""
+
+from __future__ import annotations
+
+from sweeps.report.data import StudyData
+from sweeps.report.verdicts import cures, pitfalls
+from sweeps.report.verdicts.arms import MIN_RUNS, STATUSES, Arm, Verdict
+from sweeps.study.claims import BY_ID, CLAIMS
+
+__all__ = ["JUDGES", "MIN_RUNS", "STATUSES", "Arm", "Verdict", "claim_verdict", "study_claims", "verdicts"]
+
+JUDGES = {**pitfalls.JUDGES, **cures.JUDGES}
+"""Every claim's judge, by claim id."""
+
+
+def study_claims(data: StudyData) -> tuple[str, ...]:
+    """The claims a study tests: its file's `claims`; for studies stored before claims had ids, the
+    old `pitfall` number, or the claims whose built-in study it is."""
+    spec = data.spec
+    if spec.get("claims"):
+        return tuple(str(c) for c in spec["claims"] if str(c) in BY_ID)
+    if spec.get("pitfall") in range(1, 6):
+        return (str(spec["pitfall"]),) + (("adaptive",) if spec["pitfall"] == 3 else ())
+    source = str(spec.get("source", "")).removesuffix(" (built-in)")
+    return tuple(c.id for c in CLAIMS if c.study == source)
+
+
+def verdicts(data: StudyData) -> list[Verdict]:
+    """A verdict on each claim the study tests."""
+    return [claim_verdict(data, c) for c in study_claims(data)]
+
+
+def claim_verdict(data: StudyData, claim_id: str) -> Verdict:
+    """The verdict on one claim from one study's trials."""
+    df = data.finished
+    claim = BY_ID[claim_id].text
+    if df.empty:
+        return Verdict(claim_id, claim, "not tested", "No finished runs yet.")
+    return JUDGES[claim_id](data, df, claim_id)
