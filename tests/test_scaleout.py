@@ -19,9 +19,14 @@ from optuna.trial import TrialState
 
 PG = os.environ.get("GAN_SWEEP_TEST_PG")
 MLFLOW = os.environ.get("GAN_SWEEP_TEST_MLFLOW")
-needs_servers = pytest.mark.skipif(
+_without_servers = pytest.mark.skipif(
     not (PG and MLFLOW),
     reason="needs the PostgreSQL and mlflow servers that .ci/run starts (source .ci/servers.sh start)")
+
+
+def needs_servers(test):
+    """Marked `servers` (`-m "not servers"` leaves them out) and skipped where the servers are not up."""
+    return pytest.mark.servers(_without_servers(test))
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
