@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from .classifier import CLASSIFIER_VERSION, Classifier, new_classifier, train_classifier
-from .data import Dataset, DataError, bundled_mnist, cache_dir
+from .data import DataError, Dataset, bundled_mnist, cache_dir
 from .files import write_atomic
 
 SHIPPED_DIR = resources.files("gan_core") / "data_files" / "evaluator"

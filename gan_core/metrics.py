@@ -39,12 +39,6 @@ def classifier_score(probs: torch.Tensor) -> float:
     return float(torch.exp((p * (p.log() - marginal.log())).sum(1).mean()))
 
 
-def class_histogram(probs: torch.Tensor) -> torch.Tensor:
-    """Share of samples predicted as each class."""
-    k = probs.shape[1]
-    return torch.bincount(probs.argmax(1), minlength=k).double() / len(probs)
-
-
 def coverage(hist: torch.Tensor, min_share: float) -> int:
     """How many classes receive at least `min_share` of the samples."""
     return int((hist >= min_share).sum())

@@ -33,6 +33,7 @@ Correctness rules, each tested against the reference trainer (the oracle) in flo
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -40,17 +41,51 @@ import torch
 import torch.nn.functional as F
 
 from . import cures, loop, losses, precision, rng
-from .config import POPULATION_CLASS, POPULATION_SHARED, RunConfig
+from .config import POPULATION_CLASS, POPULATION_MEMBER, POPULATION_SHARED, RunConfig
 from .data import Dataset, to_training_tensor
+from .device import TORCH_DTYPES, resolve_device
 from .evaluator import Evaluator
+from .member_state import MemberState, checked
 from .models import G_OUTPUT, SN_EPS, build_models, to_pixels
-from .schedule import ZERO_GRADIENT_STEPS
 from .records import EpochRecord, RunResult, Thresholds
-from .stacked import (OptimState, StackedMLP, clip_, copy_checked, from_module_layout, masked_adam, masked_sgd,
-                      member_norms, stack_linear, to_module_layout)
-from .trainer import DTYPES, resolve_device
+from .schedule import ZERO_GRADIENT_STEPS
+from .stacked import (
+    OptimState,
+    StackedMLP,
+    clip_,
+    copy_checked,
+    from_module_layout,
+    masked_adam,
+    masked_sgd,
+    member_norms,
+    stack_linear,
+    to_module_layout,
+)
 
 STRUCTURE_KEYS = tuple(k for k, v in POPULATION_CLASS.items() if v == POPULATION_SHARED)
+MEMBER_KEYS = frozenset(k for k, v in POPULATION_CLASS.items() if v == POPULATION_MEMBER)
+
+
+def _config_reads(*modules) -> frozenset[str]:
+    """The config keys the engine's own code reads (`c.<group>.<key>` or `c.seed`), from its source: a
+    MEMBER key added to the config but never read here would train every member without it."""
+    import ast
+    import dataclasses
+    import inspect
+
+    groups = {f.name for f in dataclasses.fields(RunConfig) if f.default_factory is not dataclasses.MISSING}
+    reads = set()
+    for module in modules:
+        for node in ast.walk(ast.parse(inspect.getsource(module))):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr in groups:
+                reads.add(node.attr)
+            elif isinstance(node, ast.Attribute) and node.attr == "seed":
+                reads.add("seed")
+    return frozenset(reads)
+
+
+CONSUMES = _config_reads(sys.modules[__name__], loop)
+"""The MEMBER keys this engine (with the epoch loop) implements; a population of any other is refused."""
 """Config keys every member of one population shares (declared with each field in gan_core.config)."""
 MAX_MEMBERS = 4096
 """Most members one population may hold: past this the networks the studies train outgrow one device."""
@@ -108,11 +143,14 @@ class PopulationTrainer:
                  adam_impl: str = "auto", log: Callable[[str], None] | None = None) -> None:
         if len({structure_key(c) for c in configs}) != 1:
             raise ValueError("population members must share their structure (see STRUCTURE_KEYS)")
+        if MEMBER_KEYS - CONSUMES:
+            raise NotImplementedError(f"the population engine does not implement {sorted(MEMBER_KEYS - CONSUMES)}: "
+                                      f"train these configurations on the reference engine")
         self.configs = list(configs)
         c0 = self.configs[0]
         self.P = len(configs)
         self.device = resolve_device(c0.device)
-        self.dtype = DTYPES[c0.dtype]
+        self.dtype = TORCH_DTYPES[c0.dtype]
         precision.check(c0.precision, c0.dtype, self.device)
         self.dataset = dataset
         self.image_dim, self.dataset_source = dataset.image_dim, dataset.source
@@ -672,7 +710,7 @@ class PopulationTrainer:
         return {"step": [step] * n, "exp_avg": [to_module_layout(m[p]) for m in state.m],
                 "exp_avg_sq": [to_module_layout(v[p]) for v in state.v]}
 
-    def member_state(self, p: int) -> dict:
+    def member_state(self, p: int) -> MemberState:
         state = {}
         for name, net, opt, grads in (("G", self.G, self.opt_g, self.grad_g), ("D", self.D, self.opt_d, self.grad_d)):
             state[name] = [to_module_layout(t.detach()[p]) for t in net.params]
@@ -684,10 +722,11 @@ class PopulationTrainer:
                        if self.any_sn and bool(self.sn_on[p]) else None)
         state["ema"] = ({"G": [to_module_layout(e[p]) for e in self.ema_g], "updates": int(self.ema_updates[p])}
                         if self.any_ema and bool(self.ema_on[p]) else None)
-        return state
+        return checked(state)
 
     @torch.no_grad()
-    def load_member_state(self, p: int, state: dict) -> None:
+    def load_member_state(self, p: int, state: MemberState) -> None:
+        checked(state)
         for name, net, opt, grads in (("G", self.G, self.opt_g, self.grad_g), ("D", self.D, self.opt_d, self.grad_d)):
             if len(state[name]) != len(net.params):
                 raise ValueError(f"{name} has {len(state[name])} tensors, expected {len(net.params)}")

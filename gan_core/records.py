@@ -62,73 +62,82 @@ METRIC_NAMES = {
 """Field -> metric name where the field's own name does not say its unit (MLflow, JSON summaries)."""
 
 
+def PROBE(trial: dict[str, str] | None = None) -> Any:  # noqa: N802 - reads as a declaration
+    """An EpochRecord field (no default): `trial` maps the Optuna attribute names it feeds to how the
+    epochs reduce into each: last (the final epoch's value), sum or max (over the epochs trained)."""
+    return field(metadata={"trial": trial or {}})
+
+
 @dataclass(frozen=True)
 class EpochRecord:
-    """What one epoch did, as read from the device at its end (means are over the epoch)."""
+    """What one epoch did, as read from the device at its end (means are over the epoch). The catalogue
+    of probes: every field is required (an engine that leaves one out fails at once, not with a quiet
+    default), MLflow logs every one (`metrics`), and each field's `trial` reductions name the Optuna
+    attributes a finished trial carries (`trial_attributes`), which the report reads."""
 
-    epoch: int
+    epoch: int = PROBE()
     """1-based epoch number."""
-    step: int
+    step: int = PROBE()
     """Batches trained so far, this epoch included."""
-    loss_d: float
+    loss_d: float = PROBE({"last_loss_d": "last"})
     """D's loss on a batch (real term + fake term, the seed's tmp_loss); log 4 at equilibrium."""
-    loss_g: float
+    loss_g: float = PROBE({"last_loss_g": "last"})
     """The loss G minimised, over its steps (NaN when G never trained this epoch)."""
-    d_real: float
+    d_real: float = PROBE({"last_d_real": "last"})
     """Mean D(x) on real data."""
-    d_fake: float
+    d_fake: float = PROBE({"last_d_fake": "last"})
     """Mean D(G(z)) on fakes, at D's fake step."""
-    clamp_rate: float
+    clamp_rate: float = PROBE({"last_clamp_rate": "last"})
     """Share of D outputs in the clamp's dead zone (where the clamp fires, or would)."""
-    grad_d: float
+    grad_d: float = PROBE()
     """Mean pre-clip global L2 norm of D's gradient, over D updates."""
-    grad_d_max: float
+    grad_d_max: float = PROBE({"last_grad_d_max": "last", "grad_d_peak": "max"})
     """Largest pre-clip norm of D's gradient."""
-    grad_g: float
+    grad_g: float = PROBE()
     """Mean pre-clip global L2 norm of G's gradient, over G updates (0 without G steps)."""
-    grad_g_max: float
+    grad_g_max: float = PROBE({"last_grad_g_max": "last"})
     """Largest pre-clip norm of G's gradient."""
-    frozen_grad_d: float
+    frozen_grad_d: float = PROBE({"last_frozen_grad_d": "last"})
     """Mean norm of the gradient D received while G trained (0 when requires_grad_(False) froze it)."""
-    frozen_grad_g: float
+    frozen_grad_g: float = PROBE({"last_frozen_grad_g": "last"})
     """Mean norm of the gradient G received while D trained on fakes (wasted compute)."""
-    leak_d: float
+    leak_d: float = PROBE({"last_leak_d": "last"})
     """Mean norm of stale gradient already in D's .grad when D's own backward began."""
-    leak_g: float
+    leak_g: float = PROBE({"last_leak_g": "last"})
     """Mean norm of stale gradient already in G's .grad when G's own backward began."""
-    g_steps: int
+    g_steps: int = PROBE({"g_steps": "sum"})
     """G updates this epoch."""
-    g_batches: int
+    g_batches: int = PROBE()
     """Batches on which G trained at least once."""
-    g_capped: int
+    g_capped: int = PROBE({"g_capped": "sum"})
     """Batches on which the adaptive inner G loop stopped at its cap."""
-    nonfinite: int
+    nonfinite: int = PROBE()
     """Non-finite losses and gradient norms seen this epoch (0 in a healthy run)."""
-    weights_finite: bool
+    weights_finite: bool = PROBE()
     """All weights of D and G finite at the epoch's end."""
-    batches: int
+    batches: int = PROBE()
     """Batches this epoch."""
-    seconds: float
+    seconds: float = PROBE()
     """Training time of the epoch (evaluation excluded)."""
-    samples_per_s: float
+    samples_per_s: float = PROBE()
     """Real images through D per second."""
-    d_sv_1: float = float("nan")
+    d_sv_1: float = PROBE({"last_d_sv_1": "last"})
     """Largest singular value of D's first weight as D uses it, at the epoch's end (~1 under spectral norm)."""
-    d_sv_2: float = float("nan")
+    d_sv_2: float = PROBE({"last_d_sv_2": "last"})
     """Largest singular value of D's last weight as D uses it, at the epoch's end (~1 under spectral norm)."""
-    r1_penalty: float = 0.0
+    r1_penalty: float = PROBE({"last_r1_penalty": "last"})
     """Mean R1 penalty gamma / 2 * |grad_x D(x)|^2 added to D's real loss (0 when off)."""
-    real_target: float = 1.0
+    real_target: float = PROBE({"last_real_target": "last"})
     """D's target on real data (1 - label_smoothing)."""
-    noise_std: float = 0.0
+    noise_std: float = PROBE({"last_noise_std": "last"})
     """Std of the instance noise on D's inputs this epoch (0 when off)."""
-    ema_distance: float = 0.0
+    ema_distance: float = PROBE({"last_ema_distance": "last"})
     """|G - average of G| / |G| over G's weights at the epoch's end (0 without an average)."""
-    g_hung_bound: int = 0
+    g_hung_bound: int = PROBE({"g_hung": "sum"})
     """Batches on which the uncapped inner G loop reached g_loop_bound steps (the run is then hung)."""
-    g_hung_zero: int = 0
+    g_hung_zero: int = PROBE({"g_hung": "sum"})
     """Batches on which G's gradient stayed exactly zero inside the uncapped inner loop (hung)."""
-    g_phase_max: int = 0
+    g_phase_max: int = PROBE({"g_phase_max": "max"})
     """Most G steps taken on one batch this epoch (the inner loop's longest run)."""
     quality: Quality | None = None
     """Sample quality, on evaluation epochs."""
@@ -276,3 +285,20 @@ class RunResult:
         }
 
 
+TRIAL_REDUCTIONS: dict[str, tuple[tuple[str, str], ...]] = {}
+"""Optuna attribute -> the (probe, reduction) pairs it is built from, as the catalogue declares them."""
+for _f in dataclasses.fields(EpochRecord):
+    for _attr, _how in _f.metadata.get("trial", {}).items():
+        TRIAL_REDUCTIONS[_attr] = TRIAL_REDUCTIONS.get(_attr, ()) + ((_f.name, _how),)
+
+
+def trial_attributes(history: list[EpochRecord]) -> dict[str, float]:
+    """A finished trial's probe attributes (the catalogue's `trial` reductions over its epochs)."""
+    out = {}
+    for attr, parts in TRIAL_REDUCTIONS.items():
+        total = 0  # ints stay ints (step counts)
+        for name, how in parts:
+            values = [getattr(r, name) for r in history]
+            total += values[-1] if how == "last" else sum(values) if how == "sum" else max(values)
+        out[attr] = total
+    return out

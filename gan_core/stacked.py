@@ -89,9 +89,6 @@ class OptimState:
                    torch.zeros(p0.shape[0], dtype=torch.float64, device=p0.device))
 
 
-AdamState = OptimState  # the name the tests and the bench know
-
-
 @torch.no_grad()
 def masked_adam(params: list[torch.Tensor], grads: list[torch.Tensor], state: OptimState, mask: torch.Tensor,
                 lr: torch.Tensor, beta1: torch.Tensor, beta2: torch.Tensor, eps: torch.Tensor,

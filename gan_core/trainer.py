@@ -27,25 +27,14 @@ from torch import nn
 from . import cures, loop, losses, precision, rng
 from .config import ConfigError, RunConfig
 from .data import Dataset, load_dataset, to_training_tensor
+from .device import TORCH_DTYPES, resolve_device
 from .evaluator import Evaluator
+from .member_state import MemberState, checked
 from .models import Discriminator, Generator, build_models, to_pixels
 from .probes import Probes
 from .records import Callback, EpochRecord, RunResult, Thresholds
 from .schedule import GPhase, make_rule
 from .stacked import copy_checked
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto -> cuda when available; asking for cuda without a GPU is a one-line ConfigError."""
-    if not (name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())):
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name} was asked for, but no CUDA GPU is available here (use --device cpu)")
-    return torch.device(name)
 
 
 def grad_norm(net: nn.Module) -> torch.Tensor | None:
@@ -272,7 +261,7 @@ class Trainer:
         self.cfg = config
         self.configs = [config]
         self.device = resolve_device(config.device)
-        self.dtype = DTYPES[config.dtype]
+        self.dtype = TORCH_DTYPES[config.dtype]
         precision.check(config.precision, config.dtype, self.device)
         self.dataset = dataset or load_dataset(config.data.dataset, config.data.data_dir)
         self.image_dim = self.dataset.image_dim
@@ -361,7 +350,7 @@ class Trainer:
         out = G(z).float()
         return to_pixels(out, self.cfg.model.g_output).cpu()
 
-    def member_state(self, p: int) -> dict:
+    def member_state(self, p: int) -> MemberState:
         rule = self.step.rule
         state = {}
         for name, net, opt in (("G", self.G, self.step.opt_g), ("D", self.D, self.step.opt_d)):
@@ -374,9 +363,10 @@ class Trainer:
                        if self.D.spectral_norm else None)
         state["ema"] = ({"G": [t.detach().clone() for t in self.step.G_ema.parameters()],
                          "updates": self.step.ema_updates} if self.step.G_ema is not None else None)
-        return state
+        return checked(state)
 
-    def load_member_state(self, p: int, state: dict) -> None:
+    def load_member_state(self, p: int, state: MemberState) -> None:
+        checked(state)
         for name, net, opt in (("G", self.G, self.step.opt_g), ("D", self.D, self.step.opt_d)):
             params = list(net.parameters())
             if len(state[name]) != len(params):
@@ -421,5 +411,4 @@ class Trainer:
         callbacks = [lambda p, ev, cb=cb: cb(ev) for cb in self.callbacks]
         result, = loop.run(self, self.evaluator, self.thresholds, "reference", callbacks, [checkpoint],
                            checkpoint_every, self.log)
-        self.resumed_from = result.resumed_from
         return result

@@ -20,9 +20,10 @@ from gan_core.config import ConfigError, RunConfig
 from gan_core.models import Discriminator
 from gan_core.population import PopulationTrainer
 from gan_core.probes import Probes
+from gan_core.toggles import CURE_PROBES
 from gan_core.trainer import Trainer
 
-CURE_KEYS = ("d_sv_1", "d_sv_2", "r1_penalty", "real_target", "noise_std", "ema_distance")
+CURE_KEYS = CURE_PROBES
 # The seed's networks at the size they train at, on a learning rate at which D's weights grow.
 SEEDLIKE = dict(dataset="mnist-10k", device="cpu", epochs=3, steps_per_epoch=50, eval_samples=200, stop_early=False,
                 lr_d=2e-3, lr_g=2e-3, schedule="fixed")

@@ -150,7 +150,9 @@ def _record(epoch, **kw):
     base = dict(epoch=epoch, step=epoch, loss_d=1.3, loss_g=-0.6, d_real=0.6, d_fake=0.4, clamp_rate=0.0,
                 grad_d=0.5, grad_d_max=1.0, grad_g=0.5, grad_g_max=1.0, frozen_grad_d=0.0, frozen_grad_g=0.0,
                 leak_d=0.0, leak_g=0.0, g_steps=10, g_batches=10, g_capped=0, nonfinite=0, weights_finite=True,
-                batches=10, seconds=1.0, samples_per_s=640.0)
+                batches=10, seconds=1.0, samples_per_s=640.0, d_sv_1=float("nan"), d_sv_2=float("nan"),
+                r1_penalty=0.0, real_target=1.0, noise_std=0.0, ema_distance=0.0, g_hung_bound=0, g_hung_zero=0,
+                g_phase_max=1)
     return EpochRecord(**(base | kw))
 
 

@@ -13,13 +13,15 @@ from gan_core.population import (
     PopulationTrainer,
     split_into_populations,
 )
-from gan_core.stacked import AdamState, OptimState, masked_adam, masked_sgd
+from gan_core.stacked import OptimState, masked_adam, masked_sgd
+from gan_core.toggles import TOGGLES
 from gan_core.trainer import Trainer
 
 SMALL = dict(dataset="mnist-10k", device="cpu", dtype="float64", z_dim=16, g_hidden="32,64", d_hidden=32,
              epochs=2, steps_per_epoch=60, eval_samples=100, stop_early=False)
-KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "grad_d", "grad_d_max", "grad_g", "grad_g_max", "clamp_rate",
-        "frozen_grad_d", "frozen_grad_g", "leak_d", "leak_g")
+KEYS = tuple(dict.fromkeys(("loss_d", "loss_g", "d_real", "d_fake") +
+                           tuple(p for t in TOGGLES if t.kind == "pitfall" for p in t.probes)))
+"""What every member must reproduce: the losses, and each pitfall toggle's own probes (gan_core/toggles.py)."""
 
 
 def mixed_configs():
@@ -198,7 +200,7 @@ def test_masked_adam_matches_torch_adam_step_by_step_and_skipped_members_stay_pu
     refs = [[torch.nn.Parameter(p[i].clone()) for p in params] for i in range(3)]
     lrs, b1s, b2s = [1e-3, 3e-3, 1e-2], [0.9, 0.5, 0.0], [0.999, 0.99, 0.9]
     opts = [torch.optim.Adam(refs[i], lr=lrs[i], betas=(b1s[i], b2s[i]), eps=1e-8) for i in range(3)]
-    state = AdamState.zeros(params)
+    state = OptimState.zeros(params)
     t = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
     masks = [[True, True, True], [True, False, True], [False, True, True], [True, True, False]]
     for mask in masks:
@@ -231,7 +233,7 @@ def test_masked_adam_reads_a_gradient_laid_out_unlike_its_parameter(impl):
     results = []
     for g in (grad, strided):
         p = [params[0].clone()]
-        masked_adam(p, [g], AdamState.zeros(p), torch.tensor([True, True]), t([1e-3] * 2), t([0.9] * 2),
+        masked_adam(p, [g], OptimState.zeros(p), torch.tensor([True, True]), t([1e-3] * 2), t([0.9] * 2),
                     t([0.999] * 2), t([1e-8] * 2), impl)
         results.append(p[0])
     assert torch.equal(results[0], results[1])

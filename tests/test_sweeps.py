@@ -9,6 +9,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from gan_core.outcome import LABELS
+from gan_core.records import TRIAL_REDUCTIONS
 from sweeps.cli import app
 
 runner = CliRunner()
@@ -38,6 +39,9 @@ def test_every_trial_is_in_optuna_with_its_state_and_attributes(finished):
     study = optuna.load_study(study_name="smoke-quick", storage=storage)
     trials = study.get_trials()
     assert len(trials) == 2
+    from sweeps.report.data import load_study_data
+
+    assert set(TRIAL_REDUCTIONS) <= set(load_study_data(study).trials.columns)  # the report's columns too
     assert sorted(t.params["lr_d"] for t in trials) == [1e-4, 1e-3]
     for t in trials:
         assert t.state in (TrialState.COMPLETE, TrialState.PRUNED)
@@ -45,6 +49,7 @@ def test_every_trial_is_in_optuna_with_its_state_and_attributes(finished):
         assert t.user_attrs["outcome_epoch"] >= 1 and t.user_attrs["evidence"]
         assert t.user_attrs["seed"] == 0 and len(t.user_attrs["mlflow_run_id"]) == 32
         assert t.user_attrs["git_commit"]
+        assert set(TRIAL_REDUCTIONS) <= set(t.user_attrs)  # every probe the catalogue sends to a trial
         # every trial is checked whatever its outcome: complete ones carry the objective, sealed ones none
         if t.state == TrialState.COMPLETE:
             assert t.value == pytest.approx(t.user_attrs["final_fld"]) and not t.user_attrs["sealed"]

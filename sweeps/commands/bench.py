@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from gan_core.device import resolve_device
 from gan_core.files import write_atomic
 from gan_core.population import MAX_MEMBERS
-from gan_core.trainer import resolve_device
 from sweeps.commands.guard import guarded
 from sweeps.console import out
 from sweeps.errors import UserError

@@ -70,8 +70,9 @@ def flat_overrides(kwargs: dict) -> dict:
 def train(out_dir: Optional[Path], track: bool, tracking_uri: str, experiment: str, **flags) -> None:
     """Train one run, then print its outcome with the evidence and write its files."""
     from gan_core.data import load_dataset
+    from gan_core.device import resolve_device
     from gan_core.evaluator import Evaluator
-    from gan_core.trainer import Trainer, resolve_device
+    from gan_core.trainer import Trainer
     from sweeps.stores.artifacts import write_run
 
     # Everything a user can get wrong is checked before any file is written.

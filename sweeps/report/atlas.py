@@ -21,7 +21,7 @@ from gan_core import readings
 from gan_core.files import make_dir, write_atomic
 from gan_core.outcome import FAILURES, SEALED_LABELS
 from sweeps.report.data import FAIL, StudyData, load_study_data, median_trial
-from sweeps.report.verdicts import MIN_RUNS, Arm, Verdict, claim_verdict
+from sweeps.report.verdicts import MIN_RUNS, Arm, ClaimVerdict, claim_verdict
 from sweeps.stores.reading import StoredStudies
 from sweeps.study.claims import BY_ID, CURES, PITFALL_VERDICTS, RUN_FLAGS, Claim
 
@@ -41,7 +41,7 @@ class Row:
     """The claim."""
     study: str | None
     """The study's name in storage that the verdict rests on (None: not in storage)."""
-    verdict: Verdict
+    verdict: ClaimVerdict
     """The verdict, its sentence and its arms."""
     runs: int
     """Finished runs in that study."""
@@ -86,7 +86,7 @@ def _typical(data: StudyData, arm: Arm) -> pd.Series | None:
     return None if g.empty else median_trial(g, data.metric)
 
 
-def thumbnails(data: StudyData, verdict: Verdict, tracking_uri: str | None) -> dict[str, bytes]:
+def thumbnails(data: StudyData, verdict: ClaimVerdict, tracking_uri: str | None) -> dict[str, bytes]:
     """Per arm, the final sample grid (PNG bytes) of its typical run, from MLflow."""
     if not tracking_uri:
         return {}
@@ -186,7 +186,7 @@ def build(studies: StoredStudies, tracking_uri: str | None, profile: str | None,
         name = pick_study(names, claim.study, profile, sizes)
         if name is None:
             missing.append(claim.study)
-            rows.append(Row(claim, None, Verdict(claim.id, claim.text, "not tested",
+            rows.append(Row(claim, None, ClaimVerdict(claim.id, claim.text, "not tested",
                                                  f"No {claim.study} study in storage: `gan-sweep run {claim.study}` "
                                                  f"(or `gan-sweep atlas {RUN_FLAGS[claim.group]}`) runs it."), 0))
             continue
@@ -206,7 +206,7 @@ READINGS_NOTE = ("Every run is a reading of the seed: each choice it leaves open
 STATUS_COLOUR = {"supported": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#9a6700", "not tested": "#6e7781"}
 
 
-def _arms_text(v: Verdict) -> str:
+def _arms_text(v: ClaimVerdict) -> str:
     return "; ".join(f"{a.name.removeprefix('With ').removeprefix('with ')}: {a.k}/{a.n}" for a in v.arms)
 
 

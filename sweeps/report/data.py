@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from gan_core.config import RunConfig
 from gan_core.outcome import LABELS
+from gan_core.records import TRIAL_REDUCTIONS
 from sweeps.errors import UserError
 
 STATE_COLUMNS = ["trial", "state", "outcome", "seed", "value", "outcome_epoch", "epochs_trained", "sealed",
@@ -69,7 +70,7 @@ def trial_row(t: optuna.trial.FrozenTrial, base: dict[str, Any]) -> dict[str, An
         "samples_per_s": ua.get("samples_per_s"), "evidence": ua.get("evidence") or ua.get("fail_reason"),
         "mlflow_run_id": ua.get("mlflow_run_id"), "git_commit": ua.get("git_commit"),
     }
-    row |= {k: v for k, v in ua.items() if k.startswith(("final_", "best_", "last_")) or k in ("g_steps", "g_capped", "g_hung", "g_phase_max", "grad_d_peak")}
+    row |= {k: v for k, v in ua.items() if k.startswith(("final_", "best_")) or k in TRIAL_REDUCTIONS}
     row |= {f"cfg_{k}" if k in row else k: v for k, v in config.items()}
     return row
 

@@ -30,7 +30,7 @@ from sweeps.report.tables import (
     effect_table,
     outcome_table,
 )
-from sweeps.report.verdicts import Verdict, verdicts
+from sweeps.report.verdicts import ClaimVerdict, verdicts
 from sweeps.study.claims import BY_ID
 
 
@@ -50,7 +50,7 @@ class Report:
     """Best configurations."""
     worst: pd.DataFrame
     """Worst configurations."""
-    verdicts: list[Verdict]
+    verdicts: list[ClaimVerdict]
     """A verdict per claim of the seed the study tests (none for a study that tests none)."""
     figures: dict[str, object] = field(default_factory=dict)
     """name -> matplotlib figure."""

@@ -26,12 +26,13 @@ from pathlib import Path
 
 import torch
 
-from gan_core import precision
+from gan_core import precision, toggles
 from gan_core.config import RunConfig
 from gan_core.data import BUNDLED_MNIST, load_dataset
+from gan_core.device import resolve_device
 from gan_core.population import PopulationTrainer
 from gan_core.probes import Probes
-from gan_core.trainer import Trainer, resolve_device
+from gan_core.trainer import Trainer
 
 SEED_BUDGET_STEPS = 120 * (60_000 // 64)
 """The seed's budget: 120 epochs of the 60k training split in batches of 64."""
@@ -131,7 +132,7 @@ def bench_config(device: str) -> RunConfig:
     return RunConfig().replace(dataset="mnist-10k", device=device, schedule="fixed", d_steps=1)
 
 
-CURES = {"spectral_norm": True, "r1_gamma": 1.0, "label_smoothing": 0.1, "instance_noise": 0.1, "g_ema": 0.999}
+CURES = {t.key: t.on for t in toggles.CURES}
 """Each cure at the setting cures-study uses, for the (e) rows."""
 
 

@@ -129,7 +129,7 @@ def _every_config(spec: StudySpec, prof: Profile, overrides: dict[str, Any]) -> 
     error now, not a FAIL at trial 17; return the largest batch size among them."""
     from gan_core import precision
     from gan_core.config import ConfigError
-    from gan_core.trainer import resolve_device
+    from gan_core.device import resolve_device
 
     if spec.sampler == "grid":
         points = spec.grid()
@@ -156,8 +156,8 @@ def _every_config(spec: StudySpec, prof: Profile, overrides: dict[str, Any]) -> 
 
 def resolve(opts: RunOptions) -> Resolved:
     """Validate everything a user can get wrong that needs no data and no store."""
+    from gan_core.device import resolve_device
     from gan_core.population import MAX_MEMBERS
-    from gan_core.trainer import resolve_device
     from sweeps.stores.storage import check_storage_url, make_sampler
     from sweeps.stores.tracking import check_tracking_uri
 

@@ -24,10 +24,11 @@ import optuna
 from optuna.trial import TrialState
 
 from gan_core.data import Dataset
+from gan_core.device import resolve_device
 from gan_core.evaluator import Evaluator
 from gan_core.population import PopulationTrainer, split_into_populations
-from gan_core.records import EpochEvent, RunResult
-from gan_core.trainer import Trainer, resolve_device
+from gan_core.records import EpochEvent, RunResult, trial_attributes
+from gan_core.trainer import Trainer
 from sweeps import signals, urls
 from sweeps.stores.storage import (
     HEARTBEAT_S,
@@ -287,15 +288,7 @@ def tell(ctx: RunContext, trial: optuna.Trial, result: RunResult) -> str:
     if result.quality is not None:
         attrs |= {f"final_{k}": val for k, val in result.quality.as_dict().items()}
         ctx.final_fld[trial.number] = result.quality.fld
-    last = result.history[-1]
-    attrs |= {f"last_{k}": _finite(getattr(last, k)) for k in
-              ("loss_d", "loss_g", "d_real", "d_fake", "clamp_rate", "grad_d_max", "grad_g_max",
-               "frozen_grad_g", "frozen_grad_d", "leak_g", "leak_d")}
-    attrs["g_steps"] = sum(r.g_steps for r in result.history)
-    attrs["g_capped"] = sum(r.g_capped for r in result.history)
-    attrs["g_hung"] = sum(r.g_hung_bound + r.g_hung_zero for r in result.history)  # 0 or 1: the run then ends
-    attrs["g_phase_max"] = max(r.g_phase_max for r in result.history)
-    attrs["grad_d_peak"] = _finite(max(r.grad_d_max for r in result.history))
+    attrs |= {k: _finite(v) for k, v in trial_attributes(result.history).items()}  # the probe catalogue's
     evaluated = [r for r in result.history if r.quality is not None and math.isfinite(r.quality.fld)]
     if evaluated:
         best = min(evaluated, key=lambda r: r.quality.fld)

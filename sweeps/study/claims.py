@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gan_core import toggles
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -41,21 +43,7 @@ CLAIMS: tuple[Claim, ...] = (
           "a schedule that keeps D from winning.", "schedule-study"),
     Claim("headline", "The seed's headline",
           "With lr = 1e-4, after 120 epochs of MNIST the samples look good.", "reproduce-seed", "headline"),
-    Claim("spectral_norm", "Spectral norm on D",
-          "Dividing each of D's weights by its largest singular value keeps D from overpowering G and stabilises "
-          "training (Miyato et al. 2018).", "cures-study", "cure", "The field"),
-    Claim("r1_gamma", "R1 penalty",
-          "Penalising D's gradient on real data, gamma / 2 * |grad D(x)|^2, makes GAN training converge "
-          "(Mescheder et al. 2018).", "cures-study", "cure", "The field"),
-    Claim("label_smoothing", "One-sided label smoothing",
-          "Aiming D at 0.9 instead of 1 on real data keeps it from overconfidence (Salimans et al. 2016).",
-          "cures-study", "cure", "The field"),
-    Claim("instance_noise", "Instance noise",
-          "Gaussian noise on D's inputs, annealed to zero, makes D's task well-posed early on (Sønderby et al. 2016).",
-          "cures-study", "cure", "The field"),
-    Claim("g_ema", "EMA of G",
-          "An exponential moving average of G's weights gives better samples than G itself (Yazıcı et al. 2019).",
-          "cures-study", "cure", "The field"),
+    *(Claim(t.key, t.title, t.text, "cures-study", "cure", "The field") for t in toggles.CURES),
     Claim("seed_cures", "The seed's own cures",
           "The clamp, gradient clipping and the adaptive rule are what make the seed's GAN train.", "cures-study",
           "cure"),

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from sweeps.report.data import StudyData
 from sweeps.report.verdicts import cures, pitfalls
-from sweeps.report.verdicts.arms import MIN_RUNS, STATUSES, Arm, Verdict
+from sweeps.report.verdicts.arms import MIN_RUNS, STATUSES, Arm, ClaimVerdict
 from sweeps.study.claims import BY_ID, CLAIMS
 
-__all__ = ["JUDGES", "MIN_RUNS", "STATUSES", "Arm", "Verdict", "claim_verdict", "study_claims", "verdicts"]
+__all__ = ["JUDGES", "MIN_RUNS", "STATUSES", "Arm", "ClaimVerdict", "claim_verdict", "study_claims", "verdicts"]
 
 JUDGES = {**pitfalls.JUDGES, **cures.JUDGES}
 """Every claim's judge, by claim id."""
@@ -27,15 +27,15 @@ def study_claims(data: StudyData) -> tuple[str, ...]:
     return tuple(c.id for c in CLAIMS if c.study == source)
 
 
-def verdicts(data: StudyData) -> list[Verdict]:
+def verdicts(data: StudyData) -> list[ClaimVerdict]:
     """A verdict on each claim the study tests."""
     return [claim_verdict(data, c) for c in study_claims(data)]
 
 
-def claim_verdict(data: StudyData, claim_id: str) -> Verdict:
+def claim_verdict(data: StudyData, claim_id: str) -> ClaimVerdict:
     """The verdict on one claim from one study's trials."""
     df = data.finished
     claim = BY_ID[claim_id].text
     if df.empty:
-        return Verdict(claim_id, claim, "not tested", "No finished runs yet.")
+        return ClaimVerdict(claim_id, claim, "not tested", "No finished runs yet.")
     return JUDGES[claim_id](data, df, claim_id)

@@ -43,7 +43,7 @@ class Arm:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class ClaimVerdict:
     """One claim's verdict."""
 
     claim_id: str
@@ -108,9 +108,9 @@ def decide(bad: Arm, good: Arm) -> tuple[str, str, int | None]:
     return "inconclusive", f"cannot tell yet ({diff}); about {more} more seeds per arm would settle it", n
 
 
-def verdict(claim_id: str, claim: str, bad: Arm, good: Arm, text: str) -> Verdict:
+def verdict(claim_id: str, claim: str, bad: Arm, good: Arm, text: str) -> ClaimVerdict:
     status, why, need = decide(bad, good)
-    return Verdict(claim_id, claim, status, f"{text} So {why}.".replace("  ", " "), (bad, good), need)
+    return ClaimVerdict(claim_id, claim, status, f"{text} So {why}.".replace("  ", " "), (bad, good), need)
 
 
 def same(a, b) -> bool:

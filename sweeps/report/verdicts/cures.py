@@ -19,13 +19,12 @@ import pandas as pd
 
 from gan_core.config import RunConfig
 from gan_core.outcome import FAILURES
+from gan_core.toggles import CURE_KEYS
 from sweeps.report.data import StudyData, numeric
 from sweeps.report.stats import newcombe, seeds_needed
-from sweeps.report.verdicts.arms import MIN_RUNS, Arm, Verdict, arm, decide, pts, same
+from sweeps.report.verdicts.arms import MIN_RUNS, Arm, ClaimVerdict, arm, decide, pts, same
 from sweeps.study.claims import BY_ID
 
-CURE_KEYS = ("spectral_norm", "r1_gamma", "label_smoothing", "instance_noise", "g_ema")
-"""The field's cures, by config key (the claim ids of sweeps/study/claims.py)."""
 READINGS = ("our default reading of the seed", "the working reading")
 SHORT = {READINGS[0]: "seed", READINGS[1]: "working"}
 """How an arm's name says its reading (the atlas's arm lists and thumbnail captions)."""
@@ -100,11 +99,11 @@ def _diff_text(d: tuple[float, float, float]) -> str:
     return f"difference {pts(d[0])} points, 95% CI {pts(d[1])} to {pts(d[2])}"
 
 
-def cure_verdict(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
+def cure_verdict(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     """The verdict on one of the field's cures (claim id = its config key)."""
     claim = BY_ID[claim_id].text
     if claim_id not in data.swept:
-        return Verdict(claim_id, claim, "not tested", f"This study does not sweep {claim_id}.")
+        return ClaimVerdict(claim_id, claim, "not tested", f"This study does not sweep {claim_id}.")
     d = _Design(df)
     arms, parts = [], []
     hurts, helps = [], None  # (reading, difference) with the cure minus without
@@ -130,7 +129,7 @@ def cure_verdict(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
         if without.k and helps is None:  # the first reading where runs fail (the seed's, when it is there)
             helps = (r, diff, without, with_)
     if not arms:
-        return Verdict(claim_id, claim, "not tested", "No arm of this cure beside its reading's plain run yet.")
+        return ClaimVerdict(claim_id, claim, "not tested", "No arm of this cure beside its reading's plain run yet.")
     need = None
     broken = [(r, x) for r, x in hurts if x is not None and x[1] > 0]
     if broken:
@@ -147,10 +146,10 @@ def cure_verdict(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
         why = (f"it does not change the failure rate on {helps[0]} beyond chance ({_diff_text(helps[1])})"
                + (f"; about {max(need - min(helps[2].n, helps[3].n), 1)} more seeds per arm would settle it"
                   if need else ""))
-    return Verdict(claim_id, claim, status, " ".join(parts) + f" So {why}.", tuple(arms), need)
+    return ClaimVerdict(claim_id, claim, status, " ".join(parts) + f" So {why}.", tuple(arms), need)
 
 
-def seed_cures_verdict(data: StudyData, df: pd.DataFrame, claim_id: str = "seed_cures") -> Verdict:
+def seed_cures_verdict(data: StudyData, df: pd.DataFrame, claim_id: str = "seed_cures") -> ClaimVerdict:
     """The seed's own three cures, each removed from the readings that have it: is each one needed?
     Supported when removing one makes runs fail more often; contradicted when removing one makes them
     fail less often (the cure was hurting); otherwise inconclusive."""
@@ -169,7 +168,7 @@ def seed_cures_verdict(data: StudyData, df: pd.DataFrame, claim_id: str = "seed_
                          f"{plain.k} of {plain.n} with it ({_labels(df, base)}).")
             decided.append((name, r, decide(without, plain)))
     if not arms:
-        return Verdict(claim_id, claim, "not tested", "This study removes none of the seed's cures.")
+        return ClaimVerdict(claim_id, claim, "not tested", "This study removes none of the seed's cures.")
     needed = [(n, r) for n, r, s in decided if s[0] == "supported"]
     hurting = [(n, r) for n, r, s in decided if s[0] == "contradicted"]
     if hurting:
@@ -182,9 +181,9 @@ def seed_cures_verdict(data: StudyData, df: pd.DataFrame, claim_id: str = "seed_
         status = "inconclusive"
         why = "no removal changes the failure rate beyond chance at this budget"
     need = max((s[2] for _, _, s in decided if s[2]), default=None) if status == "inconclusive" else None
-    return Verdict(claim_id, claim, status, " ".join(parts) + f" So {why}.", tuple(arms), need)
+    return ClaimVerdict(claim_id, claim, status, " ".join(parts) + f" So {why}.", tuple(arms), need)
 
 
-JUDGES: dict[str, Callable[[StudyData, pd.DataFrame, str], Verdict]] = {
+JUDGES: dict[str, Callable[[StudyData, pd.DataFrame, str], ClaimVerdict]] = {
     **{k: cure_verdict for k in CURE_KEYS}, "seed_cures": seed_cures_verdict}
 """The cures-study's claims and their judges."""

@@ -20,7 +20,7 @@ from sweeps.report.tables import baseline_value
 from sweeps.report.verdicts.arms import (
     MIN_RUNS,
     Arm,
-    Verdict,
+    ClaimVerdict,
     arm,
     by_other_keys,
     decide,
@@ -33,10 +33,10 @@ def _levels(data: StudyData, key: str) -> pd.Series:
     return level_column(data.finished, key)
 
 
-def _clamp(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
+def _clamp(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     claim = BY_ID[claim_id].text
     if "clamp" not in data.swept:
-        return Verdict("1", claim, "not tested", "This study does not sweep clamp.")
+        return ClaimVerdict("1", claim, "not tested", "This study does not sweep clamp.")
     lv = _levels(data, "clamp")
     bad = arm(df, "Without clamping", lv == "none", ("diverged",))
     good = arm(df, "with the seed's clamp", lv == "clamp", ("diverged",))
@@ -51,11 +51,11 @@ def _clamp(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
     return verdict("1", claim, bad, good, f"{text} {cond}")
 
 
-def _clip(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
+def _clip(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     claim = BY_ID[claim_id].text
     key = next((k for k in ("clip_d", "clip_g") if k in data.swept), None)
     if key is None:
-        return Verdict("2", claim, "not tested", "This study does not sweep clipping.")
+        return ClaimVerdict("2", claim, "not tested", "This study does not sweep clipping.")
     lv = _levels(data, key)
     off = lv == "off"
     bad = arm(df, "Without clipping", off, ("diverged",))
@@ -79,13 +79,13 @@ def _schedule_arms(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
     return fixed & (k > 1), fixed & (k == 1), schedule == "adaptive"
 
 
-def _overpowered(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
+def _overpowered(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     claim = BY_ID[claim_id].text
     """D trained k > 1 times per G update against once: how often D wins (loss ~0, D(G(z)) ~0,
     sealed), which is what the seed says then stays and kills training."""
     faster, even, adaptive = _schedule_arms(df)
     if not faster.any():
-        return Verdict("3", claim, "not tested", "This study has no arm where D trains faster (a fixed d_steps > 1).")
+        return ClaimVerdict("3", claim, "not tested", "This study has no arm where D trains faster (a fixed d_steps > 1).")
     k = int(numeric(df, "d_steps")[faster].max())
     label = ("d_overpowered",)
     bad = arm(df, f"With D trained {k} times per G update", faster, label)
@@ -100,13 +100,13 @@ def _overpowered(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
     return verdict("3", claim, bad, good, text)
 
 
-def _adaptive(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
+def _adaptive(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     claim = BY_ID[claim_id].text
     """The seed's adaptive D/G rule (capped inner G loop) against one D and one G update per batch,
     on how many runs fail."""
     faster, even, adaptive = _schedule_arms(df)
     if not adaptive.any() or not even.any():
-        return Verdict("adaptive", claim, "not tested", "This study does not run the adaptive rule beside a fixed k = 1.")
+        return ClaimVerdict("adaptive", claim, "not tested", "This study does not run the adaptive rule beside a fixed k = 1.")
     cap = numeric(df, "g_loop_cap")
     seed_rule = adaptive & (cap == cap[adaptive].min())  # the tightest cap stands in for the seed's bounded loop
     bad = arm(df, "With a fixed schedule (k = 1)", even, FAILURES)
@@ -123,20 +123,20 @@ def _adaptive(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
     return verdict("adaptive", claim, bad, good, text)
 
 
-def _lr(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
+def _lr(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     claim = BY_ID[claim_id].text
     """Results poor at the smallest lr (runs that did not succeed, against the best lr), and the
     losses' magnitudes there against the best lr's."""
     key = next((k for k in ("lr_d", "lr_g") if k in data.swept), None)
     if key is None:
-        return Verdict("4", claim, "not tested", "This study does not sweep the learning rate.")
+        return ClaimVerdict("4", claim, "not tested", "This study does not sweep the learning rate.")
     lv = _levels(data, key)
     numeric_lr = pd.to_numeric(df[key])
     smallest = lv[numeric_lr == numeric_lr.min()].iloc[0]
     success = df.groupby(lv)["outcome"].apply(lambda s: (s == "success").mean())
     best = success.drop(smallest, errors="ignore").idxmax() if len(success) > 1 else None
     if best is None:
-        return Verdict("4", claim, "not tested", "Only one learning rate was run.")
+        return ClaimVerdict("4", claim, "not tested", "Only one learning rate was run.")
     bad = arm(df, f"At the smallest lr ({smallest})", lv == smallest, FAILURES)
     good = arm(df, f"at the best lr ({best})", lv == best, FAILURES)
     status, why, need = decide(bad, good)
@@ -156,13 +156,13 @@ def _lr(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
         status, why = "inconclusive", why + (", but the losses are not higher at the small lr, as the seed says they "
                                              "are (the poor results are supported, the high losses are not)")
         open_ = "half: the results are poor, the losses not higher"
-    return Verdict("4", claim, status, f"{text} So {why}.", (bad, good), need, open_)
+    return ClaimVerdict("4", claim, status, f"{text} So {why}.", (bad, good), need, open_)
 
 
-def _freeze(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
+def _freeze(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     claim = BY_ID[claim_id].text
     if "freeze" not in data.swept:
-        return Verdict("5", claim, "not tested", "This study does not sweep freeze.")
+        return ClaimVerdict("5", claim, "not tested", "This study does not sweep freeze.")
     lv = _levels(data, "freeze")
     ev, rg = lv == "eval_only", lv == "requires_grad"
     wasted = numeric(df, "last_frozen_grad_g")
@@ -184,7 +184,7 @@ def _freeze(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
                      f"{int((leak[mask] > 0).sum())} of {int(mask.sum())} runs; their success rate was "
                      f"{(df.loc[mask, 'outcome'] == 'success').mean():.0%} vs "
                      f"{(df.loc[~mask, 'outcome'] == 'success').mean():.0%} otherwise.")
-    return Verdict("5", claim, status, f"{text} So {why}.", (bad, good), need)
+    return ClaimVerdict("5", claim, status, f"{text} So {why}.", (bad, good), need)
 
 
 def _span(values: pd.Series) -> str:
@@ -216,7 +216,7 @@ def _arm_detail(df: pd.DataFrame, mask: pd.Series) -> str:
     return ", ".join(parts) + (f"; {', '.join(loop)}" if loop else "") + (f"; {', '.join(q)}" if q else "")
 
 
-def _headline(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
+def _headline(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     claim = BY_ID[claim_id].text
     """The headline under the declared readings (gan_core.readings): the most literal reading of every
     swept choice, and each single change from it. The literal reading reproduces the headline when its
@@ -238,7 +238,7 @@ def _headline(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
     not_run = [r.key for r in READINGS if r.literal is not None and r.key not in swept]
     untried = f" Not varied here (each run in one reading only): {', '.join(not_run)}." if not_run else ""
     if not runs.n:
-        return Verdict("headline", claim, "not tested",
+        return ClaimVerdict("headline", claim, "not tested",
                        "The most literal reading (gan_core/readings.py) has no finished runs yet." + untried)
     low, high = wilson(runs.n - runs.k, runs.n)  # the success rate's interval
     trained = numeric(df, "epochs_trained")[lit_mask]
@@ -252,11 +252,11 @@ def _headline(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
     holds, refutes, split = [], [], []
     for name in dict.fromkeys(changed[~lit_mask]):
         mask = changed == name
-        arm = arm(df, f"With {name}", mask, FAILURES)
-        arms.append(arm)
-        ok = arm.n - arm.k
-        (holds if arm.k == 0 else refutes if ok == 0 else split).append(f"{name} ({ok} of {arm.n} succeeded)")
-        text += f" {arm.name}: {_arm_detail(df, mask)}."
+        other = arm(df, f"With {name}", mask, FAILURES)
+        arms.append(other)
+        ok = other.n - other.k
+        (holds if other.k == 0 else refutes if ok == 0 else split).append(f"{name} ({ok} of {other.n} succeeded)")
+        text += f" {other.name}: {_arm_detail(df, mask)}."
     if runs.n < MIN_RUNS:
         status, why, need = ("inconclusive", f"too few runs of the most literal reading for a verdict: at least "
                              f"{MIN_RUNS} seeds (the full profile runs 4)", MIN_RUNS)
@@ -269,11 +269,11 @@ def _headline(data: StudyData, df: pd.DataFrame, claim_id: str) -> Verdict:
     named = ([f"readings that hold the headline: {'; '.join(holds)}"] if holds else []) + (
         [f"readings that refute it: {'; '.join(refutes)}"] if refutes else []) + (
         [f"readings split: {'; '.join(split)}"] if split else [])
-    return Verdict("headline", claim, status, f"{text} So {why} (95% CI of the literal reading's success rate "
+    return ClaimVerdict("headline", claim, status, f"{text} So {why} (95% CI of the literal reading's success rate "
                                               f"{fmt_ci(low, high)})" + (f"; {'; '.join(named)}" if named else "")
                    + "." + untried, tuple(arms), need)
 
 
-JUDGES: dict[str, Callable[[StudyData, pd.DataFrame, str], Verdict]] = {
+JUDGES: dict[str, Callable[[StudyData, pd.DataFrame, str], ClaimVerdict]] = {
     "1": _clamp, "2": _clip, "3": _overpowered, "4": _lr, "5": _freeze, "adaptive": _adaptive, "headline": _headline}
 """The pitfall claims' judges (and the adaptive rule's and the headline's)."""
