@@ -7,6 +7,7 @@ altered by another's client (readers included); 15 no write through a link; 16 f
 and leave nothing RUNNING after the next invocation; 17 every number a user gives is bounded.
 """
 
+import contextlib
 import errno
 import json
 import os
@@ -503,6 +504,20 @@ def test_12_an_http_tracking_password_is_printed_and_stored_nowhere(tmp_path):
         assert b"Http-Secret-9" not in server_db.read_bytes()
 
 
+def _until_training(storage: str, timeout_s: float = 120) -> None:
+    """Wait until a trial of the scale-quick study is RUNNING (the study may not exist yet)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
+            continue  # loading would create the file under the run that is about to
+        with contextlib.suppress(Exception):  # the store or the study is not created yet
+            study = optuna.load_study(study_name="scale-quick", storage=storage)
+            if any(t.state == TrialState.RUNNING for t in study.trials):
+                return
+    raise AssertionError("no trial started training")
+
+
 def _mlflow_server(folder: Path, port: int) -> subprocess.Popen:
     proc = subprocess.Popen(["mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                              "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
@@ -533,16 +548,7 @@ def test_16_a_tracking_server_killed_mid_trial_ends_in_one_line_and_the_next_run
             "--out", str(tmp_path / "r"), "--checkpoint-dir", str(tmp_path / "ckpt"), "--heartbeat", "1"]
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    study = None
-    for _ in range(240):  # until the first trial is training
-        time.sleep(0.5)
-        if (tmp_path / "o.db").exists():
-            try:
-                study = optuna.load_study(study_name="scale-quick", storage=storage)
-                if any(t.state == TrialState.RUNNING for t in study.trials):
-                    break
-            except Exception:  # noqa: BLE001 - not created yet
-                pass
+    _until_training(storage)
     time.sleep(3)
     os.killpg(server.pid, signal.SIGKILL)
     server.wait()
@@ -601,14 +607,7 @@ def test_16_a_postgresql_stopped_mid_trial_ends_in_one_line_and_the_rerun_finish
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     try:
         proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(240):  # until the first trial is training
-            time.sleep(0.5)
-            try:
-                study = optuna.load_study(study_name="scale-quick", storage=storage)
-                if any(t.state == TrialState.RUNNING for t in study.trials):
-                    break
-            except Exception:  # noqa: BLE001 - not created yet
-                pass
+        _until_training(storage)
         time.sleep(2)
         pg_ctl("-m", "immediate", "stop")  # as a crash: open connections are cut
         out, err = proc.communicate(timeout=300)

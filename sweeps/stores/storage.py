@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import json
 import subprocess
-import threading
 import time
 import warnings
 import zlib
@@ -26,6 +25,7 @@ from optuna.trial import TrialState
 
 from sweeps import urls
 from sweeps.errors import UserError
+from sweeps.stores.beats import beating
 from sweeps.stores.locks import sqlite_lock
 from sweeps.study.spec import Profile, StudySpec
 
@@ -155,23 +155,14 @@ def heartbeat(storage: optuna.storages.BaseStorage, trial_ids: list[int], interv
     if not isinstance(storage, optuna.storages.RDBStorage) or storage.get_heartbeat_interval() is None:
         yield
         return
-    stop = threading.Event()
 
-    def beat() -> None:
-        while True:
-            for tid in trial_ids:
-                with contextlib.suppress(Exception):  # a missed beat is retried next interval
-                    storage.record_heartbeat(tid)
-            if stop.wait(interval):
-                return
+    def stamp() -> None:
+        for tid in trial_ids:
+            with contextlib.suppress(Exception):  # one trial's missed beat does not skip the others
+                storage.record_heartbeat(tid)
 
-    thread = threading.Thread(target=beat, daemon=True, name="gan-sweep-heartbeat")
-    thread.start()
-    try:
+    with beating(stamp, interval, "gan-sweep-heartbeat"):
         yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
 
 
 def recover(storage: optuna.storages.BaseStorage) -> None:

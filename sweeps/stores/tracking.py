@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from gan_core.records import EpochEvent, RunResult
 from sweeps import urls
 from sweeps.paths import can_create_in
+from sweeps.stores.beats import beating
 
 # MLflow logs a store's failure at ERROR with its whole traceback before raising it; gan-sweep reports
 # the raised error in one line (and keeps the traceback for GAN_SWEEP_DEBUG=1).
@@ -276,22 +276,9 @@ class Tracker:
     def parent_heartbeat(self, run_id: str, interval: float):
         """Stamp the invocation's parent run every `interval` seconds while the block runs, so that a
         later invocation can tell a live parent from one whose process was killed."""
-        stop = threading.Event()
-
-        def beat() -> None:
-            while True:
-                with contextlib.suppress(Exception):  # a missed stamp is retried next interval
-                    self.client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
-                if stop.wait(interval):
-                    return
-
-        thread = threading.Thread(target=beat, daemon=True, name="gan-sweep-parent-heartbeat")
-        thread.start()
-        try:
+        with beating(lambda: self.client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}"), interval,
+                     "gan-sweep-parent-heartbeat"):
             yield
-        finally:
-            stop.set()
-            thread.join(timeout=5)
 
     def recover(self) -> None:
         """As `storage.recover`, for a database-backed tracking store (an http server needs nothing)."""

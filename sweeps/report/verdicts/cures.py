@@ -22,7 +22,15 @@ from gan_core.outcome import FAILURES
 from gan_core.toggles import CURE_KEYS
 from sweeps.report.data import StudyData, numeric
 from sweeps.report.stats import newcombe, seeds_needed
-from sweeps.report.verdicts.arms import MIN_RUNS, Arm, ClaimVerdict, arm, decide, pts, same
+from sweeps.report.verdicts.arms import (
+    MIN_RUNS,
+    Arm,
+    ClaimVerdict,
+    arm,
+    decide,
+    pts,
+    same,
+)
 from sweeps.study.claims import BY_ID
 
 READINGS = ("our default reading of the seed", "the working reading")
