@@ -16,7 +16,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
 from sweeps.report.stats import newcombe
-from sweeps.stores.reading import open_studies
+from sweeps.stores.reading import open_runs, open_studies
 
 matplotlib.use("Agg")
 
@@ -167,7 +167,7 @@ def test_the_atlas_lists_every_claim_with_the_right_verdict_and_counts(storage, 
 def test_the_typical_thumbnail_is_the_median_run_not_the_best(storage, tmp_path):
     from sweeps.report import atlas as A
 
-    page = A.build(open_studies(storage.storage), storage.tracking, "quick", ("1",))
+    page = A.build(open_studies(storage.storage), open_runs(storage.tracking), "quick", ("1",))
     (row,) = page.rows
     import matplotlib.image as mpimg
 

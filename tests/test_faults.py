@@ -205,22 +205,21 @@ def test_13_one_process_samples_the_same_sequence_every_time(tmp_path):
 
 
 @pytest.mark.slow
-def test_13_two_concurrent_runs_of_a_random_study_run_the_design_exactly_five_times_over(tmp_path, evaluator):
+def test_13_two_concurrent_runs_of_a_random_study_run_the_design_exactly_once(tmp_path, evaluator):
+    """Two real processes on one store. The race itself is pinned deterministically by the threaded test
+    above (both handles ask behind one barrier); this one shows the same holds through the entry point."""
     spec = _random_study(tmp_path, trials=3, seeds=2)
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    for attempt in range(5):
-        folder = tmp_path / f"a{attempt}"
-        folder.mkdir()
-        args = [sys.executable, "-m", "sweeps", "run", str(spec), "--device", "cpu", "--engine", "reference",
-                "--storage", f"sqlite:///{folder / 'o.db'}", "--tracking-uri", f"sqlite:///{folder / 'm.db'}",
-                "--out", str(folder / "reports"), "--checkpoint-dir", str(folder / "ckpt")]
-        procs = [subprocess.Popen(args, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True) for _ in range(2)]
-        outs = [p.communicate(timeout=300)[0] for p in procs]
-        assert all(p.returncode == 0 for p in procs), outs
-        trials = optuna.load_study(study_name="rnd-quick", storage=f"sqlite:///{folder / 'o.db'}").trials
-        keys = [(t.params["lr_d"], t.user_attrs["seed"]) for t in trials]
-        assert len(trials) == 6 and len(set(keys)) == 6, (attempt, keys)
+    args = [sys.executable, "-m", "sweeps", "run", str(spec), "--device", "cpu", "--engine", "reference",
+            "--storage", f"sqlite:///{tmp_path / 'o.db'}", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
+            "--out", str(tmp_path / "reports"), "--checkpoint-dir", str(tmp_path / "ckpt")]
+    procs = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    trials = optuna.load_study(study_name="rnd-quick", storage=f"sqlite:///{tmp_path / 'o.db'}").trials
+    keys = [(t.params["lr_d"], t.user_attrs["seed"]) for t in trials]
+    assert len(trials) == 6 and len(set(keys)) == 6, keys
 
 
 # -- 14: a refusal writes nothing; no store altered by another's client -------------------------------
@@ -543,13 +542,13 @@ def test_16_a_tracking_server_killed_mid_trial_ends_in_one_line_and_the_next_run
     server = _mlflow_server(server_dir, port)
     uri = f"http://127.0.0.1:{port}"
     storage = f"sqlite:///{tmp_path / 'o.db'}"
-    args = [sys.executable, "-m", "sweeps", "run", str(study_file(tmp_path, lrs=2, seeds=1, epochs=40, steps=4)),
+    args = [sys.executable, "-m", "sweeps", "run", str(study_file(tmp_path, lrs=2, seeds=1, epochs=8, steps=4)),
             "--device", "cpu", "--engine", "reference", "--storage", storage, "--tracking-uri", uri,
             "--out", str(tmp_path / "r"), "--checkpoint-dir", str(tmp_path / "ckpt"), "--heartbeat", "1"]
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _until_training(storage)
-    time.sleep(3)
+    time.sleep(2)  # into the first of two trials of 8 epochs (each a few seconds)
     os.killpg(server.pid, signal.SIGKILL)
     server.wait()
     out, err = proc.communicate(timeout=300)
@@ -600,7 +599,7 @@ def test_16_a_postgresql_stopped_mid_trial_ends_in_one_line_and_the_rerun_finish
     start = ("-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start")
     pg_ctl(*start)
     storage = f"postgresql://postgres:Pg-Secret-3@127.0.0.1:{port}/postgres"  # trust: the password is ignored
-    args = [sys.executable, "-m", "sweeps", "run", str(study_file(tmp_path, lrs=2, seeds=1, epochs=40, steps=4)),
+    args = [sys.executable, "-m", "sweeps", "run", str(study_file(tmp_path, lrs=2, seeds=1, epochs=8, steps=4)),
             "--device", "cpu", "--engine", "reference", "--storage", storage,
             "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "--out", str(tmp_path / "r"),
             "--checkpoint-dir", str(tmp_path / "ckpt"), "--heartbeat", "1"]

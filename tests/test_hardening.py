@@ -99,7 +99,17 @@ def test_5_a_corrupt_calibration_of_a_cached_evaluator_is_recomputed(tmp_path, m
     from gan_core.evaluator import Evaluator
 
     monkeypatch.setenv("GAN_SWEEP_CACHE", str(tmp_path))
+    from gan_core import evaluator as E
+    from gan_core.evaluator import SUCCESS_SET
+
     monkeypatch.setattr("gan_core.classifier.CLF_EPOCHS", 1)
+    every_set, built = E.build, []
+
+    def landmark_only(*args, **kw):  # the success landmark alone: the recompute path is the point, not the scale
+        built.append(1)
+        return [s for s in every_set(*args, **kw) if s.name == SUCCESS_SET]
+
+    monkeypatch.setattr(E, "build", landmark_only)
     m = bundled_mnist()
     small = Dataset("other", "test", m.images[:3000], m.labels[:3000], m.clf_images[:2100], m.clf_labels[:2100],
                     m.held_out_images[:2000], m.held_out_labels[:2000])
@@ -109,7 +119,8 @@ def test_5_a_corrupt_calibration_of_a_cached_evaluator_is_recomputed(tmp_path, m
     side.write_text("{not json")
     again = Evaluator(small)
     assert again.thresholds().success_fld == pytest.approx(success_fld)
-    json.loads(side.read_text())  # rewritten whole
+    assert len(built) == 2  # computed, then recomputed (not read back from the corrupt file)
+    assert set(json.loads(side.read_text())) == {SUCCESS_SET}  # rewritten whole
 
 
 # -- 2: the claim path -----------------------------------------------------------------------------

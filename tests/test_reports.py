@@ -96,7 +96,7 @@ def test_effects_against_the_baseline_use_newcombe_and_a_bootstrap(study):
 
 
 def test_the_clamp_verdict_is_a_sentence_with_its_numbers(study):
-    rep = build(load_study_data(study), tracking_uri=None)
+    rep = build(load_study_data(study), runs=None)
     v, = rep.verdicts
     assert v.claim_id == "1" and v.status == "supported"
     assert "Without clamping, 4 of 5 runs diverged" in v.sentence
@@ -111,7 +111,7 @@ def test_verdict_asks_for_more_seeds_when_the_data_cannot_tell():
     for i, (clamp, outcome) in enumerate([("none", "diverged"), ("none", "success"), ("none", "success"),
                                           ("clamp", "success"), ("clamp", "success"), ("clamp", "success")]):
         add(s, i, clamp, i, outcome, 100.0)
-    v, = build(load_study_data(s), tracking_uri=None).verdicts
+    v, = build(load_study_data(s), runs=None).verdicts
     assert v.status == "inconclusive" and re.search(r"about \d+ more seeds per arm", v.sentence)
 
 
@@ -125,7 +125,7 @@ def test_the_samples_figure_shows_the_typical_run_of_each_label_not_the_best(stu
 
 
 def test_report_files_csv_round_trips_markdown_has_tables_html_is_self_contained(study, tmp_path):
-    rep = build(load_study_data(study), tracking_uri=None)
+    rep = build(load_study_data(study), runs=None)
     files = write(rep, tmp_path)
     back = pd.read_csv(files["csv"])
     assert len(back) == 16 and back["trial"].tolist() == list(range(16))
@@ -141,7 +141,7 @@ def test_report_files_csv_round_trips_markdown_has_tables_html_is_self_contained
 
 def test_a_partial_study_says_so(study):
     study.enqueue_trial({"clamp": "none"}, user_attrs={"seed": 9})
-    rep = build(load_study_data(study), tracking_uri=None)
+    rep = build(load_study_data(study), runs=None)
     assert any(n.startswith("Partial: 15 of 17 trials finished") for n in rep.notes)
 
 
@@ -150,7 +150,7 @@ def test_a_study_whose_every_trial_crashed_still_reports(tmp_path):
     s.set_user_attr("spec", {"pitfall": 1, "metric": "fld", "fixed": {}})
     for i in range(3):
         add(s, i, "none", i, None, None, state=TrialState.FAIL)
-    rep = build(load_study_data(s), tracking_uri=None)
+    rep = build(load_study_data(s), runs=None)
     files = write(rep, tmp_path)
     assert outcome_table(rep.data, "clamp")["FAIL"].tolist() == [3]
     assert any("3 trial(s) failed" in n for n in rep.notes)

@@ -85,9 +85,9 @@ def exactly_once(study: optuna.Study) -> list:
 
 
 @needs_servers
-def test_four_workers_run_forty_trials_each_exactly_once(tmp_path, evaluator):
+def test_four_workers_run_twenty_trials_each_exactly_once(tmp_path, evaluator):
     storage = fresh_pg_database()
-    spec = study_file(tmp_path, lrs=10, seeds=4)
+    spec = study_file(tmp_path, lrs=5, seeds=4)
     common = ["--storage", storage, "--tracking-uri", MLFLOW, "--study-name", f"four-{uuid.uuid4().hex[:6]}",
               "--device", "cpu", "--checkpoint-dir", tmp_path / "ckpt"]
     finish(gan_sweep("run", spec, "--trials", 1, *common, "--out", tmp_path / "r"))  # creates and enqueues
@@ -96,10 +96,10 @@ def test_four_workers_run_forty_trials_each_exactly_once(tmp_path, evaluator):
         finish(w)
     study = optuna.load_study(study_name=common[5], storage=storage)
     keys = exactly_once(study)
-    assert len(keys) == 40 and len(study.trials) == 40  # none lost, none duplicated, none failed
+    assert len(keys) == 20 and len(study.trials) == 20  # none lost, none duplicated, none failed
     client = MlflowClient(MLFLOW)
     runs = client.search_runs([client.get_experiment_by_name(common[5]).experiment_id], max_results=200)
-    assert sum("mlflow.parentRunId" in r.data.tags for r in runs) == 40
+    assert sum("mlflow.parentRunId" in r.data.tags for r in runs) == 20
     assert all(r.info.status == "FINISHED" for r in runs)
 
 
@@ -162,11 +162,11 @@ def test_two_runs_starting_together_on_fresh_sqlite_stores_both_succeed(tmp_path
                                         (signal.SIGINT, "population")])
 @pytest.mark.slow
 def test_a_signal_closes_the_trials_in_hand_and_a_rerun_finishes_only_the_missing(tmp_path, evaluator, sig, engine):
-    # 4 epochs of 150 steps: long enough (tens of seconds) that the signal lands mid-training even when
-    # both trials train at once as a population on a loaded CI machine.
+    # 2 epochs of 150 steps: long enough (seconds) that the signal, sent a second into the first trial's
+    # training, lands mid-training even when both trials train at once as a population.
     spec = study_file(tmp_path, lrs=2, seeds=1, epochs=30, steps=150)
     storage, tracking = f"sqlite:///{tmp_path / 'o.db'}", f"sqlite:///{tmp_path / 'm.db'}"
-    common = ["--storage", storage, "--tracking-uri", tracking, "--device", "cpu", "--epochs", 4,
+    common = ["--storage", storage, "--tracking-uri", tracking, "--device", "cpu", "--epochs", 2,
               "--checkpoint-dir", tmp_path / "ckpt", "--out", tmp_path / "r", "--engine", engine]
     in_hand = 1 if engine == "reference" else 2  # a population holds both trials at once
     proc = gan_sweep("run", spec, *common)
@@ -174,7 +174,7 @@ def test_a_signal_closes_the_trials_in_hand_and_a_rerun_finishes_only_the_missin
     while True:  # wait until the first trial is training
         assert proc.poll() is None and time.time() < deadline
         try:
-            study = optuna.load_study(study_name="scale-quick-e4", storage=storage)
+            study = optuna.load_study(study_name="scale-quick-e2", storage=storage)
             running = [t for t in study.trials if t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs]
             if running:
                 break
@@ -186,12 +186,12 @@ def test_a_signal_closes_the_trials_in_hand_and_a_rerun_finishes_only_the_missin
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out[-2000:]
     assert "interrupted" in out
-    study = optuna.load_study(study_name="scale-quick-e4", storage=storage)
+    study = optuna.load_study(study_name="scale-quick-e2", storage=storage)
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
     assert len(failed) == in_hand and all(t.user_attrs["fail_reason"] == "interrupted" for t in failed)
     assert all(MlflowClient(tracking).get_run(t.user_attrs["mlflow_run_id"]).info.status == "KILLED" for t in failed)
     finish(gan_sweep("run", spec, *common))
-    study = optuna.load_study(study_name="scale-quick-e4", storage=storage)
+    study = optuna.load_study(study_name="scale-quick-e2", storage=storage)
     assert len(exactly_once(study)) == 2 and len(study.trials) == 2 + in_hand
 
 

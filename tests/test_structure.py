@@ -73,12 +73,13 @@ def test_sweeps_has_no_import_circle_not_even_through_a_function_local_import():
         visit(module, [])
 
 
-OPENERS = {"open_storage", "open_study_for", "load_study", "open_studies"}
-"""What opens an Optuna store: only commands, and the runner that trains the trials a command opened."""
+OPENERS = {"open_storage", "open_study_for", "load_study", "open_studies", "open_runs", "MlflowClient", "for_reading"}
+"""What opens an Optuna or MLflow store: only commands (and the stores they call); the report and the
+atlas are handed `StoredStudies` and `TrackedRuns`."""
 
 
 @pytest.mark.parametrize("package", ["sweeps.report", "sweeps.running", "sweeps.study"])
-def test_reports_the_atlas_and_the_plan_are_given_studies_and_never_open_a_store(package):
+def test_reports_the_atlas_and_the_plan_are_given_stores_and_never_open_one(package):
     bad = []
     for path in SWEEPS.rglob("*.py"):
         name = module_name(path)

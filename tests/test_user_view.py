@@ -136,7 +136,7 @@ def test_notes_are_a_list_in_html_not_a_literal_dash(study, tmp_path):  # noqa: 
     from sweeps.report.page import build, write
 
     study.enqueue_trial({"clamp": "none"}, user_attrs={"seed": 9})
-    page = write(build(load_study_data(study), tracking_uri=None), tmp_path)["html"].read_text()
+    page = write(build(load_study_data(study), runs=None), tmp_path)["html"].read_text()
     assert "<li>Partial: " in page and "<p>- Partial" not in page
 
 
@@ -160,7 +160,7 @@ def test_captions_are_sentences_and_count_axes_are_whole_runs(study, tmp_path): 
     from sweeps.report.page import CAPTIONS, build, write
 
     data = load_study_data(study)
-    rep = build(data, tracking_uri=None)
+    rep = build(data, runs=None)
     page = write(rep, tmp_path)["html"].read_text()
     assert f"<figcaption>{CAPTIONS['outcome_counts']}</figcaption>" in page
     fig = F.outcome_counts(data, rep.outcome_tables)
@@ -179,7 +179,7 @@ def test_a_missing_effects_figure_is_explained(tmp_path):
     s.set_user_attr("spec", {"pitfall": 1, "metric": "fld", "fixed": {}, "baseline": {"clamp": "clamp"}})
     for i, clamp in enumerate(["none", "logits"]):
         add(s, i, clamp, i, "success", 100.0)
-    rep = build(load_study_data(s), tracking_uri=None)
+    rep = build(load_study_data(s), runs=None)
     assert "effects" not in rep.figures and any("No effects figure" in n for n in rep.notes)
 
 

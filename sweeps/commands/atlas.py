@@ -85,11 +85,12 @@ def atlas(storage: str, tracking_uri: str, out_dir: Path, profile: str | None, r
         err.print(f"atlas: studies ran in {time.perf_counter() - started:.0f} s")
 
     from sweeps.report import atlas as A
-    from sweeps.stores.reading import open_studies
+    from sweeps.stores.reading import open_runs, open_studies
 
     readable = for_reading(storage, tracking_uri)  # no MLflow store is created or altered by reading
-    page = A.build(open_studies(storage), readable, profile, ids)
-    A.write_study_reports(page, readable, out_dir)
+    runs = open_runs(readable) if readable else None
+    page = A.build(open_studies(storage), runs, profile, ids)
+    A.write_study_reports(page, runs, out_dir)
     files = A.write(page, folder)
     from rich.table import Table
 

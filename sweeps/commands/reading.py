@@ -10,7 +10,7 @@ from sweeps.errors import UserError
 from sweeps.paths import check_writable_dir, under
 from sweeps.report.data import load_study_data
 from sweeps.report.page import build, print_summary, write
-from sweeps.stores.reading import open_studies
+from sweeps.stores.reading import open_runs, open_studies
 from sweeps.stores.storage import check_storage_url, study_names
 from sweeps.stores.tracking import for_reading
 from sweeps.urls import mask
@@ -27,7 +27,7 @@ def report_study(name: str, storage_url: str, tracking_uri: str | None, out_dir:
     if name not in names:
         raise UserError(f"no study {name!r} in {mask(storage_url)} (studies there: {', '.join(names) or 'none'})")
     readable = for_reading(storage_url, tracking_uri)
-    rep = build(load_study_data(open_studies(storage_url).load(name)), readable)
+    rep = build(load_study_data(open_studies(storage_url).load(name)), open_runs(readable) if readable else None)
     if tracking_uri and readable is None:
         rep.notes.append(f"no MLflow store at {mask(tracking_uri)}: curves, samples and the audit sheet left out.")
     files = write(rep, folder)

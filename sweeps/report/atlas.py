@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import html
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from gan_core.files import make_dir, write_atomic
 from gan_core.outcome import FAILURES, SEALED_LABELS
 from sweeps.report.data import FAIL, StudyData, load_study_data, median_trial
 from sweeps.report.verdicts import MIN_RUNS, Arm, ClaimVerdict, claim_verdict
-from sweeps.stores.reading import StoredStudies
+from sweeps.stores.reading import StoredStudies, TrackedRuns
 from sweeps.study.claims import BY_ID, CURES, PITFALL_VERDICTS, RUN_FLAGS, Claim
 
 _UNSTALLED = tuple(f for f in FAILURES if f != "stalled")
@@ -86,24 +85,16 @@ def _typical(data: StudyData, arm: Arm) -> pd.Series | None:
     return None if g.empty else median_trial(g, data.metric)
 
 
-def thumbnails(data: StudyData, verdict: ClaimVerdict, tracking_uri: str | None) -> dict[str, bytes]:
+def thumbnails(data: StudyData, verdict: ClaimVerdict, runs: TrackedRuns | None) -> dict[str, bytes]:
     """Per arm, the final sample grid (PNG bytes) of its typical run, from MLflow."""
-    if not tracking_uri:
+    if runs is None:
         return {}
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
     out: dict[str, bytes] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, arm in enumerate(verdict.arms):
-            row = _typical(data, arm)
-            if row is None:
-                continue
-            try:
-                path = client.download_artifacts(row["mlflow_run_id"], "samples.png", str(Path(tmp) / str(i)))
-            except Exception:  # noqa: BLE001 - a run without a grid (diverged before any evaluation)
-                continue
-            out[arm.name] = Path(path).read_bytes()
+    for arm in verdict.arms:
+        row = _typical(data, arm)
+        png = None if row is None else runs.grid(row["mlflow_run_id"])
+        if png is not None:
+            out[arm.name] = png
     return out
 
 
@@ -171,7 +162,7 @@ class Atlas:
                    if r.claim.id in PITFALL_VERDICTS)
 
 
-def build(studies: StoredStudies, tracking_uri: str | None, profile: str | None, claim_ids: tuple[str, ...]) -> Atlas:
+def build(studies: StoredStudies, runs: TrackedRuns | None, profile: str | None, claim_ids: tuple[str, ...]) -> Atlas:
     """The atlas over the stored studies (each loaded once, when a claim needs it)."""
     names, sizes = list(studies.sizes), studies.sizes
     loaded: dict[str, StudyData] = {}
@@ -194,7 +185,7 @@ def build(studies: StoredStudies, tracking_uri: str | None, profile: str | None,
         v = claim_verdict(data, claim.id)
         used.setdefault(name, (data, ()))
         used[name] = (data, used[name][1] + (claim.id,))
-        rows.append(Row(claim, name, v, len(data.finished), thumbnails(data, v, tracking_uri)))
+        rows.append(Row(claim, name, v, len(data.finished), thumbnails(data, v, runs)))
     return Atlas(rows, findings(used), studies.shown, list(dict.fromkeys(missing)),
                  {name: data for name, (data, _) in used.items()})
 
@@ -302,10 +293,10 @@ def write(atlas: Atlas, folder: Path) -> dict[str, Path]:
     return files
 
 
-def write_study_reports(atlas: Atlas, tracking_uri: str | None, out_dir: Path) -> None:
+def write_study_reports(atlas: Atlas, runs: TrackedRuns | None, out_dir: Path) -> None:
     """Each study the atlas rests on gets its report beside it, so the links lead somewhere."""
     from sweeps.paths import under
     from sweeps.report import page as report
 
     for name, data in atlas.studies.items():  # a name from storage is checked like one from the command line
-        report.write(report.build(data, tracking_uri), under(out_dir, name))
+        report.write(report.build(data, runs), under(out_dir, name))

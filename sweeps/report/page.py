@@ -7,7 +7,6 @@ import base64
 import html
 import io
 import math
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from sweeps.report.tables import (
     outcome_table,
 )
 from sweeps.report.verdicts import ClaimVerdict, verdicts
+from sweeps.stores.reading import TrackedRuns
 from sweeps.study.claims import BY_ID
 
 
@@ -58,7 +58,8 @@ class Report:
     """Things the reader must know (partial study, crashes, missing tracking data)."""
 
 
-def build(data: StudyData, tracking_uri: str | None) -> Report:
+def build(data: StudyData, runs: TrackedRuns | None) -> Report:
+    """The report of one study; curves, samples and the audit sheet where its MLflow runs are given."""
     from sweeps.report import figures as F
 
     tables = {k: outcome_table(data, k) for k in data.swept}
@@ -79,9 +80,9 @@ def build(data: StudyData, tracking_uri: str | None) -> Report:
     if rep.figures["effects"] is None and data.swept:
         rep.notes.append("No effects figure: no swept key has runs at its baseline (the seed's setting) yet, so "
                          "there is nothing to compare against.")
-    if tracking_uri:
+    if runs is not None:
         try:
-            histories, grids = _from_mlflow(data, tracking_uri)
+            histories, grids = _from_mlflow(data, runs)
             outcomes = dict(zip(data.trials["mlflow_run_id"], data.trials["outcome"]))
             rep.figures["curves_by_outcome"] = F.curves_by_outcome(histories, outcomes)
             rep.figures["samples"] = _samples_figure(data, grids)
@@ -89,31 +90,23 @@ def build(data: StudyData, tracking_uri: str | None) -> Report:
         except Exception as exc:  # noqa: BLE001 - the tables stand without MLflow's curves
             from sweeps.urls import mask
 
-            rep.notes.append(f"MLflow data unavailable ({type(exc).__name__}: {mask(str(exc), tracking_uri)[:160]}); curves, samples "
+            rep.notes.append(f"MLflow data unavailable ({type(exc).__name__}: {mask(str(exc))[:160]}); curves, samples "
                              f"and the audit sheet left out.")
     rep.figures = {k: v for k, v in rep.figures.items() if v is not None}
     return rep
 
 
-def _from_mlflow(data: StudyData, tracking_uri: str):
+def _from_mlflow(data: StudyData, runs: TrackedRuns):
     """Per-epoch curves and the last sample grid of every finished run."""
     import matplotlib.image as mpimg
-    from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri)
     df = data.finished.dropna(subset=["mlflow_run_id"])
     histories, grids = {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for trial, run_id in zip(df["trial"], df["mlflow_run_id"]):
-            cols = {}
-            for key in ("loss_d", "loss_g", "d_real", "d_fake"):
-                cols[key] = pd.Series({m.step: m.value for m in client.get_metric_history(run_id, key)})
-            histories[run_id] = pd.DataFrame(cols).sort_index()
-            try:
-                path = client.download_artifacts(run_id, "samples.png", str(Path(tmp) / str(trial)))
-            except Exception:  # noqa: BLE001 - a run without a grid (diverged before its first evaluation)
-                continue
-            grids[int(trial)] = mpimg.imread(path)
+    for trial, run_id in zip(df["trial"], df["mlflow_run_id"]):
+        histories[run_id] = runs.curves(run_id, ("loss_d", "loss_g", "d_real", "d_fake"))
+        png = runs.grid(run_id)
+        if png is not None:
+            grids[int(trial)] = mpimg.imread(io.BytesIO(png), format="png")
     return histories, grids
 
 

@@ -1,12 +1,16 @@
-"""Stored studies opened for reading (reports, the atlas): which studies a store holds and their sizes,
-and each one loaded on demand; a store that holds none is never created."""
+"""Stores opened for reading (reports, the atlas): which studies an Optuna store holds and their sizes,
+each one loaded on demand, and the curves and sample grids of MLflow runs; a store that holds none is
+never created. The report and the atlas are handed these and never open a store themselves."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import optuna
+import pandas as pd
 
 from sweeps.stores.storage import open_storage, study_names
 from sweeps.urls import mask
@@ -34,3 +38,36 @@ def open_studies(storage_url: str) -> StoredStudies:
         return optuna.load_study(study_name=name, storage=storage)
 
     return StoredStudies(mask(storage_url), sizes, load)
+
+
+@dataclass(frozen=True)
+class TrackedRuns:
+    """The runs of one MLflow tracking store, read on demand."""
+
+    shown: str
+    """Where they are read, password masked."""
+    curves: Callable[[str, tuple[str, ...]], pd.DataFrame] = field(repr=False)
+    """One run's per-epoch metrics: a column per key asked for, indexed by epoch."""
+    grid: Callable[[str], bytes | None] = field(repr=False)
+    """One run's last sample grid as PNG bytes, or None where it has none (it diverged before any)."""
+
+
+def open_runs(tracking_uri: str) -> TrackedRuns:
+    """A reader of the runs at `tracking_uri` (already checked by `tracking.for_reading`)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+
+    def curves(run_id: str, keys: tuple[str, ...]) -> pd.DataFrame:
+        return pd.DataFrame({k: pd.Series({m.step: m.value for m in client.get_metric_history(run_id, k)})
+                             for k in keys}).sort_index()
+
+    def grid(run_id: str) -> bytes | None:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = client.download_artifacts(run_id, "samples.png", tmp)
+            except Exception:  # noqa: BLE001 - MLflow says "no such artifact" in several exception types
+                return None
+            return Path(path).read_bytes()
+
+    return TrackedRuns(mask(tracking_uri), curves, grid)
