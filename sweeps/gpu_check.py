@@ -6,7 +6,7 @@
 3. the figures, printed and written to <out>/gpu_check.json: the best member-steps/s against the
    seed-style loop, the adaptive schedule's cost, the study's outcomes and wall-clock time.
 
-The same script runs on a CPU (`--device cpu --sizes 2,4 --trials 4 --epochs 1`): CI does, so the
+The same script runs on a CPU (`--device cpu --sizes 2 --steps 4 --repeats 1 --trials 2 --epochs 1`): CI does, so the
 GPU's one command is known to work before a GPU is lent.
 """
 
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="8,32,128,512", help="population sizes for the bench")
     parser.add_argument("--epochs", type=int, default=5, help="epochs per lr-study trial")
     parser.add_argument("--trials", type=int, default=None, help="most lr-study trials (default: all 100)")
+    parser.add_argument("--steps", type=int, default=40, help="batches per timed bench block")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved bench rounds")
     parser.add_argument("--out", type=Path, default=Path("gpu-check"), help="folder for every file it writes")
     args = parser.parse_args(argv)
 
@@ -38,12 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     make_dir(args.out)
     sizes = [int(s) for s in args.sizes.split(",")]
     t0 = time.perf_counter()
-    bench = run_bench(args.device, sizes, steps=40, repeats=3, log=print)
+    bench = run_bench(args.device, sizes, steps=args.steps, repeats=args.repeats, log=print)
     bench_s = time.perf_counter() - t0
     best = bench["best"]
     print(f"bench: best {best['member_steps_per_s']:.0f} member-steps/s ({best['members']} members, "
           f"{best['precision']}) = {best['ratio_vs_seed_loop']:.1f}x the seed-style loop; adaptive schedule "
           f"{bench['adaptive_cost_per_update_vs_fixed']:.2f}x the fixed schedule's time per update ({bench_s:.0f} s)")
+    st = bench["study"]  # the main job's own population through the epoch loop, beside its floor
+    print(f"main job {st['study']}: {st['member_steps']:,} member-steps, projected {st['projected_seconds'] / 60:.1f} min "
+          f"on this device, {st['times_floor']:.2f}x its floor ({bench['matmul_gflops']:.0f} GFLOP/s fp32 matmuls)")
 
     run = [sys.executable, "-m", "sweeps", "run", "lr-study", "--profile", "full", "--engine", "population",
            "--device", args.device, "--dataset", "mnist-10k", "--epochs", str(args.epochs),

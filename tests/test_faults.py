@@ -472,6 +472,8 @@ def test_16_a_disk_that_fills_mid_run_ends_in_one_line_and_the_rerun_closes_ever
     (["--steps", "100000000"], "--steps from 2 to 10,000"),
     (["--repeats", "0"], "--repeats from 1 to 100"),
     (["--out", "/proc/gan-sweep-bench.json"], "is not writable"),
+    (["--study", "no-such-study"], "no-such-study"),
+    (["--study", "lr-study", "--profile", "nope"], "nope"),
 ])
 def test_17_bench_refuses_numbers_and_paths_it_cannot_use(tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)

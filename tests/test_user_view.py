@@ -34,9 +34,37 @@ def test_off_a_terminal_progress_is_plain_lines_per_trial_and_per_evaluated_epoc
     starts = [line for line in lines if re.match(r"trial #\d+ started \(lr_d=", line)]
     ends = [line for line in lines if re.match(r"trial #\d+ \w+, FLD [\d.]+ in \d+s \(lr_d=.*; \d+ done, \d+ left, ETA",
                                                line)]
-    epochs = [line for line in lines if re.match(r"  #\d+ epoch \d/2: loss_d", line)]
+    epochs = [line for line in lines if re.match(r"  #\d+ epoch \d/2: loss_d.*; study ETA (\d|finishing|-)", line)]
     assert len(starts) == 2 and len(ends) == 2 and len(epochs) == 4, res.stderr  # 2 trials x 2 evaluated epochs
     assert not any("\x1b[" in line or "━" in line for line in lines)  # no redrawn frames in a log
+
+
+def test_the_study_eta_counts_epochs_so_a_population_ending_together_says_finishing():
+    """Twelve trials of 36 epochs trained as one population; a resumed trial's restored epochs are not speed."""
+    from sweeps.running import progress
+
+    now = [0.0]
+    clock = progress.StudyClock(planned=12, epochs=36, done=0, now=lambda: now[0])
+    assert clock.eta() == "-"
+    now[0] = 60.0
+    for epoch in range(1, 10):
+        for n in range(12):
+            clock.epoch(n, epoch)  # a quarter of the design in a minute: three minutes left
+    assert clock.eta() == "3m00s"
+    now[0] = 240.0
+    for epoch in range(10, 37):
+        for n in range(12):
+            clock.epoch(n, epoch)
+    clock.ended(0, counted=True)
+    assert clock.left() == 0 and clock.eta() == "finishing"  # the other eleven are trained out, not 2h away
+    for n in range(1, 12):
+        clock.ended(n, counted=True)
+    assert clock.eta() == "-"
+
+    resumed = progress.StudyClock(planned=2, epochs=10, done=1, now=lambda: now[0])  # one done before this run
+    now[0] = 250.0
+    resumed.epoch(1, 6)  # restored at 5, trained its sixth in 10 s
+    assert resumed.eta() == "40s"  # 4 epochs left at 10 s each, not 5 s each
 
 
 def test_mlflow_names_say_what_ran_and_the_parent_carries_the_summary(smoke_run):

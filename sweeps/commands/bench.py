@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.table import Table
@@ -18,6 +19,12 @@ from sweeps.paths import check_writable_file
 from sweeps.running.bench import run_bench
 
 
+def _short(engine: str, schedule: str) -> str:
+    """A row's name that fits an 80-column table (bench.json keeps the whole one)."""
+    name = engine.replace("reference", "ref").replace("population", "pop").replace(" epoch loop", " loop")
+    return f"{name} ({schedule})" if schedule != "fixed" else name
+
+
 def register(app: typer.Typer) -> None:
     @app.command("bench", help="Time the seed-style loop, the reference trainer and the population engine.")
     @guarded
@@ -25,7 +32,9 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", help="cpu, cuda or auto."),
         sizes: str = typer.Option("8,32,128,512", help="Population sizes to time."),
         steps: int = typer.Option(40, help="Steps per timed block."),
-        repeats: int = typer.Option(3, help="Timed blocks (the median is reported)."),
+        repeats: int = typer.Option(3, help="Interleaved rounds, each timing every row once (the median is reported)."),
+        study: str = typer.Option("lr-study", help="The study whose own population row (f) times, or 'none'."),
+        profile: Optional[str] = typer.Option(None, help="That study's profile (default: quick on a CPU, full on a GPU)."),
         out_file: Path = typer.Option(Path("bench.json"), "--out", help="JSON results."),
     ) -> None:
         try:
@@ -38,18 +47,34 @@ def register(app: typer.Typer) -> None:
                             f"from 1 to 100")
         check_writable_file(out_file, "--out")  # before the benchmark runs, not after
         resolve_device(device)
-        result = run_bench(device, size_list, steps, repeats, log=lambda s: out.print(s))
+        chosen = None if study == "none" else study
+        if chosen is not None:  # a study or profile that does not exist is refused before any timing
+            from sweeps.running.plan import default_profile
+            from sweeps.study.spec import load_spec
+
+            load_spec(chosen).for_profile(profile or default_profile(device))
+        result = run_bench(device, size_list, steps, repeats, log=lambda s: out.print(s), study=chosen, profile=profile)
         table = Table(title=f"gan-sweep bench on {result['device_name']} ({result['device']})", box=None)
-        for col in ("engine", "members", "prec", "schedule", "ms/step", "member-steps/s", "upd", "vs (a)"):
-            table.add_column(col, justify="right")
+        for col in ("row", "P", "prec", "ms/step", "spread", "member-steps/s", "vs (a)", "floor"):
+            table.add_column(col, justify="left" if col == "row" else "right", no_wrap=True)
         for r in result["rows"]:
-            table.add_row(r["engine"], str(r["members"]), r["precision"], r["schedule"], f"{r['ms_per_step']:.2f}",
-                          f"{r['member_steps_per_s']:.0f}", f"{r['updates_per_member_step']:.1f}",
-                          f"{r['ratio_vs_seed_loop']:.1f}x")
+            floor = "-" if r["floor_share"] is None else f"{r['floor_share']:.0%}"
+            table.add_row(_short(r["engine"], r["schedule"]), str(r["members"]), r["precision"], f"{r['ms_per_step']:.2f}",
+                          f"{r['spread']:.0%}", f"{r['member_steps_per_s']:.0f}", f"{r['ratio_vs_seed_loop']:.1f}x", floor)
         out.print(table)
+        out.print(f"floor: each row's FLOPs per member-step (gan_core/cost.py) at {result['matmul_gflops']:.0f} GFLOP/s, "
+                  f"the fp32 matmul rate measured in this run on the study's layer shapes; 'floor' = floor time / "
+                  f"measured time; spread = (max - min) / median over the rounds")
         if result["adaptive_cost_per_update_vs_fixed"] is not None:
             out.print(f"adaptive schedule: {result['adaptive_cost_per_update_vs_fixed']:.2f}x the fixed schedule's time "
                       f"per member-update (updates = 2 D updates + the G steps each member took)")
+        if result["study"]:
+            st = result["study"]
+            out.print(f"{st['study']}: {st['trials']} trials x {st['epochs']} epochs x {st['steps_per_epoch']} steps = "
+                      f"{st['member_steps']:,} member-steps of {st['gflop_per_member_step']:.2f} GFLOP; at this run's "
+                      f"rates its training takes ~{st['projected_seconds'] / 60:.1f} min (epoch loop "
+                      f"{st['loop_seconds'] / 60:.1f}, {st['evaluations']} evaluations {st['evaluation_seconds'] / 60:.1f}); "
+                      f"floor {st['floor_seconds'] / 60:.1f} min: {st['times_floor']:.2f}x the floor")
         est = result["estimate"]
         out.print(f"128-trial lr-study at the seed's budget: ~{est['minutes']:.0f} min at the best rate "
                   f"(seed-style loop: ~{est['seed_style_minutes']:.0f} min)")

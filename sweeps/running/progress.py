@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 
 from rich.console import Group
 from rich.live import Live
@@ -19,7 +20,6 @@ from rich.progress import (
     Progress,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.text import Text
 
@@ -32,7 +32,7 @@ def _plain(line: str) -> None:
 
 def _bars() -> Progress:
     return Progress(TextColumn("{task.description:>6}"), MofNCompleteColumn(), BarColumn(bar_width=16),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err)
+                    TimeElapsedColumn(), TextColumn("{task.fields[eta]}"), console=err)
 
 
 class _Display:
@@ -70,14 +70,57 @@ class TrainDisplay(_Display):
 
     def __init__(self, epochs: int) -> None:
         super().__init__()
-        self.task = self.bars.add_task("epoch", total=epochs)
+        self.task = self.bars.add_task("epoch", total=epochs, eta="ETA -")
+        self.t0 = time.perf_counter()
 
     def on_epoch(self, ev) -> None:
         if self.live:
-            self.bars.update(self.task, completed=ev.record.epoch, total=ev.epochs)
+            per_epoch = (time.perf_counter() - self.t0) / ev.record.epoch
+            self.bars.update(self.task, completed=ev.record.epoch, total=ev.epochs,
+                             eta=f"ETA {fmt_duration(per_epoch * (ev.epochs - ev.record.epoch))}")
             self.set_status(epoch_line(ev))
         else:
             _plain(f"epoch {ev.record.epoch}/{ev.epochs}: {epoch_line(ev)}")
+
+
+class StudyClock:
+    """The study's ETA from epochs trained, not trials finished: a population's trials all end in the
+    same second, so a rate of trials would read "1 done, 11 left, ETA 2h" on the study's last second."""
+
+    def __init__(self, planned: int, epochs: int, done: int, now: Callable[[], float] = time.perf_counter) -> None:
+        self.now = now
+        self.total = planned * epochs
+        """Epochs the whole design trains (a trial that stops early counts whole once it ends)."""
+        self.epochs = epochs
+        self.finished = done * epochs
+        self.in_hand: dict[int, int] = {}
+        """Per trial in training: its epochs done."""
+        self.before = self.finished
+        """Epochs this invocation did not train (finished earlier, or restored from a checkpoint)."""
+        self.t0 = now()
+
+    def epoch(self, number: int, epoch: int) -> None:
+        if number not in self.in_hand:
+            self.before += epoch - 1  # a resumed trial's restored epochs are not this run's speed
+        self.in_hand[number] = epoch
+
+    def ended(self, number: int, counted: bool) -> None:
+        self.in_hand.pop(number, None)
+        if counted:
+            self.finished += self.epochs
+
+    def left(self) -> int:
+        return max(self.total - self.finished - sum(self.in_hand.values()), 0)
+
+    def eta(self) -> str:
+        """Time to the design's end at this invocation's speed so far; 'finishing' when every trial in hand
+        has trained out and is being recorded; '-' when nothing is left or no epoch ran yet."""
+        trained = self.finished + sum(self.in_hand.values()) - self.before
+        if not self.left():
+            return "finishing" if self.in_hand else "-"
+        if trained <= 0:
+            return "-"
+        return fmt_duration((self.now() - self.t0) / trained * self.left())
 
 
 class RunDisplay(_Display):
@@ -90,18 +133,14 @@ class RunDisplay(_Display):
         c = counts(handle.study)
         self.planned = planned
         self.done = c.get("COMPLETE", 0) + c.get("PRUNED", 0)
-        self.ran = 0
-        self.t0 = time.perf_counter()
+        self.clock = StudyClock(planned, epochs, self.done)
         self.started: dict[int, tuple[float, str]] = {}
         self.tally: dict[str, int] = {}
-        self.trials = self.bars.add_task("trials", total=planned, completed=self.done)
-        self.epoch = self.bars.add_task("epoch", total=epochs)
+        self.trials = self.bars.add_task("trials", total=planned, completed=self.done, eta="ETA -")
+        self.epoch = self.bars.add_task("epoch", total=epochs, eta="")
 
     def _eta(self) -> str:
-        left = max(self.planned - self.done, 0)
-        if not self.ran or not left:
-            return "-"
-        return fmt_duration((time.perf_counter() - self.t0) / self.ran * left)
+        return self.clock.eta()
 
     def on_start(self, prep) -> None:
         what = ", ".join(f"{k}={v}" for k, v in prep.params.items()) + f", seed {prep.cfg.seed}"
@@ -110,16 +149,20 @@ class RunDisplay(_Display):
             _plain(f"trial #{prep.trial.number} started ({what}); {self.done} of {self.planned} done")
 
     def on_epoch(self, number: int, ev) -> None:
+        self.clock.epoch(number, ev.record.epoch)
         if self.live:
             self.bars.update(self.epoch, completed=ev.record.epoch, total=ev.epochs)
+            self.bars.update(self.trials, eta=f"ETA {self._eta()}")
             self.set_status(f"#{number} {epoch_line(ev)}")
         elif ev.record.quality is not None or ev.verdict is not None:
-            _plain(f"  #{number} epoch {ev.record.epoch}/{ev.epochs}: {epoch_line(ev, markup=False)}")
+            _plain(f"  #{number} epoch {ev.record.epoch}/{ev.epochs}: {epoch_line(ev, markup=False)}; "
+                   f"study ETA {self._eta()}")
 
     def on_trial(self, number: int, label: str, fld: float | None = None) -> None:
-        self.ran += 1
-        if label not in ("FAIL", "superseded"):
+        counted = label not in ("FAIL", "superseded")
+        if counted:
             self.done += 1
+        self.clock.ended(number, counted)
         self.tally[label] = self.tally.get(label, 0) + 1
         t, what = self.started.pop(number, (time.perf_counter(), ""))
         fld_text = "" if fld is None else f", FLD {fld:.1f}"
@@ -127,6 +170,6 @@ class RunDisplay(_Display):
         self.say(f"trial #{number} {label}{fld_text} in {fmt_duration(time.perf_counter() - t)} ({what}); "
                  f"{self.done} done, {left} left, ETA {self._eta()}")
         if self.live:
-            self.bars.update(self.trials, completed=self.done)
+            self.bars.update(self.trials, completed=self.done, eta=f"ETA {self._eta()}")
             self.bars.update(self.epoch, completed=0)
             self.set_status("  ".join(f"{k} {v}" for k, v in sorted(self.tally.items())))
