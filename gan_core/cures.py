@@ -26,7 +26,13 @@ def ema_decay(decay, updates):
 
 def top_singular_value(w: torch.Tensor) -> torch.Tensor:
     """The largest singular value of a weight ([out, in]) or of each member's ([P, in, out]); NaN where
-    the weight is not finite (the SVD refuses it, and a diverged run still gets its epoch's record)."""
+    the weight is not finite (the eigensolver refuses it, and a diverged run still gets its epoch's record).
+
+    The square root of the largest eigenvalue of the Gram matrix on the weight's shorter side: exact,
+    as the SVD is, and about 3x faster than `matrix_norm(ord=2)` on D's 784 x 1024 layer (that SVD was
+    4% of the main job's epoch); the same Gram whichever way round the engine stores the weight."""
     finite = torch.isfinite(w).flatten(-2).all(-1)
-    sv = torch.linalg.matrix_norm(torch.where(finite[..., None, None], w, torch.zeros_like(w)), ord=2)
+    w = torch.where(finite[..., None, None], w, torch.zeros_like(w))
+    gram = w @ w.transpose(-1, -2) if w.shape[-2] <= w.shape[-1] else w.transpose(-1, -2) @ w
+    sv = torch.linalg.eigvalsh(gram)[..., -1].clamp_min(0).sqrt()
     return torch.where(finite, sv, torch.full_like(sv, float("nan")))

@@ -250,3 +250,17 @@ def test_every_cure_defaults_to_off_so_the_seed_s_run_is_unchanged():
     flat = RunConfig().to_flat()
     assert (flat["spectral_norm"], flat["r1_gamma"], flat["label_smoothing"], flat["instance_noise"],
             flat["g_ema"]) == (False, 0.0, 0.0, 0.0, 0.0)
+
+
+def test_the_top_singular_value_probe_is_the_svd_s_either_way_round_and_nan_where_not_finite():
+    from gan_core.cures import top_singular_value
+
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(3, 50, 70, generator=gen, dtype=torch.float64)
+    w[1] *= 30
+    svd = torch.linalg.matrix_norm(w, ord=2)
+    assert torch.allclose(top_singular_value(w), svd, rtol=1e-12, atol=0)
+    assert torch.allclose(top_singular_value(w.transpose(-1, -2)), svd, rtol=1e-12, atol=0)  # [out, in] layout
+    w[2, 4, 5] = float("nan")
+    got = top_singular_value(w)
+    assert got[2].isnan() and torch.allclose(got[:2], svd[:2], rtol=1e-12, atol=0)
