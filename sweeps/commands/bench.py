@@ -25,6 +25,36 @@ def _short(engine: str, schedule: str) -> str:
     return f"{name} ({schedule})" if schedule != "fixed" else name
 
 
+def render(result: dict) -> None:
+    """The bench's table and its lines (from a run, or from a bench.json read back)."""
+    table = Table(title=f"gan-sweep bench on {result['device_name']} ({result['device']})", box=None)
+    for col in ("row", "P", "prec", "ms/step", "spread", "steps/s", "vs (a)", "floor"):
+        table.add_column(col, justify="left" if col == "row" else "right", no_wrap=True)
+    for r in result["rows"]:
+        floor = "-" if r["floor_share"] is None else f"{r['floor_share']:.0%}"
+        table.add_row(_short(r["engine"], r["schedule"]), str(r["members"]), r["precision"], f"{r['ms_per_step']:.2f}",
+                      f"{r['spread']:.0%}", f"{r['member_steps_per_s']:.0f}", f"{r['ratio_vs_seed_loop']:.1f}x", floor)
+    out.print(table)
+    out.print(f"floor: each row's FLOPs per member-step (gan_core/cost.py) at {result['matmul_gflops']:.0f} GFLOP/s, "
+              f"the fp32 matmul rate measured in this run on the study's layer shapes; 'floor' = floor time / "
+              f"measured time; spread = (max - min) / median over the rounds; steps/s = member-steps per second; "
+              f"P = members")
+    if result["adaptive_cost_per_update_vs_fixed"] is not None:
+        out.print(f"adaptive schedule: {result['adaptive_cost_per_update_vs_fixed']:.2f}x the fixed schedule's time "
+                  f"per member-update (updates = 2 D updates + the G steps each member took)")
+    if result["study"]:
+        st = result["study"]
+        out.print(f"{st['study']}: {st['trials']} trials x {st['epochs']} epochs x {st['steps_per_epoch']} steps = "
+                  f"{st['member_steps']:,} member-steps of {st['gflop_per_member_step']:.2f} GFLOP; at this run's "
+                  f"rates its training, every trial to its last epoch, takes ~{st['projected_seconds'] / 60:.1f} "
+                  f"min (epoch loop "
+                  f"{st['loop_seconds'] / 60:.1f}, {st['evaluations']} evaluations {st['evaluation_seconds'] / 60:.1f}); "
+                  f"floor {st['floor_seconds'] / 60:.1f} min: {st['times_floor']:.2f}x the floor")
+    est = result["estimate"]
+    out.print(f"128-trial lr-study at the seed's budget: ~{est['minutes']:.0f} min at the best rate "
+              f"(seed-style loop: ~{est['seed_style_minutes']:.0f} min)")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("bench", help="Time the seed-style loop, the reference trainer and the population engine.")
     @guarded
@@ -54,29 +84,6 @@ def register(app: typer.Typer) -> None:
 
             load_spec(chosen).for_profile(profile or default_profile(device))
         result = run_bench(device, size_list, steps, repeats, log=lambda s: out.print(s), study=chosen, profile=profile)
-        table = Table(title=f"gan-sweep bench on {result['device_name']} ({result['device']})", box=None)
-        for col in ("row", "P", "prec", "ms/step", "spread", "member-steps/s", "vs (a)", "floor"):
-            table.add_column(col, justify="left" if col == "row" else "right", no_wrap=True)
-        for r in result["rows"]:
-            floor = "-" if r["floor_share"] is None else f"{r['floor_share']:.0%}"
-            table.add_row(_short(r["engine"], r["schedule"]), str(r["members"]), r["precision"], f"{r['ms_per_step']:.2f}",
-                          f"{r['spread']:.0%}", f"{r['member_steps_per_s']:.0f}", f"{r['ratio_vs_seed_loop']:.1f}x", floor)
-        out.print(table)
-        out.print(f"floor: each row's FLOPs per member-step (gan_core/cost.py) at {result['matmul_gflops']:.0f} GFLOP/s, "
-                  f"the fp32 matmul rate measured in this run on the study's layer shapes; 'floor' = floor time / "
-                  f"measured time; spread = (max - min) / median over the rounds")
-        if result["adaptive_cost_per_update_vs_fixed"] is not None:
-            out.print(f"adaptive schedule: {result['adaptive_cost_per_update_vs_fixed']:.2f}x the fixed schedule's time "
-                      f"per member-update (updates = 2 D updates + the G steps each member took)")
-        if result["study"]:
-            st = result["study"]
-            out.print(f"{st['study']}: {st['trials']} trials x {st['epochs']} epochs x {st['steps_per_epoch']} steps = "
-                      f"{st['member_steps']:,} member-steps of {st['gflop_per_member_step']:.2f} GFLOP; at this run's "
-                      f"rates its training takes ~{st['projected_seconds'] / 60:.1f} min (epoch loop "
-                      f"{st['loop_seconds'] / 60:.1f}, {st['evaluations']} evaluations {st['evaluation_seconds'] / 60:.1f}); "
-                      f"floor {st['floor_seconds'] / 60:.1f} min: {st['times_floor']:.2f}x the floor")
-        est = result["estimate"]
-        out.print(f"128-trial lr-study at the seed's budget: ~{est['minutes']:.0f} min at the best rate "
-                  f"(seed-style loop: ~{est['seed_style_minutes']:.0f} min)")
+        render(result)
         write_atomic(out_file, json.dumps(result, indent=1))
         out.print(f"written to {out_file}")
