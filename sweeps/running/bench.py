@@ -300,8 +300,12 @@ def study_loop(work: StudyWork, dataset, steps: int) -> Callable[[int], float]:
     pop = PopulationTrainer(configs, dataset)
 
     def block(n: int) -> float:
-        results = pop.run()  # each call trains epoch 1 again from where the weights are: same work
-        return sum(r.history[-1].g_steps for r in results) / (steps * len(results))
+        epochs = max(1, n // steps)  # whole epochs, as the study trains them (a warm-up asks for fewer: one)
+        g_steps = 0
+        for _ in range(epochs):
+            results = pop.run()  # each call trains epoch 1 again from where the weights are: same work
+            g_steps += sum(r.history[-1].g_steps for r in results)
+        return g_steps / (epochs * steps * len(results))
 
     return block
 
