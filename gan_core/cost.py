@@ -8,6 +8,11 @@ gradient and again for its input gradient); activations, losses, the optimiser a
 elementwise work on far fewer numbers, and they are what the floor leaves out. Input gradients are
 counted only where the loss needs them: not for a network's first layer's input (data or z), and D's
 weights get no gradient during G's step (D is frozen).
+
+The optimiser is counted apart, in bytes: its update does a few operations per parameter, so it is
+bound by memory, not arithmetic. Adam's update reads each parameter, its gradient and both moments and
+writes the parameter and the moments back (7 numbers per parameter per update, as torch's fused kernel
+does); SGD reads 3 and writes 2 with momentum, 2 and 1 without.
 """
 
 from __future__ import annotations
@@ -27,11 +32,19 @@ class StepCost:
     """One G step: G and D forward, D's input gradients, G's weight and input gradients."""
     g_steps_per_batch: float
     """G steps the schedule takes per batch (the fixed schedule: 1 / d_steps)."""
+    optimiser_bytes_per_update: tuple[float, float]
+    """Bytes the optimiser streams for one update of D and one of G (parameters x numbers x width)."""
 
     @property
     def flops(self) -> float:
         """The member-step's FLOPs."""
         return self.d_updates + self.g_steps_per_batch * self.g_step
+
+    @property
+    def optimiser_bytes(self) -> float:
+        """Bytes the member-step's optimiser updates stream: D's two updates and G's steps."""
+        d, g = self.optimiser_bytes_per_update
+        return 2 * d + self.g_steps_per_batch * g
 
 
 def layers(cfg: RunConfig, image_dim: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -39,6 +52,19 @@ def layers(cfg: RunConfig, image_dim: int) -> tuple[list[tuple[int, int]], list[
     m = cfg.model
     widths = [m.z_dim, *m.g_hidden, image_dim]
     return list(zip(widths, widths[1:])), [(image_dim, m.d_hidden), (m.d_hidden, 1)]
+
+
+NUMBERS_PER_PARAMETER = {"adam": 7, "sgd": 5, "sgd_no_momentum": 3}
+"""Numbers an update reads and writes per parameter (see the module's docstring)."""
+
+ITEM_BYTES = {"float32": 4, "float64": 8}
+"""Bytes per number of each dtype a configuration may train in (bf16 autocast keeps fp32 weights)."""
+
+
+def parameters(cfg: RunConfig, image_dim: int) -> tuple[int, int]:
+    """D's and G's parameter counts (weights and biases of their linear layers)."""
+    g, d = layers(cfg, image_dim)
+    return sum(i * o + o for i, o in d), sum(i * o + o for i, o in g)
 
 
 def member_step(cfg: RunConfig, image_dim: int, g_steps_per_batch: float | None = None) -> StepCost:
@@ -53,4 +79,7 @@ def member_step(cfg: RunConfig, image_dim: int, g_steps_per_batch: float | None 
     g_step = fwd_g + fwd_d + fwd_d + fwd_g + (fwd_g - first_g)  # D frozen: its input gradients only
     if g_steps_per_batch is None:
         g_steps_per_batch = 1 / cfg.schedule.d_steps if cfg.schedule.schedule == "fixed" else 1.0
-    return StepCost(2 * d_update + fwd_g, g_step, g_steps_per_batch)
+    opt = cfg.optim.optimiser if cfg.optim.optimiser == "adam" or cfg.optim.momentum else "sgd_no_momentum"
+    width = NUMBERS_PER_PARAMETER[opt] * ITEM_BYTES[cfg.dtype]
+    d_params, g_params = parameters(cfg, image_dim)
+    return StepCost(2 * d_update + fwd_g, g_step, g_steps_per_batch, (width * d_params, width * g_params))

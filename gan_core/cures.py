@@ -1,4 +1,5 @@
-"""The schedules of two of the field's cures, shared by both engines (the cures themselves act in
+"""The schedules of two of the field's cures (instance noise, G's EMA) and D's top-singular-value probe,
+shared by both engines (the cures themselves act in
 `gan_core.trainer`, `gan_core.population` and, for spectral norm, `gan_core.models`).
 
 Instance noise (Sønderby et al. 2016) is annealed linearly to 0 over the run, epoch by epoch: the

@@ -198,8 +198,9 @@ def run(stepper: Stepper, evaluator: Evaluator | None, thresholds: Thresholds, e
                 rec = dataclasses.replace(rec, quality=q)
             histories[p].append(rec)
             sealed = judge.observe(rec)
-            stop = any([cb(p, EpochEvent(rec, sealed, grid, cfg.budget.epochs)) for cb in callbacks])
-            if _ends(sealed, cfg) or stop or last:
+            final = last or _ends(sealed, cfg)
+            stop = any([cb(p, EpochEvent(rec, sealed, grid, cfg.budget.epochs, final)) for cb in callbacks])
+            if final or stop:
                 done[p], stopped[p] = True, not last
             elif paths[p] is not None and (epoch + 1) % checkpoint_every == 0:
                 save_checkpoint(stepper, i, paths[p], histories[p], engine)

@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from . import cures, loop, losses, precision, rng
+from . import allocator, cures, loop, losses, precision, rng
 from .config import POPULATION_CLASS, POPULATION_MEMBER, POPULATION_SHARED, RunConfig
 from .data import Dataset, to_training_tensor
 from .device import TORCH_DTYPES, resolve_device
@@ -150,6 +150,7 @@ class PopulationTrainer:
         c0 = self.configs[0]
         self.P = len(configs)
         self.device = resolve_device(c0.device)
+        allocator.keep_freed_memory()
         self.dtype = TORCH_DTYPES[c0.dtype]
         precision.check(c0.precision, c0.dtype, self.device)
         self.dataset = dataset

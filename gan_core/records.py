@@ -235,6 +235,9 @@ class EpochEvent:
     """GRID_SAMPLES images [N, 1, H, W] in [0, 1] from fixed noise, on evaluation epochs."""
     epochs: int
     """The run's planned number of epochs."""
+    final: bool = False
+    """The run's last epoch: its budget's end, or a sealed fate that stops it (a callback may still stop it
+    at any epoch; that is not known here)."""
 
 
 Callback = Callable[[EpochEvent], "bool | None"]

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import cures, loop, losses, precision, rng
+from . import allocator, cures, loop, losses, precision, rng
 from .config import ConfigError, RunConfig
 from .data import Dataset, load_dataset, to_training_tensor
 from .device import TORCH_DTYPES, resolve_device
@@ -261,6 +261,7 @@ class Trainer:
         self.cfg = config
         self.configs = [config]
         self.device = resolve_device(config.device)
+        allocator.keep_freed_memory()
         self.dtype = TORCH_DTYPES[config.dtype]
         precision.check(config.precision, config.dtype, self.device)
         self.dataset = dataset or load_dataset(config.data.dataset, config.data.data_dir)

@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{bench['adaptive_cost_per_update_vs_fixed']:.2f}x the fixed schedule's time per update ({bench_s:.0f} s)")
     st = bench["study"]  # the main job's own population through the epoch loop, beside its floor
     print(f"main job {st['study']}: {st['member_steps']:,} member-steps, projected {st['projected_seconds'] / 60:.1f} min "
-          f"on this device, {st['times_floor']:.2f}x its floor ({bench['matmul_gflops']:.0f} GFLOP/s fp32 matmuls)")
+          f"on this device, {st['times_floor']:.2f}x its floor ({bench['matmul_gflops']:.0f} GFLOP/s fp32 matmuls), "
+          f"{st['times_floor_with_optimiser']:.2f}x with its optimiser's bytes ({bench['memory_gbs']:.0f} GB/s)")
 
     run = [sys.executable, "-m", "sweeps", "run", "lr-study", "--profile", "full", "--engine", "population",
            "--device", args.device, "--dataset", "mnist-10k", "--epochs", str(args.epochs),

@@ -28,6 +28,34 @@ def test_the_floor_counts_exactly_the_matrix_products_a_reference_step_runs(mnis
     assert counted.get_total_flops() == member_step(cfg, mnist.image_dim).flops
 
 
+@pytest.mark.parametrize("kw", [dict(), dict(optimiser="sgd", momentum=0.9), dict(optimiser="sgd", dtype="float64"),
+                                dict(schedule="fixed", d_steps=2)])
+def test_the_optimiser_s_bytes_count_the_parameters_each_update_of_a_reference_step_touches(mnist, kw):
+    """Every optimiser step of a few real batches, counted by torch's global hook: the parameters each
+    one updated, times the numbers per parameter of its kind, times the dtype's width."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    cfg = RunConfig().replace(dataset="mnist-10k", device="cpu", **{"schedule": "fixed", "d_steps": 1, **kw})
+    trainer = Trainer(cfg, mnist)
+    updated = []
+    hook = register_optimizer_step_post_hook(
+        lambda opt, args, kwargs: updated.append(sum(p.numel() for g in opt.param_groups for p in g["params"]
+                                                     if p.grad is not None)))
+    batches = 2 * cfg.schedule.d_steps
+    try:
+        for b in range(batches):
+            trainer.step.batch(trainer.data[64 * b:64 * (b + 1)], lambda draw: trainer.noise(0, draw), Probes(),
+                               lambda slot: trainer.instance_noise(0, slot))
+    finally:
+        hook.remove()
+    per_number = {"adam": 7, "sgd": 5 if cfg.optim.momentum else 3}[cfg.optim.optimiser]
+    width = torch.tensor([], dtype=getattr(torch, cfg.dtype)).element_size()
+    cost = member_step(cfg, mnist.image_dim)
+    assert sum(updated) * per_number * width == pytest.approx(batches * cost.optimiser_bytes)
+    d_params = sum(p.numel() for p in trainer.D.parameters())
+    assert cost.optimiser_bytes_per_update[0] == d_params * per_number * width
+
+
 def test_freezing_with_eval_only_computes_more_than_the_floor(mnist):
     """The pitfall's cost: D's weight gradients during G's step are computed and thrown away."""
     cfg = RunConfig().replace(dataset="mnist-10k", device="cpu", schedule="fixed", d_steps=1, freeze="eval_only")
@@ -87,6 +115,10 @@ eval_samples = 64
     assert st["member_steps"] == 3 * 6 * (10_000 // 64) and st["evaluations"] == 3 * 3
     assert st["projected_seconds"] == pytest.approx(st["loop_seconds"] + st["evaluation_seconds"])
     assert st["times_floor"] == pytest.approx(st["projected_seconds"] / st["floor_seconds"])
+    assert result["memory_gbs"] > 0 and st["optimiser_floor_seconds"] == pytest.approx(
+        st["member_steps"] * member_step(cfg, 784).optimiser_bytes / result["memory_gbs"] / 1e9)
+    assert st["times_floor_with_optimiser"] < st["times_floor"]
+    assert "its optimiser streams" in out
     assert "tiny-quick: 3 trials x 6 epochs x 156 steps" in out and "x the floor" in out
     assert {r["engine"] for r in result["rows"]} >= {"(a) seed loop", "(b) reference", "(c) population",
                                                       "(d) population", "(e) reference + g_ema"}

@@ -119,6 +119,7 @@ def test_a_checkpoint_with_cures_resumes_exactly_on_either_engine(mnist, tmp_pat
 
 # -- spectral norm ------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # two seed-like runs; the quick tier checks our spectral norm against torch's step by step
 def test_spectral_norm_holds_d_s_largest_singular_value_at_one_and_without_it_d_grows(mnist):
     off = Trainer(RunConfig().replace(**SEEDLIKE), mnist).run().history
     on = Trainer(RunConfig().replace(**SEEDLIKE, spectral_norm=True), mnist).run().history
@@ -161,6 +162,7 @@ def test_our_spectral_norm_is_torch_s_step_by_step():
 
 # -- R1 -----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # two seed-like runs; R1's arithmetic is in the float64 engine comparisons too
 def test_r1_penalises_d_s_gradient_on_real_data_and_its_probe_is_the_penalty(mnist):
     base = RunConfig().replace(**SEEDLIKE)
     runs = {}

@@ -73,8 +73,9 @@ def assert_matches_reference(pop, results, configs, mnist):
         assert results[p].verdict.label == ref.verdict.label
 
 
-@pytest.fixture(scope="module", params=["per_member", "where"])
+@pytest.fixture(scope="module", params=["per_member", pytest.param("where", marks=pytest.mark.slow)])
 def population_run(request, mnist):
+    """The mixed population trained once per Adam implementation (the GPU's `where` in the full tier)."""
     pop = PopulationTrainer(mixed_configs(), mnist, adam_impl=request.param)
     return pop, pop.run()
 

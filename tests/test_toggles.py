@@ -36,6 +36,18 @@ def test_without_clamp_a_saturated_d_gives_inf_and_the_run_is_labelled_diverged(
     assert len(result.history) == 1 and result.stopped_early  # stopped cleanly after the epoch
 
 
+def test_the_epoch_event_says_which_epoch_is_a_run_s_last_early_stop_or_budget(tiny_config, mnist):
+    """What the study's ETA reads to stop counting a stopped trial's unrun epochs as work left."""
+    seen = []
+    stopping = Trainer(tiny_config.replace(clamp="none", epochs=3), mnist, callbacks=[seen.append])
+    force_d_output(stopping.D, 100.0)
+    stopping.run()
+    assert [(ev.record.epoch, ev.final) for ev in seen] == [(1, True)]  # sealed diverged at 1 of 3
+    seen.clear()
+    Trainer(tiny_config, mnist, callbacks=[seen.append]).run()
+    assert [(ev.record.epoch, ev.final) for ev in seen] == [(1, False), (2, True)]
+
+
 def test_with_clamp_the_same_d_gives_a_finite_loss_and_zero_gradient(tiny_config, mnist):
     trainer, step = make_step(tiny_config.replace(clamp="clamp", clip_d="off"), mnist)
     force_d_output(trainer.D, 100.0)

@@ -61,6 +61,16 @@ def test_the_study_eta_counts_epochs_so_a_population_ending_together_says_finish
         clock.ended(n, counted=True)
     assert clock.eta() == "-"
 
+    stopping = progress.StudyClock(planned=3, epochs=36, done=0, now=lambda: 0.0)
+    for epoch in range(1, 9):
+        for n in range(3):
+            stopping.epoch(n, epoch, final=epoch == 8 and n == 2)  # #2's fate sealed at 8: it stops there
+    assert stopping.left() == 2 * 28  # its 28 unrun epochs are not work left
+    for epoch in range(9, 37):
+        for n in range(2):
+            stopping.epoch(n, epoch, final=epoch == 36)
+    assert stopping.eta() == "finishing"  # all three trained out, recorded together: not "ETA 4m"
+
     resumed = progress.StudyClock(planned=2, epochs=10, done=1, now=lambda: now[0])  # one done before this run
     now[0] = 250.0
     resumed.epoch(1, 6)  # restored at 5, trained its sixth in 10 s

@@ -50,6 +50,11 @@ def render(result: dict) -> None:
                   f"min (epoch loop "
                   f"{st['loop_seconds'] / 60:.1f}, {st['evaluations']} evaluations {st['evaluation_seconds'] / 60:.1f}); "
                   f"floor {st['floor_seconds'] / 60:.1f} min: {st['times_floor']:.2f}x the floor")
+        out.print(f"its optimiser streams {st['mb_optimiser_per_member_step']:.0f} MB per member-step: "
+                  f"{st['optimiser_floor_seconds'] / 60:.1f} min more at {result['memory_gbs']:.0f} GB/s, the memory "
+                  f"rate measured in this run; with it the floor is "
+                  f"{(st['floor_seconds'] + st['optimiser_floor_seconds']) / 60:.1f} min, and the study "
+                  f"{st['times_floor_with_optimiser']:.2f}x that")
     est = result["estimate"]
     out.print(f"128-trial lr-study at the seed's budget: ~{est['minutes']:.0f} min at the best rate "
               f"(seed-style loop: ~{est['seed_style_minutes']:.0f} min)")

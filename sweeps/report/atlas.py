@@ -79,7 +79,7 @@ def pick_study(names: list[str], study: str, profile: str | None, sizes: dict[st
 
 
 def _typical(data: StudyData, arm: Arm) -> pd.Series | None:
-    """The arm's typical finished run (report_data.median_trial) among those with an MLflow run."""
+    """The arm's typical finished run (`sweeps.report.data.median_trial`) among those with an MLflow run."""
     df = data.finished
     g = df[df["trial"].isin(arm.trials)].dropna(subset=["mlflow_run_id"])
     return None if g.empty else median_trial(g, data.metric)

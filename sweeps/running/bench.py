@@ -18,6 +18,9 @@ machine that drifts slows them alike; a row's figure is its median, and its spre
 the median) is printed. The floor: a member-step's FLOPs counted from its configuration
 (`gan_core.cost`) at the matmul rate measured in the same run on the study's own layer shapes; a
 row's share of the floor is floor time / measured time. Figures are ratios within one run.
+
+The optimiser's update is memory-bound, so the study's projection also states a second floor: the
+bytes Adam streams per member-step (`gan_core.cost`) at the memory rate measured in the same run.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from gan_core import cost, loop, precision, toggles
+from gan_core import allocator, cost, loop, precision, toggles
 from gan_core.config import RunConfig
 from gan_core.data import BUNDLED_MNIST, load_dataset
 from gan_core.device import resolve_device
@@ -131,6 +134,21 @@ def matmul_rate(cfg: RunConfig, image_dim: int, members: int, device: torch.devi
         _sync(device)
         best = min(best, (time.perf_counter() - t0) / 4)
     return flops / best / 1e9
+
+
+def memory_rate(device: torch.device, repeats: int = 5, numbers: int = 1 << 25) -> float:
+    """GB/s of a streaming update measured now (c = a + b/2 over 128 MB tensors, far past the caches:
+    3 numbers moved per element, as the optimiser's bytes are counted); the best of `repeats`."""
+    a, b, c = (torch.ones(numbers, device=device) for _ in range(3))
+    torch.add(a, b, alpha=0.5, out=c)
+    _sync(device)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.add(a, b, alpha=0.5, out=c)
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 3 * numbers * a.element_size() / best / 1e9
 
 
 # -- (a) the seed's loop, as written -----------------------------------------------------------
@@ -294,8 +312,8 @@ def study_work(study: str, profile: str, device: str, dataset, members: int) -> 
 
 
 def study_loop(work: StudyWork, dataset, steps: int) -> Callable[[int], float]:
-    """The study's population through `PopulationTrainer.run`, one epoch of `steps` batches per block
-    (no evaluator: its cost is the evaluation row's)."""
+    """The study's population through `PopulationTrainer.run`: a block of n batches trains n // steps whole
+    epochs of `steps` batches (at least one; no evaluator: its cost is the evaluation row's)."""
     configs = [c.replace(epochs=1, steps_per_epoch=steps, stop_early=False) for c in work.configs]
     pop = PopulationTrainer(configs, dataset)
 
@@ -363,14 +381,17 @@ def run_bench(device: str, sizes: list[int], steps: int, repeats: int, log=print
 
             work = study_work(study, profile or default_profile(str(dev)), str(dev), dataset,
                               POPULATION_GPU if dev.type == "cuda" else POPULATION_CPU)
-            work_flops = cost.member_step(work.configs[0], dataset.image_dim).flops
+            work_cost = cost.member_step(work.configs[0], dataset.image_dim)
             rows.append(Timed(f"(f) {work.name} epoch loop", len(work.configs), work.configs[0].precision,
-                              work.configs[0].schedule.schedule, steps, study_loop(work, dataset, steps), work_flops))
+                              work.configs[0].schedule.schedule, steps, study_loop(work, dataset, steps),
+                              work_cost.flops))
         log(f"{len(rows)} rows, {repeats} interleaved rounds")
         rate_cfg = work.configs[0] if work else cfg
-        rate = matmul_rate(rate_cfg, dataset.image_dim, len(work.configs) if work else largest, dev)
+        rate, bandwidth = matmul_rate(rate_cfg, dataset.image_dim, len(work.configs) if work else largest, dev), \
+            memory_rate(dev)
         timed = time_interleaved(rows, repeats, dev, log)
         rate_after = matmul_rate(rate_cfg, dataset.image_dim, len(work.configs) if work else largest, dev)
+        bandwidth = max(bandwidth, memory_rate(dev))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     rate = max(rate, rate_after)  # measured before and after the rows: the better of the two
@@ -391,7 +412,8 @@ def run_bench(device: str, sizes: list[int], steps: int, repeats: int, log=print
     result = {
         "device": str(dev), "device_name": name,
         "threads": torch.get_num_threads(), "torch": torch.__version__, "steps": steps, "repeats": repeats,
-        "matmul_gflops": rate, "rows": timed, "best": best,
+        "matmul_gflops": rate, "memory_gbs": bandwidth, "allocator_keeps_freed_memory": allocator.keep_freed_memory(),
+        "rows": timed, "best": best,
         "cure_cost_vs_reference": {r["engine"].removeprefix("(e) reference + "): r["ms_per_step"] / plain["ms_per_step"]
                                    for r in timed if r["engine"].startswith("(e) reference +")},
         "adaptive_cost_per_update_vs_fixed": (adaptive_row["ms_per_member_update"] / fixed_largest["ms_per_member_update"]
@@ -402,7 +424,8 @@ def run_bench(device: str, sizes: list[int], steps: int, repeats: int, log=print
         "study": None,
     }
     if work is not None:
-        result["study"] = project(work, timed[-1], study_evaluation(work, dataset, _evaluator(dataset)), rate)
+        result["study"] = project(work, timed[-1], study_evaluation(work, dataset, _evaluator(dataset)), rate,
+                                  work_cost.optimiser_bytes, bandwidth)
     return result
 
 
@@ -412,17 +435,22 @@ def _evaluator(dataset):
     return Evaluator(dataset)
 
 
-def project(work: StudyWork, row: dict, evaluation: Callable[[], float], rate: float) -> dict:
-    """The study's training time at the loop's measured rate plus its evaluations, beside its floor."""
+def project(work: StudyWork, row: dict, evaluation: Callable[[], float], rate: float, optimiser_bytes: float,
+            bandwidth: float) -> dict:
+    """The study's training time at the loop's measured rate plus its evaluations, beside its floor (the
+    matmuls at `rate` GFLOP/s) and the optimiser's (its bytes at `bandwidth` GB/s)."""
     evaluation()  # warm
     eval_s = statistics.median(evaluation() for _ in range(3)) / len(work.configs)  # one member, once
     member_steps = work.trials * work.epochs * work.steps_per_epoch
     evaluations = work.trials * -(-work.epochs // work.eval_every)
     loop_s = member_steps * row["ms_per_step"] / row["members"] / 1000
     floor_s = member_steps * row["flops"] / rate / 1e9
+    optimiser_s = member_steps * optimiser_bytes / bandwidth / 1e9
     return {"study": work.name, "trials": work.trials, "epochs": work.epochs, "steps_per_epoch": work.steps_per_epoch,
             "member_steps": member_steps, "gflop_per_member_step": row["flops"] / 1e9,
             "evaluation_s_per_member": eval_s, "evaluations": evaluations,
             "loop_seconds": loop_s, "evaluation_seconds": evaluations * eval_s,
             "projected_seconds": loop_s + evaluations * eval_s, "floor_seconds": floor_s,
-            "times_floor": (loop_s + evaluations * eval_s) / floor_s}
+            "times_floor": (loop_s + evaluations * eval_s) / floor_s,
+            "mb_optimiser_per_member_step": optimiser_bytes / 1e6, "optimiser_floor_seconds": optimiser_s,
+            "times_floor_with_optimiser": (loop_s + evaluations * eval_s) / (floor_s + optimiser_s)}

@@ -187,7 +187,6 @@ def resolve(opts: RunOptions) -> Resolved:
     max_batch = _every_config(spec, prof, overrides)
     base = spec.run_config({}, spec.seeds[0], prof, **overrides)
     device = resolve_device(base.device)
-    # auto: populations pay off where launches dominate (a GPU); on a CPU arithmetic does.
     # auto: the population whenever trials can share one (a GPU: launches dominate; a CPU: `gan-sweep bench`
     # measures 1.7-2.4x the reference trainer's member-steps/s at 8-16 members on 2 cores).
     engine = opts.engine if opts.engine != "auto" else ("population" if planned >= 2 else "reference")

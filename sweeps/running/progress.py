@@ -95,22 +95,30 @@ class StudyClock:
         self.finished = done * epochs
         self.in_hand: dict[int, int] = {}
         """Per trial in training: its epochs done."""
+        self.trained_out: set[int] = set()
+        """Trials in hand whose training has ended (a population records them when all its members end)."""
         self.before = self.finished
         """Epochs this invocation did not train (finished earlier, or restored from a checkpoint)."""
         self.t0 = now()
 
-    def epoch(self, number: int, epoch: int) -> None:
+    def epoch(self, number: int, epoch: int, final: bool = False) -> None:
+        """Trial `number` trained its epoch `epoch`; `final`: its last (an early stop's too)."""
         if number not in self.in_hand:
             self.before += epoch - 1  # a resumed trial's restored epochs are not this run's speed
         self.in_hand[number] = epoch
+        if final:
+            self.trained_out.add(number)
 
     def ended(self, number: int, counted: bool) -> None:
         self.in_hand.pop(number, None)
+        self.trained_out.discard(number)
         if counted:
             self.finished += self.epochs
 
     def left(self) -> int:
-        return max(self.total - self.finished - sum(self.in_hand.values()), 0)
+        """Epochs still to train: a trial stopped early has none left, though it is recorded later."""
+        unrun = sum(self.epochs - self.in_hand[n] for n in self.trained_out)
+        return max(self.total - self.finished - sum(self.in_hand.values()) - unrun, 0)
 
     def eta(self) -> str:
         """Time to the design's end at this invocation's speed so far; 'finishing' when every trial in hand
@@ -149,7 +157,7 @@ class RunDisplay(_Display):
             _plain(f"trial #{prep.trial.number} started ({what}); {self.done} of {self.planned} done")
 
     def on_epoch(self, number: int, ev) -> None:
-        self.clock.epoch(number, ev.record.epoch)
+        self.clock.epoch(number, ev.record.epoch, ev.final)
         if self.live:
             self.bars.update(self.epoch, completed=ev.record.epoch, total=ev.epochs)
             self.bars.update(self.trials, eta=f"ETA {self._eta()}")

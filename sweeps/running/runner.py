@@ -79,7 +79,7 @@ class RunContext:
     parent_run: str
     """This invocation's parent MLflow run."""
     overrides: dict[str, Any]
-    """Run-config overrides from the command line (dataset, device, epochs)."""
+    """Run-config overrides from the command line (dataset, device; --epochs changes the profile)."""
     on_epoch: Callable[[int, EpochEvent], None] | None = None
     """Progress display."""
     overhead: Overhead = field(default_factory=Overhead)
@@ -230,7 +230,7 @@ def _training(ctx: RunContext, fn):
 
 
 def run_trial(ctx: RunContext, trial: optuna.Trial) -> str:
-    """Train one trial on the reference engine and tell Optuna its result (the label, or 'FAIL')."""
+    """Train one trial on the reference engine and tell Optuna its result (the outcome label, 'superseded' or 'FAIL')."""
     prep = None
     try:
         prep = prepare(ctx, trial)
@@ -361,7 +361,7 @@ def _unrecorded(ctx: RunContext, store: str, number: int, exc: Exception) -> Non
 
 
 def run_trials(ctx: RunContext, limit: int | None = None,
-               on_trial: Callable[[int, str], None] | None = None,
+               on_trial: Callable[[int, str, float | None], None] | None = None,
                on_start: Callable[[Prepared], None] | None = None) -> int:
     """Run trials until the study has no work left (or `limit` trials ran); returns how many ran.
 

@@ -51,9 +51,9 @@ CLAIMS: tuple[Claim, ...] = (
 """In the order the atlas lists them: the five pitfalls, the adaptive rule, the headline, the cures."""
 
 BY_ID = {c.id: c for c in CLAIMS}
-PITFALLS = tuple(c.id for c in CLAIMS if c.id.isdigit())
-"""The claims the atlas counts as pitfall verdicts (the headline is a reproduction, not a pitfall)."""
 PITFALL_VERDICTS = tuple(c.id for c in CLAIMS if c.group == "pitfall")
+"""The claims the atlas counts as pitfall verdicts: the five pitfalls and the adaptive rule (the headline
+is a reproduction, not a pitfall)."""
 RUN_FLAGS = {"pitfall": "--run", "headline": "--run --run-headline", "cure": "--run --run-cures"}
 """The `gan-sweep atlas` flags that run each group's study (the headline's and the cures' only when asked)."""
 CURES = tuple(c.id for c in CLAIMS if c.group == "cure")

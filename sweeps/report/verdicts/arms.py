@@ -47,7 +47,7 @@ class ClaimVerdict:
     """One claim's verdict."""
 
     claim_id: str
-    """The claim (sweeps/claims.py): a pitfall number, "adaptive", "headline" or a cure."""
+    """The claim (sweeps/study/claims.py): a pitfall number, "adaptive", "headline" or a cure."""
     claim: str
     """What the seed says."""
     status: str
