@@ -32,7 +32,6 @@ Correctness rules, each tested against the reference trainer (the oracle) in flo
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -40,12 +39,21 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from . import allocator, cures, loop, losses, precision, rng
+from . import (
+    allocator,
+    cures,
+    epoch_signals,
+    loop,
+    losses,
+    population_state,
+    precision,
+    rng,
+)
 from .config import POPULATION_CLASS, POPULATION_MEMBER, POPULATION_SHARED, RunConfig
 from .data import Dataset, to_training_tensor
 from .device import TORCH_DTYPES, resolve_device
 from .evaluator import Evaluator
-from .member_state import MemberState, checked
+from .member_state import MemberState
 from .models import G_OUTPUT, SN_EPS, build_models, to_pixels
 from .records import EpochRecord, RunResult, Thresholds
 from .schedule import ZERO_GRADIENT_STEPS
@@ -53,13 +61,10 @@ from .stacked import (
     OptimState,
     StackedMLP,
     clip_,
-    copy_checked,
-    from_module_layout,
     masked_adam,
     masked_sgd,
     member_norms,
     stack_linear,
-    to_module_layout,
 )
 
 STRUCTURE_KEYS = tuple(k for k, v in POPULATION_CLASS.items() if v == POPULATION_SHARED)
@@ -569,13 +574,7 @@ class PopulationTrainer:
         acc["updated"].append(upd.to(self.dtype))
 
     # -- epochs -------------------------------------------------------------------------------------
-    @staticmethod
-    def new_accumulator() -> dict[str, list[torch.Tensor]]:
-        """Per-step [P] signals that `batch` appends to and `summarise` reads once."""
-        return {k: [] for k in ("loss_d", "loss_g", "loss_g_bad", "d_real", "d_fake", "grad_d", "grad_g", "grad_g_max",
-                                "clamp_hits", "clamp_hits_g", "bad", "g_steps", "g_batches", "g_capped", "updated",
-                                "g_hung_bound", "g_hung_zero", "g_phase",
-                                "leak_d", "leak_g", "frozen_grad_g", "frozen_grad_d", "r1")}
+    new_accumulator = staticmethod(epoch_signals.new_accumulator)
 
     def train_epoch(self, epoch: int, global_step: int, active: list[bool]) -> list[EpochRecord | None]:
         self.training = torch.tensor(active, device=self.device)
@@ -610,54 +609,7 @@ class PopulationTrainer:
 
     def summarise(self, acc: dict) -> dict[str, list]:
         """Per-member epoch statistics from the accumulated signals, in one device read."""
-        def stack(k):
-            return torch.stack(acc[k]).double() if acc[k] else torch.zeros(1, self.P, dtype=torch.float64,
-                                                                           device=self.device)
-
-        n = stack("updated").sum(0)
-        g_steps = stack("g_steps").sum(0)
-        d_real, d_fake, loss_d, grad_d = stack("d_real"), stack("d_fake"), stack("loss_d"), stack("grad_d")
-        upd = stack("updated")
-        upd2 = upd.repeat_interleave(2, 0) if len(grad_d) == 2 * len(upd) else upd
-
-        def mean(t, w, count):
-            return torch.where(count > 0, (t.nan_to_num(0.0) * w).sum(0) / count.clamp(min=1),
-                               torch.full_like(count, math.nan))
-
-        def per_g_step(k):
-            return torch.where(g_steps > 0, stack(k).nan_to_num(0.0).sum(0) / g_steps.clamp(min=1), torch.zeros_like(n))
-
-        bad = stack("bad").sum(0) + ((~torch.isfinite(loss_d)) & (upd > 0)).double().sum(0)
-        hits = (stack("clamp_hits") * upd2).sum(0) + stack("clamp_hits_g").sum(0)
-        total = (2 * n + g_steps) * self.B
-        zeros = torch.zeros_like(n)
-        out = {
-            "loss_d": torch.where(((~torch.isfinite(loss_d)) & (upd > 0)).any(0), torch.full_like(n, math.nan),
-                                  mean(loss_d, upd, n)),
-            "loss_g": torch.where(stack("loss_g_bad").sum(0) > 0, torch.full_like(n, math.nan),
-                                  torch.where(g_steps > 0, stack("loss_g").sum(0) / g_steps.clamp(min=1),
-                                              torch.full_like(n, math.nan))),
-            "d_real": mean(d_real, upd, n), "d_fake": mean(d_fake, upd, n),
-            "clamp_rate": torch.where(total > 0, hits / total.clamp(min=1), zeros),
-            "grad_d": mean(grad_d, upd2, 2 * n), "grad_d_max": (grad_d.nan_to_num(nan=-1.0) * upd2).max(0).values.clamp(min=0),
-            "grad_g": per_g_step("grad_g"),
-            "grad_g_max": stack("grad_g_max").nan_to_num(nan=-1.0).max(0).values.clamp(min=0),
-            "frozen_grad_d": per_g_step("frozen_grad_d") if acc["frozen_grad_d"] else zeros,
-            "frozen_grad_g": mean(stack("frozen_grad_g"), upd, n) if acc["frozen_grad_g"] else zeros,
-            "leak_d": mean(stack("leak_d"), upd2, 2 * n) if acc["leak_d"] else zeros,
-            "leak_g": per_g_step("leak_g") if acc["leak_g"] else zeros,
-            "r1_penalty": mean(stack("r1"), upd, n) if acc["r1"] else zeros,
-            "g_steps": g_steps, "g_batches": stack("g_batches").sum(0), "g_capped": stack("g_capped").sum(0),
-            "g_hung_bound": stack("g_hung_bound").sum(0), "g_hung_zero": stack("g_hung_zero").sum(0),
-            "g_phase_max": stack("g_phase").max(0).values,
-            "nonfinite": bad, "updated": n,
-        }
-        names = list(out)
-        values = torch.stack([out[k] for k in names]).cpu().tolist()
-        res = dict(zip(names, values))
-        for k in ("g_steps", "g_batches", "g_capped", "g_hung_bound", "g_hung_zero", "g_phase_max", "nonfinite"):
-            res[k] = [int(v) for v in res[k]]
-        return res
+        return epoch_signals.summarise(acc, self.P, self.B, self.device)
 
     @torch.no_grad()
     def _update_ema(self, stepped: torch.Tensor) -> None:
@@ -700,72 +652,11 @@ class PopulationTrainer:
         return out.float().cpu()
 
     # -- a member's state, in the checkpoint layout shared with the reference trainer ---------------
-    def _slots(self, state: OptimState, p: int) -> dict[str, list]:
-        n = len(state.m)
-        step = float(state.step[p])
-        if self.sgd:
-            keep = step > 0 and float(self.momentum[p]) != 0
-            return {"momentum_buffer": [to_module_layout(m[p]) if keep else None for m in state.m]}
-        if step == 0:
-            return {"step": [None] * n, "exp_avg": [None] * n, "exp_avg_sq": [None] * n}
-        return {"step": [step] * n, "exp_avg": [to_module_layout(m[p]) for m in state.m],
-                "exp_avg_sq": [to_module_layout(v[p]) for v in state.v]}
-
     def member_state(self, p: int) -> MemberState:
-        state = {}
-        for name, net, opt, grads in (("G", self.G, self.opt_g, self.grad_g), ("D", self.D, self.opt_d, self.grad_d)):
-            state[name] = [to_module_layout(t.detach()[p]) for t in net.params]
-            state[f"opt_{name}"] = self._slots(opt, p)
-            state[f"grad_{name}"] = [to_module_layout(g[p]) for g in grads] if grads is not None else \
-                [None] * len(net.params)
-        state["rule"] = {"rest_k": float(self.rest_k[p]), "batches": int(self.batch_count[p])}
-        state["sn"] = ({"u": [u[p].clone() for u in self.sn_u], "v": [v[p].clone() for v in self.sn_v]}
-                       if self.any_sn and bool(self.sn_on[p]) else None)
-        state["ema"] = ({"G": [to_module_layout(e[p]) for e in self.ema_g], "updates": int(self.ema_updates[p])}
-                        if self.any_ema and bool(self.ema_on[p]) else None)
-        return checked(state)
+        return population_state.member_state(self, p)
 
-    @torch.no_grad()
     def load_member_state(self, p: int, state: MemberState) -> None:
-        checked(state)
-        for name, net, opt, grads in (("G", self.G, self.opt_g, self.grad_g), ("D", self.D, self.opt_d, self.grad_d)):
-            if len(state[name]) != len(net.params):
-                raise ValueError(f"{name} has {len(state[name])} tensors, expected {len(net.params)}")
-            for t, v in zip(net.params, state[name]):
-                copy_checked(t[p], from_module_layout(v), name)
-            slots = state[f"opt_{name}"]
-            if self.sgd:
-                if "momentum_buffer" not in slots:
-                    raise ValueError("the checkpoint holds Adam's state, this member uses SGD")
-                bufs = slots["momentum_buffer"]
-                steps = 1.0 if any(b is not None for b in bufs) else 0.0
-                for m, b in zip(opt.m, bufs):
-                    m[p] = 0.0 if b is None else from_module_layout(b).to(m)
-                opt.step[p] = steps
-            else:
-                if "exp_avg" not in slots:
-                    raise ValueError("the checkpoint holds SGD's state, this member uses Adam")
-                opt.step[p] = float(slots["step"][0] or 0.0)
-                for m, v, a, b in zip(opt.m, opt.v, slots["exp_avg"], slots["exp_avg_sq"]):
-                    m[p] = 0.0 if a is None else from_module_layout(a).to(m)
-                    v[p] = 0.0 if b is None else from_module_layout(b).to(v)
-            if grads is not None:
-                for g, s in zip(grads, state[f"grad_{name}"]):
-                    g[p] = 0.0 if s is None else from_module_layout(s).to(g)
-        self.rest_k[p] = float(state["rule"].get("rest_k") or 0.0)
-        self.batch_count[p] = int(state["rule"].get("batches") or 0)
-        if self.any_sn and bool(self.sn_on[p]):
-            if not state.get("sn"):
-                raise ValueError("the checkpoint has no spectral-norm vectors")
-            for mine, theirs, key in ((self.sn_u, state["sn"]["u"], "sn_u"), (self.sn_v, state["sn"]["v"], "sn_v")):
-                for t, v in zip(mine, theirs):
-                    copy_checked(t[p], v, key)
-        if self.any_ema and bool(self.ema_on[p]):
-            if not state.get("ema"):
-                raise ValueError("the checkpoint has no average of G")
-            for e, v in zip(self.ema_g, state["ema"]["G"]):
-                copy_checked(e[p], from_module_layout(v), "G_ema")
-            self.ema_updates[p] = float(state["ema"]["updates"])
+        population_state.load_member_state(self, p, state)
 
     @torch.no_grad()
     def reset_member(self, p: int) -> None:
