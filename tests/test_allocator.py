@@ -17,7 +17,7 @@ PROBE = textwrap.dedent("""
     n = 38 << 20  # lr-study's stacked D weight gradient: 12 x 784 x 1024 floats
     torch.ones(n // 4)  # allocated, touched and freed once
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(5):
+    for _ in range(10):
         torch.ones(n // 4)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """)
@@ -37,5 +37,7 @@ def test_an_engine_keeps_freed_blocks_so_reallocating_them_costs_no_page_faults(
         pytest.skip("this C library has no glibc mallopt")
     pages = (38 << 20) // 4096
     plain, engine = page_faults("plain"), page_faults("engine")
-    assert plain >= 4 * pages, plain  # without it, every reallocation maps and touches fresh pages
-    assert engine < pages // 10, engine  # with it, the same block comes back from the heap
+    assert plain >= 9 * pages, plain  # without it, every reallocation maps and touches fresh pages
+    # with it, the block comes back from the heap (the heap may grow once more, if a small allocation
+    # landed in the freed space: one block's pages, not ten)
+    assert engine <= 2 * pages, engine
