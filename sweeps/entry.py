@@ -5,6 +5,7 @@ traceback only when GAN_SWEEP_DEBUG=1; and nothing printed shows a password (`ma
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -27,16 +28,26 @@ def main(argv: list[str] | None = None) -> None:
 
                 cli_main(argv)
             except KeyboardInterrupt:
-                print("error: interrupted", file=sys.stderr)
-                sys.exit(130)
+                _exit_interrupted()
             except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
                 if signals.received():  # Ctrl-C mid-import leaves half a module: what fails next is the interrupt
-                    print("error: interrupted", file=sys.stderr)
-                    sys.exit(130)
+                    _exit_interrupted()
                 sys.exit(_fault(exc))
     except KeyboardInterrupt:  # before the streams were masked: nothing secret was given yet
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _exit_interrupted()
+
+
+def _exit_interrupted() -> None:
+    """One line and exit code 130, now. Not through sys.exit: an interrupt that landed while an extension
+    ran code through the C API during an import (torch does, starting) leaves CPython's "unhandled
+    KeyboardInterrupt" flag set even though it was caught here, and the interpreter then ends by killing
+    itself with SIGINT after finalising (exit status -2, about one start-up Ctrl-C in two here). The
+    trial's records were closed on the way up, before this point; the streams are flushed."""
+    print("error: interrupted", file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(130)
 
 
 def _on_sigint(signum, frame) -> None:

@@ -549,10 +549,12 @@ def test_16_a_tracking_server_killed_mid_trial_ends_in_one_line_and_the_next_run
             "--out", str(tmp_path / "r"), "--checkpoint-dir", str(tmp_path / "ckpt"), "--heartbeat", "1"]
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _until_training(storage)
-    time.sleep(2)  # into the first of two trials of 8 epochs (each a few seconds)
-    os.killpg(server.pid, signal.SIGKILL)
-    server.wait()
+    try:  # the run starts in about 30 s on a quiet machine, minutes beside the whole suite and two servers
+        _until_training(storage, timeout_s=400)
+        time.sleep(2)  # into the first of two trials of 8 epochs (each a few seconds)
+    finally:  # never leave this server behind: a later run of the test would find it on its port
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, err[-3000:]
     assert "Traceback" not in out + err, err[-3000:]
