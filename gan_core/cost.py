@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import RunConfig
+from .device import TORCH_DTYPES
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,6 @@ def layers(cfg: RunConfig, image_dim: int) -> tuple[list[tuple[int, int]], list[
 NUMBERS_PER_PARAMETER = {"adam": 7, "sgd": 5, "sgd_no_momentum": 3}
 """Numbers an update reads and writes per parameter (see the module's docstring)."""
 
-ITEM_BYTES = {"float32": 4, "float64": 8}
-"""Bytes per number of each dtype a configuration may train in (bf16 autocast keeps fp32 weights)."""
-
-
 def parameters(cfg: RunConfig, image_dim: int) -> tuple[int, int]:
     """D's and G's parameter counts (weights and biases of their linear layers)."""
     g, d = layers(cfg, image_dim)
@@ -80,6 +77,6 @@ def member_step(cfg: RunConfig, image_dim: int, g_steps_per_batch: float | None 
     if g_steps_per_batch is None:
         g_steps_per_batch = 1 / cfg.schedule.d_steps if cfg.schedule.schedule == "fixed" else 1.0
     opt = cfg.optim.optimiser if cfg.optim.optimiser == "adam" or cfg.optim.momentum else "sgd_no_momentum"
-    width = NUMBERS_PER_PARAMETER[opt] * ITEM_BYTES[cfg.dtype]
+    width = NUMBERS_PER_PARAMETER[opt] * TORCH_DTYPES[cfg.dtype].itemsize  # bf16 autocast keeps fp32 weights
     d_params, g_params = parameters(cfg, image_dim)
     return StepCost(2 * d_update + fwd_g, g_step, g_steps_per_batch, (width * d_params, width * g_params))
