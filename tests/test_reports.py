@@ -12,7 +12,7 @@ from optuna.trial import TrialState, create_trial
 
 from sweeps.report.data import load_study_data
 from sweeps.report.page import build, write
-from sweeps.report.stats import newcombe, seeds_needed, wilson
+from sweeps.report.stats import newcombe, seeds_needed, welch_diff, wilson
 from sweeps.report.tables import config_table, effect_table, outcome_table
 
 DIST = {"clamp": CategoricalDistribution(["none", "clamp", "logits"])}
@@ -155,3 +155,15 @@ def test_a_study_whose_every_trial_crashed_still_reports(tmp_path):
     assert outcome_table(rep.data, "clamp")["FAIL"].tolist() == [3]
     assert any("3 trial(s) failed" in n for n in rep.notes)
     assert rep.verdicts[0].status == "not tested" and files["html"].is_file()
+
+
+def test_welch_s_interval_uses_t_s_quantile_at_the_welch_satterthwaite_df():
+    from scipy import stats
+
+    a, b = [0.9, 0.7, 0.8], [0.2, 0.5, 0.1, 0.3]
+    va, vb = stats.tvar(a) / 3, stats.tvar(b) / 4
+    df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 3)
+    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    d, lo, hi = welch_diff(a, b)
+    assert d == pytest.approx(0.8 - 0.275) and (lo, hi) == pytest.approx((d - half, d + half), rel=1e-12)
+    assert math.isnan(welch_diff([1.0], b)[1])

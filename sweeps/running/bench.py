@@ -425,7 +425,7 @@ def run_bench(device: str, sizes: list[int], steps: int, repeats: int, log=print
     }
     if work is not None:
         result["study"] = project(work, timed[-1], study_evaluation(work, dataset, _evaluator(dataset)), rate,
-                                  work_cost.optimiser_bytes, bandwidth)
+                                  work_cost.optimiser_bytes, bandwidth, max(repeats, 1))
     return result
 
 
@@ -436,11 +436,12 @@ def _evaluator(dataset):
 
 
 def project(work: StudyWork, row: dict, evaluation: Callable[[], float], rate: float, optimiser_bytes: float,
-            bandwidth: float) -> dict:
+            bandwidth: float, repeats: int = 3) -> dict:
     """The study's training time at the loop's measured rate plus its evaluations, beside its floor (the
-    matmuls at `rate` GFLOP/s) and the optimiser's (its bytes at `bandwidth` GB/s)."""
+    matmuls at `rate` GFLOP/s) and the optimiser's (its bytes at `bandwidth` GB/s). The evaluation is
+    timed `repeats` times after a warm-up, as the rows are: its median is the figure."""
     evaluation()  # warm
-    eval_s = statistics.median(evaluation() for _ in range(3)) / len(work.configs)  # one member, once
+    eval_s = statistics.median(evaluation() for _ in range(repeats)) / len(work.configs)  # one member, once
     member_steps = work.trials * work.epochs * work.steps_per_epoch
     evaluations = work.trials * -(-work.epochs // work.eval_every)
     loop_s = member_steps * row["ms_per_step"] / row["members"] / 1000

@@ -221,11 +221,9 @@ class Tracker:
             self.client.log_batch(run_id, metrics=metrics[i:i + 1000])
 
     def log_samples(self, run_id: str, samples, step: int) -> None:
-        from torchvision.utils import make_grid
+        from sweeps.stores.artifacts import grid_pixels
 
-        grid = make_grid(samples, nrow=8, padding=2, pad_value=0.5)
-        image = (grid.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-        self.client.log_image(run_id, image, key="samples", step=step)
+        self.client.log_image(run_id, grid_pixels(samples), key="samples", step=step)
 
     def log_result(self, run_id: str, result: RunResult, files: dict[str, Path] | None = None) -> None:
         """Outcome tags, final quality metrics and the loss-curve figure of a finished run."""
