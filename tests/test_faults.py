@@ -505,11 +505,15 @@ def test_12_an_http_tracking_password_is_printed_and_stored_nowhere(tmp_path):
         assert b"Http-Secret-9" not in server_db.read_bytes()
 
 
-def _until_training(storage: str, timeout_s: float = 120) -> None:
-    """Wait until a trial of the scale-quick study is RUNNING (the study may not exist yet)."""
+def _until_training(storage: str, timeout_s: float = 120, proc: subprocess.Popen | None = None) -> None:
+    """Wait until a trial of the scale-quick study is RUNNING (the study may not exist yet); a run that
+    ends first fails the wait at once, with what it printed."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         time.sleep(0.5)
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"the run ended (exit {proc.returncode}) before a trial trained: {(out + err)[-2000:]}")
         if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
             continue  # loading would create the file under the run that is about to
         with contextlib.suppress(Exception):  # the store or the study is not created yet
@@ -550,7 +554,7 @@ def test_16_a_tracking_server_killed_mid_trial_ends_in_one_line_and_the_next_run
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:  # the run starts in about 30 s on a quiet machine, minutes beside the whole suite and two servers
-        _until_training(storage, timeout_s=400)
+        _until_training(storage, timeout_s=400, proc=proc)
         time.sleep(2)  # into the first of two trials of 8 epochs (each a few seconds)
     finally:  # never leave this server behind: a later run of the test would find it on its port
         os.killpg(server.pid, signal.SIGKILL)
