@@ -21,16 +21,13 @@ from pathlib import Path
 import torch
 
 from . import rng
+from .errors import DataError
 
 DATASETS = ("mnist", "mnist-10k", "fashion-mnist", "idx")
 BUNDLED_MNIST = resources.files("gan_core") / "data_files" / "mnist"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 IDX_IMAGES_MAGIC = 0x0803
 IDX_LABELS_MAGIC = 0x0801
-
-
-class DataError(RuntimeError):
-    """A data set is unknown, missing or corrupt; the message is one line."""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gan_core.config import ConfigError
-from gan_core.data import DataError
+from gan_core.errors import DataError
 from gan_core.files import LinkError
 
 

@@ -138,6 +138,16 @@ def check(url: str, what: str, schemes: tuple[str, ...], example: str) -> Path |
     return path
 
 
+def check_storage(url: str) -> Path | None:
+    """An Optuna storage URL's form (nothing opened, nothing imported beyond this module)."""
+    return check(url, "storage URL", STORAGE_SCHEMES, "sqlite:///file.db or postgresql://user@host/db")
+
+
+def check_tracking(uri: str) -> Path | None:
+    """An MLflow tracking URI's form (nothing opened, nothing imported beyond this module)."""
+    return check(uri, "tracking URI", TRACKING_SCHEMES, "sqlite:///mlflow.db or http://host:port")
+
+
 def sqlite_tables(path: Path) -> set[str]:
     """Table names of an existing sqlite file, read-only (empty when it is not a database)."""
     import sqlite3

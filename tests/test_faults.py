@@ -523,20 +523,28 @@ def _until_training(storage: str, timeout_s: float = 120, proc: subprocess.Popen
     raise AssertionError("no trial started training")
 
 
-def _mlflow_server(folder: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(["mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                             "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-                             "--artifacts-destination", str(folder / "artifacts")],
-                            cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+def _mlflow_server(folder: Path, port: int, timeout_s: float = 240) -> subprocess.Popen:
+    """A private MLflow server on loopback, its output in folder/server-N.log; a server that exits or
+    stays unreachable fails the wait with that log's tail (under the whole suite it can take a minute)."""
     import urllib.request
 
-    for _ in range(60):
+    log = folder / f"server-{len(list(folder.glob('server-*.log')))}.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(["mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                                 "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+                                 "--artifacts-destination", str(folder / "artifacts")],
+                                cwd=folder, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and proc.poll() is None:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
             return proc
         except OSError:
             time.sleep(1)
-    raise AssertionError("mlflow server did not come up")
+    state = f"exited {proc.returncode}" if proc.poll() is not None else f"unreachable after {timeout_s:.0f} s"
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError(f"mlflow server {state}: {log.read_text()[-2000:]}")
 
 
 @needs_servers

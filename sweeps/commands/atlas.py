@@ -36,11 +36,11 @@ def to_run(claim_ids: tuple[str, ...], headline: bool, cures: bool = False) -> l
 
 def atlas(storage: str, tracking_uri: str, out_dir: Path, profile: str | None, run: bool, run_headline: bool,
           device: str | None, checkpoint_dir: Path, claims: str | None, run_cures: bool = False) -> None:
-    from sweeps import paths
+    from sweeps import paths, urls
     from sweeps.console import err, out
     from sweeps.running.plan import RunOptions, default_profile, resolve
-    from sweeps.stores.storage import check_storage_url, study_names
-    from sweeps.stores.tracking import check_tracking_uri, for_reading
+    from sweeps.stores.storage import study_names
+    from sweeps.stores.tracking import for_reading
     from sweeps.urls import mask
 
     ids = _claims(claims)
@@ -48,8 +48,8 @@ def atlas(storage: str, tracking_uri: str, out_dir: Path, profile: str | None, r
         raise UserError(f"--profile must be quick or full, got {profile!r}")
     paths.check_writable_dir(out_dir, "--out")
     folder = paths.under(out_dir, "atlas")
-    check_storage_url(storage)
-    check_tracking_uri(tracking_uri)
+    urls.check_storage(storage)
+    urls.check_tracking(tracking_uri)
     for flag, given in (("--run-headline", run_headline), ("--run-cures", run_cures)):
         if given and not run:
             raise UserError(f"{flag} needs --run")

@@ -9,14 +9,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from gan_core.device import resolve_device
-from gan_core.files import write_atomic
-from gan_core.population import MAX_MEMBERS
 from sweeps.commands.guard import guarded
 from sweeps.console import out
 from sweeps.errors import UserError
 from sweeps.paths import check_writable_file
-from sweeps.running.bench import run_bench
 
 
 def _short(engine: str, schedule: str) -> str:
@@ -72,6 +68,12 @@ def register(app: typer.Typer) -> None:
         profile: Optional[str] = typer.Option(None, help="That study's profile (default: quick on a CPU, full on a GPU)."),
         out_file: Path = typer.Option(Path("bench.json"), "--out", help="JSON results."),
     ) -> None:
+        # imported here, not at the top: `gan-sweep --help` and its usage errors then start without torch
+        from gan_core.device import resolve_device
+        from gan_core.files import write_atomic
+        from gan_core.population import MAX_MEMBERS
+        from sweeps.running.bench import run_bench
+
         try:
             size_list = [int(s) for s in sizes.split(",")]
         except ValueError:

@@ -11,16 +11,16 @@ from sweeps.paths import check_writable_dir, under
 from sweeps.report.data import load_study_data
 from sweeps.report.page import build, print_summary, write
 from sweeps.stores.reading import open_runs, open_studies
-from sweeps.stores.storage import check_storage_url, study_names
+from sweeps.stores.storage import study_names
 from sweeps.stores.tracking import for_reading
-from sweeps.urls import mask
+from sweeps.urls import check_storage, mask
 
 
 def report_study(name: str, storage_url: str, tracking_uri: str | None, out_dir: Path) -> dict[str, Path]:
     """Build, write and print the report of a study in storage."""
     folder = under(out_dir, name)  # a name from storage is checked like one from the command line
     check_writable_dir(folder, "--out")
-    check_storage_url(storage_url)
+    check_storage(storage_url)
     names = study_names(storage_url)  # read-only: a mistyped sqlite path creates no file
     if names is None:
         raise UserError(f"no gan-sweep storage at {mask(storage_url)}")

@@ -48,6 +48,7 @@ def ending(tracker, run_id: str):
 def execute(opts: RunOptions, create: bool) -> None:
     """`run` (create=True: create or resume the study, enqueue its grid) and `worker` (join an
     existing study) share everything else: they pull trials until none is left."""
+    r = resolve(opts)  # every option and URL form checked before torch and the stores' libraries load
     from gan_core.data import load_dataset
     from gan_core.evaluator import Evaluator
     from sweeps.running.progress import RunDisplay
@@ -66,7 +67,6 @@ def execute(opts: RunOptions, create: bool) -> None:
     )
     from sweeps.stores.tracking import Tracker, probe_tracking
 
-    r = resolve(opts)
     data = load_dataset(r.base.data.dataset, r.base.data.data_dir)
     if r.max_batch > len(data.images):
         raise UserError(f"batch_size {r.max_batch} is larger than the data set ({len(data.images)} images: "

@@ -15,7 +15,6 @@ from typing import Optional
 import typer
 
 from gan_core import config as C
-from gan_core import precision
 from gan_core.config import RunConfig
 from sweeps.commands.guard import guarded
 from sweeps.console import err, out
@@ -69,6 +68,8 @@ def flat_overrides(kwargs: dict) -> dict:
 
 def train(out_dir: Optional[Path], track: bool, tracking_uri: str, experiment: str, **flags) -> None:
     """Train one run, then print its outcome with the evidence and write its files."""
+    # torch comes in here, not at the top: `gan-sweep --help` and its usage errors start without it
+    from gan_core import precision
     from gan_core.data import load_dataset
     from gan_core.device import resolve_device
     from gan_core.evaluator import Evaluator

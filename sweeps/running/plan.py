@@ -156,10 +156,13 @@ def _every_config(spec: StudySpec, prof: Profile, overrides: dict[str, Any]) -> 
 
 def resolve(opts: RunOptions) -> Resolved:
     """Validate everything a user can get wrong that needs no data and no store."""
+    # the stores' URL forms first: a typo is answered before torch and optuna load (seconds)
+    urls.check_storage(opts.storage)
+    urls.check_tracking(opts.tracking_uri)
+    urls.check_not_swapped(opts.storage, opts.tracking_uri)
     from gan_core.device import resolve_device
     from gan_core.population import MAX_MEMBERS
-    from sweeps.stores.storage import check_storage_url, make_sampler
-    from sweeps.stores.tracking import check_tracking_uri
+    from sweeps.stores.storage import make_sampler
 
     spec = load_spec(opts.study)
     profile_name = opts.profile if opts.profile is not None else default_profile(opts.device)  # '' is a typo
@@ -195,9 +198,6 @@ def resolve(opts: RunOptions) -> Resolved:
     paths.check_writable_dir(opts.out_dir, "--out")
     paths.under(opts.out_dir, name)
     paths.check_writable_dir(opts.checkpoint_dir, "--checkpoint-dir")
-    check_storage_url(opts.storage)
-    check_tracking_uri(opts.tracking_uri)
-    urls.check_not_swapped(opts.storage, opts.tracking_uri)
     make_sampler(spec)
     return Resolved(spec, prof, overrides, base, device, engine, name, max_batch, planned, size)
 

@@ -59,15 +59,10 @@ class StaleTrials:
         self.retry(study, trial)
 
 
-def check_storage_url(url: str) -> None:
-    """The URL's form: a supported scheme and, for sqlite, a file in an existing folder (nothing opened)."""
-    urls.check(url, "storage URL", urls.STORAGE_SCHEMES, "sqlite:///file.db or postgresql://user@host/db")
-
-
 def probe_storage(url: str) -> None:
     """Check a storage URL without creating anything (a one-line UserError if it cannot work):
     its form, and for a server that it answers."""
-    check_storage_url(url)
+    urls.check_storage(url)
     if urls.sqlite_path(url) is not None:
         return
     import sqlalchemy
@@ -106,7 +101,7 @@ def open_storage(url: str, heartbeat: bool = True, heartbeat_s: int = HEARTBEAT_
                  stale: StaleTrials | None = None) -> optuna.storages.RDBStorage:
     """An RDB storage (sqlite or PostgreSQL); with heartbeats, so a dead worker's trial can be
     found stale, failed and retried. Any error opening it is the user's URL: one line."""
-    check_storage_url(url)
+    urls.check_storage(url)
     kwargs: dict[str, Any] = {}
     if heartbeat:
         kwargs.update(heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,

@@ -48,7 +48,7 @@ def artifact_root(tracking_uri: str) -> str | None:
 def check_tracking_uri(uri: str, reach: bool = False) -> None:
     """Fail early, in one line, on a URI that cannot work; with `reach`, also ask a tracking
     server whether it answers (a read, nothing is created)."""
-    urls.check(uri, "tracking URI", urls.TRACKING_SCHEMES, "sqlite:///mlflow.db or http://host:port")
+    urls.check_tracking(uri)
     if reach and urls.scheme(uri) in ("http", "https"):
         import base64
         import urllib.error
@@ -126,7 +126,7 @@ def for_reading(storage: str, uri: str | None) -> str | None:
         return None
     urls.check_not_swapped(storage, uri)
     if urls.sqlite_path(uri) is None:  # a server that does not answer leaves the tables standing (a note)
-        check_tracking_uri(uri)
+        urls.check_tracking(uri)
         return uri
     return uri if probe_tracking(uri, writing=False) else None
 
@@ -135,7 +135,7 @@ class Tracker:
     """An MLflow experiment and the runs logged into it."""
 
     def __init__(self, tracking_uri: str, experiment: str, description: str = "") -> None:
-        check_tracking_uri(tracking_uri)
+        urls.check_tracking(tracking_uri)
         import logging
 
         from mlflow.tracking import MlflowClient
