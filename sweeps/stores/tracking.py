@@ -147,6 +147,11 @@ class Tracker:
         self.uri = tracking_uri
         try:
             with sqlite_lock(tracking_uri, "schema"):  # MLflow creates its schema on first use
+                if urls.sqlite_path(tracking_uri) is not None:
+                    from gan_core.data import cache_dir
+                    from sweeps.stores import mlflow_schema
+
+                    mlflow_schema.seed(urls.sqlite_path(tracking_uri), cache_dir())
                 self.client = MlflowClient(tracking_uri)
                 self.experiment_id = self._experiment(experiment, description)
         except UserError:
