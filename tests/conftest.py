@@ -61,3 +61,12 @@ def main_cli(args, capsys) -> tuple[int, str, str]:
         code = exc.code if isinstance(exc.code, int) else 1
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def finish_here(capsys, *args) -> str:
+    """A gan-sweep command that must succeed, run in this process: a rerun after a fault, or the run that
+    creates a study for workers, gains nothing from a process of its own, whose start costs about 10 s
+    of CPU (torch, MLflow). Its stdout and stderr together."""
+    code, out, err = main_cli(list(args), capsys)
+    assert code == 0, (out + err)[-3000:]
+    return out + err

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, finish_here
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from test_hardening import _bad_study
@@ -434,7 +434,8 @@ def test_16_an_unforeseen_fault_is_one_line_masked_and_exit_1(monkeypatch, capsy
 
 
 @pytest.mark.slow
-def test_16_a_disk_that_fills_mid_run_ends_in_one_line_and_the_rerun_closes_everything(tmp_path, evaluator):
+def test_16_a_disk_that_fills_mid_run_ends_in_one_line_and_the_rerun_closes_everything(tmp_path, evaluator, capsys,
+                                                                                         monkeypatch):
     """RLIMIT_FSIZE makes every file write past 4 MB fail with EFBIG, as a full disk fails it: the stores
     are created, the first checkpoint (9 MB) is not. The invocation ends in one line; the rerun (room
     again) finishes the study with no trial and no MLflow run left RUNNING and no temporary file."""
@@ -456,8 +457,8 @@ def test_16_a_disk_that_fills_mid_run_ends_in_one_line_and_the_rerun_closes_ever
     errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
     assert len(errors) == 1, proc.stderr[-3000:]
     assert not [p for p in tmp_path.rglob("*.tmp")]
-    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    monkeypatch.chdir(tmp_path)
+    finish_here(capsys, *args[3:])  # the rerun, with room again: no process of its own needed
     study = optuna.load_study(study_name="scale-quick", storage=storage)
     assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     client = MlflowClient(tracking)
@@ -549,7 +550,8 @@ def _mlflow_server(folder: Path, port: int, timeout_s: float = 240) -> subproces
 
 @needs_servers
 @pytest.mark.slow
-def test_16_a_tracking_server_killed_mid_trial_ends_in_one_line_and_the_next_run_closes_its_runs(tmp_path):
+def test_16_a_tracking_server_killed_mid_trial_ends_in_one_line_and_the_next_run_closes_its_runs(tmp_path, capsys,
+                                                                                                  monkeypatch):
     server_dir = tmp_path / "server"
     server_dir.mkdir()
     port = 55601
@@ -573,8 +575,8 @@ def test_16_a_tracking_server_killed_mid_trial_ends_in_one_line_and_the_next_run
     assert len([x for x in err.splitlines() if x.startswith("error:")]) == 1, err[-3000:]
     server = _mlflow_server(server_dir, port)  # the server is back; the same command resumes
     try:
-        proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        monkeypatch.chdir(tmp_path)
+        finish_here(capsys, *args[3:])  # the next run, in this process (the kill needed one; this does not)
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name("scale-quick")
         assert not client.search_runs([exp.experiment_id], filter_string="attributes.status = 'RUNNING'")
@@ -607,7 +609,7 @@ def _postgres(port: int):
 
 @needs_servers
 @pytest.mark.slow
-def test_16_a_postgresql_stopped_mid_trial_ends_in_one_line_and_the_rerun_finishes(tmp_path):
+def test_16_a_postgresql_stopped_mid_trial_ends_in_one_line_and_the_rerun_finishes(tmp_path, capsys, monkeypatch):
     import shutil
 
     port = 55633
@@ -630,8 +632,8 @@ def test_16_a_postgresql_stopped_mid_trial_ends_in_one_line_and_the_rerun_finish
         assert "Traceback" not in out + err and "Pg-Secret-3" not in out + err, err[-3000:]
         assert len([x for x in err.splitlines() if x.startswith("error:")]) == 1, err[-3000:]
         pg_ctl(*start)  # the database is back: the same command resumes and finishes
-        proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        monkeypatch.chdir(tmp_path)
+        finish_here(capsys, *args[3:])  # the rerun, in this process
         study = optuna.load_study(study_name="scale-quick", storage=storage)
         done = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         assert len({t.params["lr_d"] for t in done}) == 2

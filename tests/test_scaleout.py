@@ -13,7 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, finish_here
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -85,12 +85,12 @@ def exactly_once(study: optuna.Study) -> list:
 
 
 @needs_servers
-def test_four_workers_run_twenty_trials_each_exactly_once(tmp_path, evaluator):
+def test_four_workers_run_twenty_trials_each_exactly_once(tmp_path, evaluator, capsys):
     storage = fresh_pg_database()
     spec = study_file(tmp_path, lrs=5, seeds=4)
     common = ["--storage", storage, "--tracking-uri", MLFLOW, "--study-name", f"four-{uuid.uuid4().hex[:6]}",
               "--device", "cpu", "--checkpoint-dir", tmp_path / "ckpt"]
-    finish(gan_sweep("run", spec, "--trials", 1, *common, "--out", tmp_path / "r"))  # creates and enqueues
+    finish_here(capsys, "run", spec, "--trials", 1, *common, "--out", tmp_path / "r")  # creates and enqueues
     workers = [gan_sweep("worker", spec, *common) for _ in range(4)]
     for w in workers:
         finish(w)
@@ -104,7 +104,7 @@ def test_four_workers_run_twenty_trials_each_exactly_once(tmp_path, evaluator):
 
 
 @needs_servers
-def test_a_worker_killed_mid_trial_is_retried_from_its_checkpoint(tmp_path, evaluator):
+def test_a_worker_killed_mid_trial_is_retried_from_its_checkpoint(tmp_path, evaluator, capsys):
     storage = fresh_pg_database()
     spec = study_file(tmp_path, lrs=3, seeds=1, epochs=8, steps=40)
     name = f"kill-{uuid.uuid4().hex[:6]}"
@@ -118,7 +118,7 @@ def test_a_worker_killed_mid_trial_is_retried_from_its_checkpoint(tmp_path, eval
         time.sleep(0.2)
     victim.kill()  # SIGKILL: no handler runs, the trial is left RUNNING
     victim.wait()
-    finish(gan_sweep("worker", spec, *common))  # waits for the stale trials, fails them, runs their retries
+    finish_here(capsys, "worker", spec, *common)  # waits for the stale trials, fails them, runs their retries
     study = optuna.load_study(study_name=name, storage=storage)
     assert len(exactly_once(study)) == 3
     dead = [t for t in study.trials if t.state == TrialState.FAIL]
@@ -161,7 +161,8 @@ def test_two_runs_starting_together_on_fresh_sqlite_stores_both_succeed(tmp_path
 @pytest.mark.parametrize("sig,engine", [(signal.SIGINT, "reference"), (signal.SIGTERM, "reference"),
                                         (signal.SIGINT, "population")])
 @pytest.mark.slow
-def test_a_signal_closes_the_trials_in_hand_and_a_rerun_finishes_only_the_missing(tmp_path, evaluator, sig, engine):
+def test_a_signal_closes_the_trials_in_hand_and_a_rerun_finishes_only_the_missing(tmp_path, evaluator, sig, engine,
+                                                                                   capsys):
     # 2 epochs of 150 steps: long enough (seconds) that the signal, sent a second into the first trial's
     # training, lands mid-training even when both trials train at once as a population.
     spec = study_file(tmp_path, lrs=2, seeds=1, epochs=30, steps=150)
@@ -190,7 +191,7 @@ def test_a_signal_closes_the_trials_in_hand_and_a_rerun_finishes_only_the_missin
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
     assert len(failed) == in_hand and all(t.user_attrs["fail_reason"] == "interrupted" for t in failed)
     assert all(MlflowClient(tracking).get_run(t.user_attrs["mlflow_run_id"]).info.status == "KILLED" for t in failed)
-    finish(gan_sweep("run", spec, *common))
+    finish_here(capsys, "run", spec, *common)  # the signal needed a process; the rerun does not
     study = optuna.load_study(study_name="scale-quick-e2", storage=storage)
     assert len(exactly_once(study)) == 2 and len(study.trials) == 2 + in_hand
 
