@@ -146,6 +146,7 @@ def test_the_atlas_lists_every_claim_with_the_right_verdict_and_counts(storage, 
     assert "4 of 6 pitfall verdicts decided" not in page and "3 of 6 pitfall verdicts decided" in page
     # Self-contained: every image is embedded, nothing is fetched.
     assert not re.search(r"src=['\"](?!data:image/png;base64,)", page)
+    assert "name='viewport'" in page and "table.t{border-collapse:collapse;font-size:13px;display:block;overflow-x:auto}" in page
     # Thumbnails per arm with grids: clamp-study's clamp arm; claim 3's two fixed arms; the adaptive claim's k = 1;
     # the headline's two readings.
     assert page.count("<img") == 1 + 2 + 1 + 2

@@ -137,6 +137,35 @@ def test_report_files_csv_round_trips_markdown_has_tables_html_is_self_contained
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) >= 3 and all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in images)
     assert "src=\"http" not in page and "<link" not in page  # nothing fetched: opens offline
+    # read as a person would (seen in headless Chromium at 800 px): a wide table scrolls in its own box
+    # instead of the whole page, images are described by their captions, the page knows a phone's width
+    assert page.count("<table") == page.count("<div class='scroll'><table") > 0
+    assert all(" " in alt for alt in re.findall(r'<img alt="([^"]*)"', page))
+    assert "name='viewport'" in page
+    # three configurations, all shown as best: the worst section says so, not "no finished runs yet"
+    assert "Every configuration is already listed under Best configurations." in page + md
+    assert "no finished runs yet" not in page + md
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert {f.stat().st_mode & 0o777 for f in [*files.values(), *tmp_path.glob("figures/*")]} == {0o666 & ~mask}
+
+
+@pytest.mark.parametrize("trials", [1, 3])
+def test_the_samples_and_audit_figures_titles_fit_their_figure(study, trials):
+    """One or three tiles made a figure narrower than its one-line title, cut at both ends."""
+    import numpy as np
+
+    from sweeps.report.page import audit_sheet, samples_figure, typical_trials
+
+    data = load_study_data(study)
+    grids = {int(row["trial"]): np.zeros((30, 30)) for row in list(typical_trials(data).values())[:trials]}
+    for fig in (samples_figure(data, grids), audit_sheet(data, grids)):
+        fig.canvas.draw()
+        title, = [t for t in fig.texts if t.get_text() == fig.get_suptitle()]
+        box = title.get_window_extent()
+        assert 0 <= box.x0 and box.x1 <= fig.bbox.width, (trials, box, fig.bbox.width)
 
 
 def test_a_partial_study_says_so(study):

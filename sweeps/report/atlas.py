@@ -284,11 +284,12 @@ def write(atlas: Atlas, folder: Path) -> dict[str, Path]:
         body.append("<p>None in these trials.</p>")
     write_atomic(files["md"], "\n".join(md) + "\n")
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-             "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{border:1px solid #ccc;"
-             "padding:4px 6px;vertical-align:top}.s{color:#fff;padding:1px 6px;border-radius:8px;white-space:nowrap}"
+             "table.t{border-collapse:collapse;font-size:13px;display:block;overflow-x:auto}"  # scrolls in its box
+             "table.t td,table.t th{border:1px solid #ccc;padding:4px 6px;vertical-align:top}.s{color:#fff;padding:1px 6px;border-radius:8px;white-space:nowrap}"
              "td.th{min-width:240px}td.th figure{display:inline-block;margin:2px;text-align:center;vertical-align:top}td.th img{width:110px;"
              "image-rendering:pixelated}figcaption{font-size:11px;max-width:110px}")
-    write_atomic(files["html"], "<!doctype html><html><head><meta charset='utf-8'><title>gan-sweep atlas</title>"
+    write_atomic(files["html"], "<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' "
+                             "content='width=device-width, initial-scale=1'><title>gan-sweep atlas</title>"
                              f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
     return files
 

@@ -85,7 +85,7 @@ def build(data: StudyData, runs: TrackedRuns | None) -> Report:
             histories, grids = _from_mlflow(data, runs)
             outcomes = dict(zip(data.trials["mlflow_run_id"], data.trials["outcome"]))
             rep.figures["curves_by_outcome"] = F.curves_by_outcome(histories, outcomes)
-            rep.figures["samples"] = _samples_figure(data, grids)
+            rep.figures["samples"] = samples_figure(data, grids)
             rep.figures["audit_sheet"] = audit_sheet(data, grids)
         except Exception as exc:  # noqa: BLE001 - the tables stand without MLflow's curves
             from sweeps.urls import mask
@@ -118,7 +118,7 @@ def typical_trials(data: StudyData) -> dict[str, pd.Series]:
             if (df["outcome"] == label).any()}
 
 
-def _samples_figure(data: StudyData, grids: dict[int, object]):
+def samples_figure(data: StudyData, grids: dict[int, object]):
     """The typical final grid of each label, titled with its counts and numbers."""
     counts = data.finished["outcome"].value_counts()
     shown = [(label, row) for label, row in typical_trials(data).items() if int(row["trial"]) in grids]
@@ -133,11 +133,20 @@ def _samples_figure(data: StudyData, grids: dict[int, object]):
         ax.set_title(f"{label}: trial {int(row['trial'])}\n(typical of {counts[label]}; FLD "
                      f"{'-' if pd.isna(fld) else f'{fld:.0f}'})", fontsize=9)
         ax.axis("off")
-    fig.suptitle("Final samples: the typical run of each outcome (median objective within the label)", fontsize=10)
+    fig.suptitle(_fit("Final samples: the typical run of each outcome (median objective within the label)", fig, 10),
+                 fontsize=10)
     return fig
 
 
 AUDIT_COLUMNS = 8
+
+
+def _fit(title: str, fig, fontsize: float) -> str:
+    """A figure title wrapped to the figure's width (a one-column figure clipped it at both ends): about
+    1.1 x fontsize points per two characters of a sans-serif text, 72 points to the inch."""
+    import textwrap
+
+    return textwrap.fill(title, width=max(20, int(fig.get_figwidth() * 72 / (0.55 * fontsize))))
 
 
 def audit_sheet(data: StudyData, grids: dict[int, object]):
@@ -163,8 +172,8 @@ def audit_sheet(data: StudyData, grids: dict[int, object]):
                          (("FLD", "final_fld", ".0f"), ("leg", "final_legible", ".2f"), ("cls", "final_classes", ".1f"))
                          if not pd.isna(numeric(pd.DataFrame([r]), col).iloc[0]))
         ax.set_title(f"#{int(r['trial'])} {r['outcome']}\n{swept[:28]} s{r['seed']}\n{nums}", fontsize=6.5)
-    fig.suptitle("Audit sheet: every trial's final samples with the judge's label (FLD, legible share, classes)",
-                 fontsize=9)
+    fig.suptitle(_fit("Audit sheet: every trial's final samples with the judge's label (FLD, legible share, classes)",
+                      fig, 9), fontsize=9)
     return fig
 
 
@@ -212,7 +221,10 @@ def _sections(rep: Report) -> list[tuple[str, pd.DataFrame | str]]:
     if not rep.effects.empty:
         sections.append(("Effect of each setting against the seed's baseline", rep.effects))
     sections.append(("Best configurations", rep.best))
-    sections.append(("Worst configurations", rep.worst))
+    if rep.worst.empty and not rep.best.empty:  # too few configurations to name worse ones apart from the best
+        sections.append(("Worst configurations", "Every configuration is already listed under Best configurations."))
+    else:
+        sections.append(("Worst configurations", rep.worst))
     return sections
 
 
@@ -248,19 +260,20 @@ def write(rep: Report, folder: Path) -> dict[str, Path]:
         else:
             shown = _fmt_table(content)
             md += [shown.to_markdown(index=False), ""]
-            body.append(shown.to_html(index=False, border=0, classes="t"))
+            body.append(f"<div class='scroll'>{shown.to_html(index=False, border=0, classes='t')}</div>")
     md += ["## Figures", ""]
     body.append("<h2>Figures</h2>")
     for name, blob in pngs.items():
         caption = CAPTIONS.get(name, name.replace("_", " "))
         md += [f"![{caption}](figures/{name}.png)", "", f"*{caption}*", ""]
-        body.append(f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(blob).decode()}">'
+        body.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{base64.b64encode(blob).decode()}">'
                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     write_atomic(files["md"], "\n".join(md))
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
              "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{border:1px solid #ccc;"
-             "padding:2px 6px}img{max-width:100%}")
-    write_atomic(files["html"], f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             "padding:2px 6px}table.t th{text-align:left}div.scroll{overflow-x:auto}img{max-width:100%}")
+    write_atomic(files["html"], f"<!doctype html><html><head><meta charset='utf-8'>"
+                             f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{html.escape(title)}</title>"
                              f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
     return files
 

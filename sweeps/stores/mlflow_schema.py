@@ -71,11 +71,8 @@ def seed(db: Path, cache: Path) -> bool:
             blob = _read_template(template)
         if blob is None:
             return False
-        write_atomic(db, blob)
+        write_atomic(db, blob)  # readable as sqlite would leave it (`mlflow ui` may run as another user)
     except Exception:  # noqa: BLE001 - any failure (a full disk, another MLflow): MLflow creates it itself
         return False  # write_atomic leaves no partial file behind
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(db, 0o666 & ~umask)  # as sqlite would create it (mkstemp's 0600 would hide it from `mlflow ui` users)
     return True
 
