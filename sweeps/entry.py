@@ -29,6 +29,12 @@ def main(argv: list[str] | None = None) -> None:
                 cli_main(argv)
             except KeyboardInterrupt:
                 _exit_interrupted()
+            except SystemExit as exc:
+                from sweeps.errors import EXIT_INTERRUPTED
+
+                if exc.code == EXIT_INTERRUPTED:  # a Ctrl-C typer caught, said in one line: leave as below, not
+                    _flush_and_exit(EXIT_INTERRUPTED)  # through the interpreter's finalising (could end as -2)
+                raise
             except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
                 if signals.received():  # Ctrl-C mid-import leaves half a module: what fails next is the interrupt
                     _exit_interrupted()
@@ -44,10 +50,14 @@ def _exit_interrupted() -> None:
     itself with SIGINT after finalising (exit status -2, about one start-up Ctrl-C in two here). The
     trial's records were closed on the way up, before this point; the streams are flushed."""
     print("error: interrupted", file=sys.stderr)
+    _flush_and_exit(130)
+
+
+def _flush_and_exit(code: int) -> None:
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         with contextlib.suppress(Exception):
             stream.flush()
-    os._exit(130)
+    os._exit(code)
 
 
 def _on_sigint(signum, frame) -> None:
