@@ -67,6 +67,11 @@ def finish_here(capsys, *args) -> str:
     """A gan-sweep command that must succeed, run in this process: a rerun after a fault, or the run that
     creates a study for workers, gains nothing from a process of its own, whose start costs about 10 s
     of CPU (torch, MLflow). Its stdout and stderr together."""
-    code, out, err = main_cli(list(args), capsys)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the process it replaces ran (OMP_NUM_THREADS=1): the same float sums
+    try:
+        code, out, err = main_cli(list(args), capsys)
+    finally:
+        torch.set_num_threads(threads)
     assert code == 0, (out + err)[-3000:]
     return out + err

@@ -81,6 +81,7 @@ def test_rows_are_timed_interleaved_so_a_drifting_machine_slows_them_alike():
         assert r["updates_per_member_step"] == 3.0
 
 
+@pytest.mark.slow  # a whole bench with its study row (about 9 s): the quick tier stays under 2 minutes
 def test_the_bench_times_a_study_s_own_population_beside_its_floor(tmp_path, capsys, monkeypatch):
     study = tmp_path / "tiny.toml"
     study.write_text("""

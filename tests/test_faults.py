@@ -646,6 +646,7 @@ def test_16_a_postgresql_stopped_mid_trial_ends_in_one_line_and_the_rerun_finish
         shutil.rmtree(data, ignore_errors=True)
 
 
+@pytest.mark.slow  # a real process without root's capability, twice (about 7 s each): the quick tier stays under 2 minutes
 @pytest.mark.parametrize("what", ["file", "folder"])
 def test_14_a_truly_read_only_tracking_store_is_refused_before_the_optuna_store_exists(tmp_path, what):
     """Permission bits say yes to root, so the command runs without the capability that overrides them

@@ -307,6 +307,7 @@ def test_9_report_of_a_mistyped_sqlite_store_creates_no_file(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # a whole run before the refusal (about 10 s): the quick tier stays under 2 minutes
 def test_9_swapped_store_urls_are_refused_and_leave_both_files_alone(tmp_path, evaluator):
     storage, tracking = stores(tmp_path)
     spec = study_file(tmp_path, lrs=1, seeds=1)

@@ -248,7 +248,8 @@ def test_a_password_in_a_working_postgresql_url_is_never_printed(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_population_worker_s_trials_resume_from_their_checkpoints_and_end_as_if_never_killed(tmp_path):
+def test_a_killed_population_worker_s_trials_resume_from_their_checkpoints_and_end_as_if_never_killed(tmp_path, capsys,
+                                                                                                     monkeypatch):
     """kill -9 of a worker training a population mid-trial (sqlite: no servers needed): the next worker
     retries every member from its own checkpoint, and in float64 each ends exactly as an uninterrupted run."""
     spec = study_file(tmp_path, lrs=3, seeds=1, epochs=6, steps=30)
@@ -265,10 +266,11 @@ def test_a_killed_population_worker_s_trials_resume_from_their_checkpoints_and_e
     victim.kill()
     victim.wait()
     time.sleep(3.5)  # three missed heartbeats
-    finish(gan_sweep("worker", spec, *killed, cwd=tmp_path))
+    monkeypatch.chdir(tmp_path)  # the retry and the uninterrupted run need no process of their own
+    finish_here(capsys, "worker", spec, *killed)
     clean = ["--storage", f"sqlite:///{tmp_path / 'c.db'}", "--tracking-uri", f"sqlite:///{tmp_path / 'cm.db'}",
              "--device", "cpu", "--engine", "population", "--checkpoint-dir", tmp_path / "ckpt2"]
-    finish(gan_sweep("run", spec, *clean, "--out", tmp_path / "r2", cwd=tmp_path))
+    finish_here(capsys, "run", spec, *clean, "--out", tmp_path / "r2")
     done = lambda url: {t.params["lr_d"]: t for t in optuna.load_study(study_name="scale-quick", storage=url).trials  # noqa: E731
                         if t.state in DONE}
     retried, uninterrupted = done(f"sqlite:///{tmp_path / 'k.db'}"), done(f"sqlite:///{tmp_path / 'c.db'}")

@@ -230,6 +230,24 @@ def test_the_loss_figure_has_whole_epochs_and_y_labels(tiny_config, mnist):
         assert ax.get_ylabel() and all(float(t).is_integer() for t in ax.get_xticks())
 
 
+@pytest.mark.parametrize("worst_loss,scale", [(1.5, "linear"), (4000.0, "symlog")])
+def test_the_report_s_loss_panels_are_linear_unless_a_loss_runs_away(worst_loss, scale):
+    """On a symlog axis small losses got a single tick or overlapping five-digit edge labels (seen in
+    headless Chromium): linear unless a run's loss reaches the thousands, and readable ticks either way."""
+    from sweeps.report.figures import curves_by_outcome
+
+    h = pd.DataFrame({"loss_d": [1.3, 0.4, 0.09], "loss_g": [0.7, -0.84, 0.04], "d_real": [0.5, 0.6, 0.7],
+                      "d_fake": [0.5, 0.4, 0.3]}, index=[1, 2, 3])
+    h2 = h.assign(loss_d=[1.0, 2.0, worst_loss])
+    fig = curves_by_outcome({"a": h, "b": h2}, {"a": "success", "b": "diverged"})
+    fig.canvas.draw()
+    loss_d, loss_g = fig.axes[:2]
+    assert loss_d.get_yscale() == scale and loss_g.get_yscale() == "linear"
+    for ax in (loss_d, loss_g):
+        shown = [t for t in ax.get_yticklabels() if t.get_text() and ax.get_ylim()[0] <= t.get_position()[1] <= ax.get_ylim()[1]]
+        assert len(shown) >= 3, [t.get_text() for t in shown]
+
+
 def test_small_arms_get_welch_intervals_not_an_overconfident_bootstrap():
     from sweeps.report.stats import bootstrap_diff, mean_diff
 

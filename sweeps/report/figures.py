@@ -85,6 +85,10 @@ def outcome_counts(data: StudyData, tables: dict[str, pd.DataFrame]):
     return fig
 
 
+SYMLOG_ABOVE = 10.0
+"""Loss panels switch to a symmetric log axis only when some loss exceeds this in magnitude."""
+
+
 def curves_by_outcome(histories: dict[str, pd.DataFrame], outcomes: dict[str, str]):
     """loss_d, loss_g, D(x) and D(G(z)) per epoch, one line per run, coloured by outcome."""
     if not histories:
@@ -105,10 +109,14 @@ def curves_by_outcome(histories: dict[str, pd.DataFrame], outcomes: dict[str, st
             axes[2].plot(h.index, h["d_fake"], ls="--", **{k: v for k, v in kw.items() if k != "label"})
     axes[0].axhline(math.log(4), color="grey", lw=0.8, ls=":")
     for ax in axes[:2]:
-        ax.set_yscale("symlog", linthresh=1.0)  # failed runs' losses reach the thousands
+        ys = [abs(y) for line in ax.get_lines() for y in line.get_ydata() if math.isfinite(y)]
+        if max(ys, default=0.0) > SYMLOG_ABOVE:  # failed runs' losses reach the thousands
+            ax.set_yscale("symlog", linthresh=1.0)
+        # else linear: on a symlog axis, losses within (-10, 10) got one tick (10^0) or overlapping
+        # five-digit labels at the data's edges (seen in headless Chromium)
     from matplotlib.ticker import MaxNLocator
 
-    for ax, title, ylabel in zip(axes, ("loss_d (log 4 dotted)", "loss_g", "D(x) solid, D(G(z)) dashed"),
+    for ax, title, ylabel in zip(axes, ("loss_d (dotted: log 4, an even game)", "loss_g", "D(x) solid, D(G(z)) dashed"),
                                  ("D's loss", "G's loss", "D output")):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")
