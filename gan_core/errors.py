@@ -1,6 +1,6 @@
-"""Errors a user's input can cause in gan_core that live outside torch-free modules' own files.
+"""Errors a user's input can cause in gan_core, declared where naming them imports no torch.
 
-Declared here, not in `data.py`, so that naming them imports no torch: the command line's error path
+`DataError` is raised by `data.py` but declared here: the command line's error path
 (`gan-sweep --help`, a one-line URL error) then starts in about a second instead of four."""
 
 from __future__ import annotations

@@ -45,11 +45,11 @@ def artifact_root(tracking_uri: str) -> str | None:
     return None  # a tracking server decides for itself
 
 
-def check_tracking_uri(uri: str, reach: bool = False) -> None:
-    """Fail early, in one line, on a URI that cannot work; with `reach`, also ask a tracking
-    server whether it answers (a read, nothing is created)."""
+def reach_tracking(uri: str) -> None:
+    """Fail early, in one line, on a URI that cannot work, and ask a tracking server whether it
+    answers (a read, nothing is created)."""
     urls.check_tracking(uri)
-    if reach and urls.scheme(uri) in ("http", "https"):
+    if urls.scheme(uri) in ("http", "https"):
         import base64
         import urllib.error
         import urllib.request
@@ -73,7 +73,7 @@ def probe_tracking(uri: str, experiment: str | None = None, writing: bool = True
     import os
     import sqlite3
 
-    check_tracking_uri(uri, reach=True)
+    reach_tracking(uri)
     path = urls.sqlite_path(uri)
     if path is None:
         if experiment is not None:
@@ -135,7 +135,7 @@ class Tracker:
     """An MLflow experiment and the runs logged into it."""
 
     def __init__(self, tracking_uri: str, experiment: str, description: str = "") -> None:
-        urls.check_tracking(tracking_uri)
+        db = urls.check_tracking(tracking_uri)  # the sqlite file, None for a server
         import logging
 
         from mlflow.tracking import MlflowClient
@@ -147,11 +147,11 @@ class Tracker:
         self.uri = tracking_uri
         try:
             with sqlite_lock(tracking_uri, "schema"):  # MLflow creates its schema on first use
-                if urls.sqlite_path(tracking_uri) is not None:
+                if db is not None:
                     from gan_core.data import cache_dir
                     from sweeps.stores import mlflow_schema
 
-                    mlflow_schema.seed(urls.sqlite_path(tracking_uri), cache_dir())
+                    mlflow_schema.seed(db, cache_dir())
                 self.client = MlflowClient(tracking_uri)
                 self.experiment_id = self._experiment(experiment, description)
         except UserError:
