@@ -53,14 +53,29 @@ def new_classifier(num_classes: int) -> Classifier:
         return Classifier(num_classes + 1)
 
 
+class MaxPool2x2(nn.Module):
+    """nn.MaxPool2d(2), the same numbers, faster when nothing is trained: four strided views' maximum.
+
+    torch's CPU max-pool over NCHW took 40% of the evaluator's time (about four times these two
+    maximums); a maximum is exact, so the result is bit for bit the pooled one, NaN included. Where
+    gradients flow (training the classifier), torch's own pool keeps its gradient routing on ties."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return F.max_pool2d(x, 2)
+        h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2  # floor mode: an odd last row or column is dropped
+        rows = torch.maximum(x[..., 0:h:2, :w], x[..., 1:h:2, :w])
+        return torch.maximum(rows[..., 0::2], rows[..., 1::2])
+
+
 class Classifier(nn.Module):
     """conv(32) -> pool -> conv(64) -> pool -> fc(128) = features -> fc(K + 1), the last "not data"."""
 
     def __init__(self, num_classes: int = 11) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(1, 32, 3), nn.ReLU(), MaxPool2x2(),
+            nn.Conv2d(32, 64, 3), nn.ReLU(), MaxPool2x2(),
             nn.Flatten(), nn.Linear(64 * 5 * 5, 128), nn.ReLU(),
         )
         self.head = nn.Linear(128, num_classes)

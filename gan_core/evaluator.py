@@ -64,6 +64,7 @@ class Evaluator:
         ref = uint8_to_unit(reference_images(dataset)[:REFERENCE_SIZE]).reshape(-1, dataset.image_dim)
         self.ref_features, _ = self._features_probs(ref)
         self.ref_mu, self.ref_cov = metrics.mean_cov(self.ref_features)
+        self.ref_radii = metrics.knn_radii(self.ref_features)  # precision's k-NN balls: the same for every set
         sub = self.ref_features[:DIVERSITY_SAMPLES]
         self.duplicate_radius = float(torch.quantile(metrics.nearest_neighbour_distances(sub), DUPLICATE_QUANTILE))
         self.ref_spread = metrics.mean_pairwise_distance(ref[:DIVERSITY_SAMPLES])
@@ -110,7 +111,7 @@ class Evaluator:
         hist = torch.bincount(data_probs.argmax(1)[~is_junk], minlength=k).double() / len(probs)
         # The soft count reads only legible samples: the class a classifier gives a smudge means nothing.
         legible_hist = torch.bincount(data_probs.argmax(1)[legible], minlength=k).double() / max(int(legible.sum()), 1)
-        precision, recall = metrics.precision_recall(self.ref_features, feats)
+        precision, recall = metrics.precision_recall(self.ref_features, feats, real_radii=self.ref_radii)
         sub = slice(0, DIVERSITY_SAMPLES)
         return Quality(
             fld=metrics.frechet_distance(mu, cov, self.ref_mu, self.ref_cov),

@@ -51,20 +51,24 @@ def kl_from_uniform(hist: torch.Tensor) -> float:
     return float((h * (h * k).log()).sum())
 
 
-def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
+def knn_radii(x: torch.Tensor, k: int = 3) -> torch.Tensor:
+    """Each row's distance to its k-th nearest other row (float64): the k-NN balls of `precision_recall`."""
+    x = x.double()
+    return torch.cdist(x, x).kthvalue(k + 1, dim=1).values  # +1: each point is its own nearest neighbour
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3,
+                     real_radii: torch.Tensor | None = None) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al., 2019) on feature vectors.
 
     Precision: the share of fake samples inside some real sample's k-NN ball (do the samples
     look like data?). Recall: the share of real samples inside some fake sample's k-NN ball
-    (is all of the data covered?).
+    (is all of the data covered?). `real_radii`: `knn_radii(real, k)` when the caller keeps it (an
+    evaluator scores every set against the same real features).
     """
     real, fake = real.double(), fake.double()
-
-    def radii(x: torch.Tensor) -> torch.Tensor:
-        d = torch.cdist(x, x)
-        return d.kthvalue(k + 1, dim=1).values  # +1: each point is its own nearest neighbour
-
-    r_real, r_fake = radii(real), radii(fake)
+    r_real = knn_radii(real, k) if real_radii is None else real_radii
+    r_fake = knn_radii(fake, k)
     d = torch.cdist(fake, real)  # [n_fake, n_real]
     precision = (d <= r_real[None, :]).any(1).double().mean()
     recall = (d.T <= r_fake[None, :]).any(1).double().mean()

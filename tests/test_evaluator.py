@@ -253,3 +253,31 @@ def test_a_grid_a_third_or_half_of_which_is_not_digits_is_never_a_success(evalua
     assert third.fld < th.success_fld and third.precision > th.precision_min  # FLD and precision alone would pass it
     assert "too many samples are not digits" in label_quality(third, th)[1]
     assert label_quality(constructed_quality(evaluator, "mix_scribbles_10"), th)[0] == "success"  # a tenth still does
+
+
+def test_precision_and_recall_against_kept_real_radii_are_the_numbers_computed_afresh(evaluator):
+    """The evaluator keeps its reference features' k-NN radii; scoring with them changes no bit."""
+    from gan_core import metrics
+
+    assert torch.equal(evaluator.ref_radii, metrics.knn_radii(evaluator.ref_features))
+    gen = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(400, 16, generator=gen), torch.randn(300, 16, generator=gen) * 1.3 + 0.2
+    fresh = metrics.precision_recall(real, fake)
+    assert metrics.precision_recall(real, fake, real_radii=metrics.knn_radii(real)) == fresh
+    assert 0 < fresh[0] < 1 and 0 < fresh[1] < 1  # neither trivially all nor none
+
+
+def test_the_classifier_s_pool_is_torch_s_max_pool_bit_for_bit_and_trains_through_torch_s():
+    from gan_core.classifier import MaxPool2x2
+
+    pool, gen = MaxPool2x2(), torch.Generator().manual_seed(0)
+    for shape in ((3, 32, 26, 26), (2, 64, 11, 11), (1, 1, 5, 4)):  # even, odd (floor mode), tiny
+        x = torch.randn(*shape, generator=gen).relu()
+        x[0, 0, 0, 0] = float("nan")
+        with torch.no_grad():
+            fast, torchs = pool(x), torch.nn.functional.max_pool2d(x, 2)
+        assert fast.shape == torchs.shape and torch.equal(fast.nan_to_num(-1), torchs.nan_to_num(-1)), shape
+        assert torch.equal(fast.isnan(), torchs.isnan())
+    x = torch.zeros(1, 1, 4, 4, requires_grad=True)  # all ties: torch's pool sends each gradient to one input
+    pool(x).sum().backward()
+    assert x.grad.sum() == 4 and x.grad.count_nonzero() == 4

@@ -42,7 +42,7 @@ def mixed_configs():
 
 
 def sgd_configs():
-    base = RunConfig().replace(**SMALL, optimiser="sgd", lr_d=0.05, lr_g=0.05)
+    base = RunConfig().replace(**(SMALL | dict(steps_per_epoch=15)), optimiser="sgd", lr_d=0.05, lr_g=0.05)
     return [base.replace(seed=0), base.replace(seed=1, momentum=0.9),
             base.replace(seed=2, momentum=0.5, freeze="eval_only", zero_grad="own_after_step"),
             base.replace(seed=3, schedule="fixed", d_steps=2, momentum=0.9)]
@@ -343,7 +343,7 @@ def _trace(result):
 
 @pytest.mark.slow
 def test_a_population_checkpoint_resumes_every_member_exactly_on_either_engine(mnist, tmp_path):
-    base = RunConfig().replace(**(SMALL | dict(epochs=4, steps_per_epoch=20)))
+    base = RunConfig().replace(**(SMALL | dict(epochs=4, steps_per_epoch=10)))
     configs = [base.replace(seed=0), base.replace(seed=1, freeze="eval_only", zero_grad="own_after_step",
                                                   schedule="fixed", d_steps=3), base.replace(seed=2, lr_d=1e-3)]
     whole = PopulationTrainer(configs, mnist).run()
@@ -366,7 +366,7 @@ def test_a_population_checkpoint_resumes_every_member_exactly_on_either_engine(m
 
 @pytest.mark.slow
 def test_a_reference_checkpoint_resumes_in_a_population_and_members_at_different_epochs_catch_up(mnist, tmp_path):
-    base = RunConfig().replace(**(SMALL | dict(epochs=5, steps_per_epoch=20)))
+    base = RunConfig().replace(**(SMALL | dict(epochs=5, steps_per_epoch=10)))
     configs = [base.replace(seed=0, schedule="fixed", d_steps=2), base.replace(seed=1),
                base.replace(seed=2, zero_grad="own_after_step", freeze="eval_only")]
     whole = [Trainer(c, mnist).run() for c in configs]

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def reading_configs():
-    base = RunConfig().replace(**(SMALL | dict(epochs=2, steps_per_epoch=40)))
+    base = RunConfig().replace(**(SMALL | dict(epochs=2, steps_per_epoch=20)))
     return [
         base.replace(seed=0, g_loop_cap="off", lr_d=3e-3, g_loop_bound=30),           # runs to its bound: hung
         base.replace(seed=1, rest_k_countdown="every_batch", lr_d=3e-3),
@@ -55,7 +55,7 @@ def test_the_output_readings_share_one_population_and_each_member_matches_its_si
     population trains every arm of reproduce-seed, each member as its own single run."""
     from test_population import run_with_compaction
 
-    base = RunConfig().replace(**(SMALL | dict(epochs=2, steps_per_epoch=30)))
+    base = RunConfig().replace(**(SMALL | dict(epochs=2, steps_per_epoch=15)))
     configs = [base.replace(seed=0, d_output="raw", g_output="none", g_loop_cap="off", lr_d=1e-3),
                base.replace(seed=1, d_output="raw", g_output="tanh", lr_d=1e-3, g_loop_cap=20),
                base.replace(seed=2, d_output="raw", clamp="none", lr_d=1e-3, g_loop_cap=3),
