@@ -186,7 +186,8 @@ def test_a_signal_closes_the_trials_in_hand_and_a_rerun_finishes_only_the_missin
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out[-2000:]
-    assert "interrupted" in out
+    said = [line for line in out.splitlines() if line.startswith("interrupted (")]  # piped: one line, not wrapped
+    assert len(said) == 1 and said[0].endswith("run the same command again to finish the missing trials"), out[-2000:]
     study = optuna.load_study(study_name="scale-quick-e2", storage=storage)
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
     assert len(failed) == in_hand and all(t.user_attrs["fail_reason"] == "interrupted" for t in failed)

@@ -116,7 +116,7 @@ def execute(opts: RunOptions, create: bool) -> None:
     except KeyboardInterrupt as exc:
         why = str(exc) if isinstance(exc, Interrupted) else "Ctrl-C"
         err.print(f"interrupted ({why}): a trial in hand is marked FAIL (reason: interrupted); run the same "
-                  f"command again to finish the missing trials")
+                  f"command again to finish the missing trials", soft_wrap=True)  # one line in a log, not two at 80
         interrupt_told(told=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
