@@ -21,6 +21,7 @@ import time
 import types
 from pathlib import Path
 
+import forked
 import optuna
 import pytest
 from conftest import assert_one_line_error, finish_here
@@ -210,11 +211,11 @@ def test_13_two_concurrent_runs_of_a_random_study_run_the_design_exactly_once(tm
     above (both handles ask behind one barrier); this one shows the same holds through the entry point."""
     spec = _random_study(tmp_path, trials=3, seeds=2)
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    args = [sys.executable, "-m", "sweeps", "run", str(spec), "--device", "cpu", "--engine", "reference",
+    args = ["run", str(spec), "--device", "cpu", "--engine", "reference",
             "--storage", f"sqlite:///{tmp_path / 'o.db'}", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
             "--out", str(tmp_path / "reports"), "--checkpoint-dir", str(tmp_path / "ckpt")]
-    procs = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True) for _ in range(2)]
+    procs = [forked.spawn("-m", "sweeps", *args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     trials = optuna.load_study(study_name="rnd-quick", storage=f"sqlite:///{tmp_path / 'o.db'}").trials
@@ -492,11 +493,11 @@ def test_12_an_http_tracking_password_is_printed_and_stored_nowhere(tmp_path):
     gan-sweep and MLflow would write it (MLflow's own "View run ... at: <URL>" line included)."""
     url = MLFLOW.replace("http://", "http://user:Http-Secret-9@")
     storage = f"sqlite:///{tmp_path / 'o.db'}"
-    proc = subprocess.run([sys.executable, "-m", "sweeps", "run", str(study_file(tmp_path, lrs=1, seeds=1)),
-                           "--device", "cpu", "--storage", storage, "--tracking-uri", url, "--out",
-                           str(tmp_path / "r"), "--checkpoint-dir", str(tmp_path / "ckpt")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env=os.environ | {"OMP_NUM_THREADS": "1"})
+    proc = forked.run("-m", "sweeps", "run", str(study_file(tmp_path, lrs=1, seeds=1)),
+                      "--device", "cpu", "--storage", storage, "--tracking-uri", url, "--out",
+                      str(tmp_path / "r"), "--checkpoint-dir", str(tmp_path / "ckpt"),
+                      cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                      env=os.environ | {"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Http-Secret-9" not in proc.stdout + proc.stderr and "user:***@" in proc.stdout + proc.stderr
     leaks = [p for p in tmp_path.rglob("*") if p.is_file() and b"Http-Secret-9" in p.read_bytes()]
@@ -558,11 +559,12 @@ def test_16_a_tracking_server_killed_mid_trial_ends_in_one_line_and_the_next_run
     server = _mlflow_server(server_dir, port)
     uri = f"http://127.0.0.1:{port}"
     storage = f"sqlite:///{tmp_path / 'o.db'}"
-    args = [sys.executable, "-m", "sweeps", "run", str(study_file(tmp_path, lrs=2, seeds=1, epochs=8, steps=4)),
+    args = ["run", str(study_file(tmp_path, lrs=2, seeds=1, epochs=8, steps=4)),
             "--device", "cpu", "--engine", "reference", "--storage", storage, "--tracking-uri", uri,
             "--out", str(tmp_path / "r"), "--checkpoint-dir", str(tmp_path / "ckpt"), "--heartbeat", "1"]
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = forked.spawn("-m", "sweeps", *args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     try:  # the run starts in about 30 s on a quiet machine, minutes beside the whole suite and two servers
         _until_training(storage, timeout_s=400, proc=proc)
         time.sleep(2)  # into the first of two trials of 8 epochs (each a few seconds)
@@ -576,7 +578,7 @@ def test_16_a_tracking_server_killed_mid_trial_ends_in_one_line_and_the_next_run
     server = _mlflow_server(server_dir, port)  # the server is back; the same command resumes
     try:
         monkeypatch.chdir(tmp_path)
-        finish_here(capsys, *args[3:])  # the next run, in this process (the kill needed one; this does not)
+        finish_here(capsys, *args)  # the next run, in this process (the kill needed one; this does not)
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name("scale-quick")
         assert not client.search_runs([exp.experiment_id], filter_string="attributes.status = 'RUNNING'")
@@ -617,13 +619,14 @@ def test_16_a_postgresql_stopped_mid_trial_ends_in_one_line_and_the_rerun_finish
     start = ("-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start")
     pg_ctl(*start)
     storage = f"postgresql://postgres:Pg-Secret-3@127.0.0.1:{port}/postgres"  # trust: the password is ignored
-    args = [sys.executable, "-m", "sweeps", "run", str(study_file(tmp_path, lrs=2, seeds=1, epochs=8, steps=4)),
+    args = ["run", str(study_file(tmp_path, lrs=2, seeds=1, epochs=8, steps=4)),
             "--device", "cpu", "--engine", "reference", "--storage", storage,
             "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "--out", str(tmp_path / "r"),
             "--checkpoint-dir", str(tmp_path / "ckpt"), "--heartbeat", "1"]
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     try:
-        proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = forked.spawn("-m", "sweeps", *args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
         _until_training(storage)
         time.sleep(2)
         pg_ctl("-m", "immediate", "stop")  # as a crash: open connections are cut
@@ -633,7 +636,7 @@ def test_16_a_postgresql_stopped_mid_trial_ends_in_one_line_and_the_rerun_finish
         assert len([x for x in err.splitlines() if x.startswith("error:")]) == 1, err[-3000:]
         pg_ctl(*start)  # the database is back: the same command resumes and finishes
         monkeypatch.chdir(tmp_path)
-        finish_here(capsys, *args[3:])  # the rerun, in this process
+        finish_here(capsys, *args)  # the rerun, in this process
         study = optuna.load_study(study_name="scale-quick", storage=storage)
         done = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         assert len({t.params["lr_d"] for t in done}) == 2

@@ -1,17 +1,16 @@
 """The GPU check script, run on the CPU with tiny sizes: the one command a GPU machine runs works."""
 
 import json
-import subprocess
-import sys
 
+import forked
 import pytest
 
 
 @pytest.mark.slow
 def test_the_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     out = tmp_path / "gc"
-    proc = subprocess.run([sys.executable, "-m", "sweeps.gpu_check", "--device", "cpu", "--sizes", "2", "--steps", "4",
-                           "--repeats", "1", "--trials", "2", "--epochs", "1", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    proc = forked.run("-m", "sweeps.gpu_check", "--device", "cpu", "--sizes", "2", "--steps", "4", "--repeats", "1",
+                      "--trials", "2", "--epochs", "1", "--out", out, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "gpu_check.json").read_text())
     engines = {(r["engine"], r["precision"], r["schedule"]) for r in summary["bench"]["rows"]}

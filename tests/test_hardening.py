@@ -286,7 +286,7 @@ def test_8_a_same_named_study_not_made_by_gan_sweep_is_refused(tmp_path):
 
 def test_8_ctrl_c_while_starting_is_one_line_and_exit_130(tmp_path):
     proc = gan_sweep("run", study_file(tmp_path, lrs=1, seeds=1), "--storage", stores(tmp_path)[0],
-                     "--tracking-uri", stores(tmp_path)[1], cwd=tmp_path)
+                     "--tracking-uri", stores(tmp_path)[1], cwd=tmp_path, fresh=True)  # its start-up is the point
     time.sleep(2.0)  # past the interpreter's own start-up, still importing torch, optuna or mlflow
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
@@ -359,9 +359,12 @@ def _mlflow_runs(tracking: str, experiment: str):
 
 
 def _wait_for_training(tracking: str, proc, timeout=120):
+    """Until the run's first child run exists. The store is read only once the run has made it (it appears
+    whole, copied under the run's lock): a client opening a missing file would make one itself, racing the run."""
+    db = Path(tracking.removeprefix("sqlite:///"))
     t0 = time.time()
     while time.time() - t0 < timeout:
-        if any("mlflow.parentRunId" in r.data.tags for r in _mlflow_runs(tracking, "scale-quick")):
+        if db.exists() and any("mlflow.parentRunId" in r.data.tags for r in _mlflow_runs(tracking, "scale-quick")):
             return
         assert proc.poll() is None, proc.communicate()[0][-2000:]
         time.sleep(0.3)

@@ -6,11 +6,11 @@ saying why. Everything listens on loopback only."""
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
+import forked
 import optuna
 import pytest
 from conftest import assert_one_line_error, finish_here
@@ -62,10 +62,11 @@ def fresh_pg_database() -> str:
     return PG.rsplit("/", 1)[0] + "/" + name
 
 
-def gan_sweep(*args, **kwargs) -> subprocess.Popen:
+def gan_sweep(*args, fresh: bool = False, **kwargs) -> subprocess.Popen:
+    """`python -m sweeps <args>` as its own process, output piped (forked warm unless `fresh`: tests/forked.py)."""
     env = os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "sweeps", *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+    return forked.spawn("-m", "sweeps", *args, fresh=fresh, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                        text=True, **kwargs)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
@@ -175,6 +176,8 @@ def test_a_signal_closes_the_trials_in_hand_and_a_rerun_finishes_only_the_missin
     while True:  # wait until the first trial is training
         assert proc.poll() is None and time.time() < deadline
         try:
+            if not (tmp_path / "o.db").exists():  # loading would create the file under the run that is about to
+                raise KeyError("no store yet")
             study = optuna.load_study(study_name="scale-quick-e2", storage=storage)
             running = [t for t in study.trials if t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs]
             if running:

@@ -158,11 +158,11 @@ print("TRAINED" if Evaluator(small).trained_now else "LOADED")
 def test_two_processes_asking_for_the_same_evaluator_train_it_once(tmp_path):
     import os
     import subprocess
-    import sys
+
+    import forked
 
     env = os.environ | {"GAN_SWEEP_CACHE": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, "-c", EVALUATOR_CHILD], env=env, stdout=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [forked.spawn("-c", EVALUATOR_CHILD, env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
     said = sorted(p.communicate(timeout=600)[0].strip() for p in procs)
     assert said == ["LOADED", "TRAINED"]  # one trained under the lock, the other waited and loaded it
 
