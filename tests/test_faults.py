@@ -28,7 +28,7 @@ from conftest import assert_one_line_error, finish_here
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from test_hardening import _bad_study
-from test_scaleout import MLFLOW, needs_servers, study_file
+from test_scaleout import MLFLOW, needs_servers, reader, study_file
 from typer.testing import CliRunner
 
 from sweeps.cli import app
@@ -517,9 +517,9 @@ def _until_training(storage: str, timeout_s: float = 120, proc: subprocess.Popen
             out, err = proc.communicate()
             raise AssertionError(f"the run ended (exit {proc.returncode}) before a trial trained: {(out + err)[-2000:]}")
         if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
-            continue  # loading would create the file under the run that is about to
+            continue  # connecting would create the file under the run that is about to
         with contextlib.suppress(Exception):  # the store or the study is not created yet
-            study = optuna.load_study(study_name="scale-quick", storage=storage)
+            study = optuna.load_study(study_name="scale-quick", storage=reader(storage))
             if any(t.state == TrialState.RUNNING for t in study.trials):
                 return
     raise AssertionError("no trial started training")

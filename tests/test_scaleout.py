@@ -13,6 +13,7 @@ from pathlib import Path
 import forked
 import optuna
 import pytest
+import sqlalchemy
 from conftest import assert_one_line_error, finish_here
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
@@ -67,6 +68,12 @@ def gan_sweep(*args, fresh: bool = False, **kwargs) -> subprocess.Popen:
     env = os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     return forked.spawn("-m", "sweeps", *args, fresh=fresh, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                         text=True, **kwargs)
+
+
+def reader(storage: str) -> optuna.storages.RDBStorage:
+    """The Optuna store at `storage` for a test watching a run make it: never creates a table itself (a
+    reader that did would race the run's own schema creation, as `table ... already exists`)."""
+    return optuna.storages.RDBStorage(storage, skip_table_creation=True, skip_compatibility_check=True)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
@@ -176,13 +183,13 @@ def test_a_signal_closes_the_trials_in_hand_and_a_rerun_finishes_only_the_missin
     while True:  # wait until the first trial is training
         assert proc.poll() is None and time.time() < deadline
         try:
-            if not (tmp_path / "o.db").exists():  # loading would create the file under the run that is about to
+            if not (tmp_path / "o.db").exists():  # connecting would create the file under the run that is about to
                 raise KeyError("no store yet")
-            study = optuna.load_study(study_name="scale-quick-e2", storage=storage)
+            study = optuna.load_study(study_name="scale-quick-e2", storage=reader(storage))
             running = [t for t in study.trials if t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs]
             if running:
                 break
-        except KeyError:
+        except (KeyError, sqlalchemy.exc.OperationalError):  # the run has not made its store or study yet
             pass
         time.sleep(0.2)
     time.sleep(1.0)
