@@ -28,7 +28,7 @@ from conftest import assert_one_line_error, finish_here
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from test_hardening import _bad_study
-from test_scaleout import MLFLOW, needs_servers, reader, study_file
+from test_scaleout import MLFLOW, needs_servers, study_file, watch_study
 from typer.testing import CliRunner
 
 from sweeps.cli import app
@@ -516,12 +516,9 @@ def _until_training(storage: str, timeout_s: float = 120, proc: subprocess.Popen
         if proc is not None and proc.poll() is not None:
             out, err = proc.communicate()
             raise AssertionError(f"the run ended (exit {proc.returncode}) before a trial trained: {(out + err)[-2000:]}")
-        if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
-            continue  # connecting would create the file under the run that is about to
-        with contextlib.suppress(Exception):  # the store or the study is not created yet
-            study = optuna.load_study(study_name="scale-quick", storage=reader(storage))
-            if any(t.state == TrialState.RUNNING for t in study.trials):
-                return
+        study = watch_study(storage, "scale-quick")
+        if study and any(t.state == TrialState.RUNNING for t in study.trials):
+            return
     raise AssertionError("no trial started training")
 
 
@@ -564,7 +561,7 @@ def test_16_a_tracking_server_killed_mid_trial_ends_in_one_line_and_the_next_run
             "--out", str(tmp_path / "r"), "--checkpoint-dir", str(tmp_path / "ckpt"), "--heartbeat", "1"]
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = forked.spawn("-m", "sweeps", *args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                        text=True)
     try:  # the run starts in about 30 s on a quiet machine, minutes beside the whole suite and two servers
         _until_training(storage, timeout_s=400, proc=proc)
         time.sleep(2)  # into the first of two trials of 8 epochs (each a few seconds)

@@ -70,10 +70,17 @@ def gan_sweep(*args, fresh: bool = False, **kwargs) -> subprocess.Popen:
                         text=True, **kwargs)
 
 
-def reader(storage: str) -> optuna.storages.RDBStorage:
-    """The Optuna store at `storage` for a test watching a run make it: never creates a table itself (a
-    reader that did would race the run's own schema creation, as `table ... already exists`)."""
-    return optuna.storages.RDBStorage(storage, skip_table_creation=True, skip_compatibility_check=True)
+def watch_study(storage: str, name: str) -> optuna.Study | None:
+    """The study `name` as a run that is making it has it so far; None until the run has made its store and
+    the study. Never creates a file or a table itself: a watcher that did would race the run's own schema
+    creation (`table ... already exists`)."""
+    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
+        return None  # connecting would create the file under the run that is about to
+    try:
+        store = optuna.storages.RDBStorage(storage, skip_table_creation=True, skip_compatibility_check=True)
+        return optuna.load_study(study_name=name, storage=store)
+    except (KeyError, sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError):
+        return None  # no study yet, or its tables are still being made
 
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
@@ -182,15 +189,9 @@ def test_a_signal_closes_the_trials_in_hand_and_a_rerun_finishes_only_the_missin
     deadline = time.time() + 300
     while True:  # wait until the first trial is training
         assert proc.poll() is None and time.time() < deadline
-        try:
-            if not (tmp_path / "o.db").exists():  # connecting would create the file under the run that is about to
-                raise KeyError("no store yet")
-            study = optuna.load_study(study_name="scale-quick-e2", storage=reader(storage))
-            running = [t for t in study.trials if t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs]
-            if running:
-                break
-        except (KeyError, sqlalchemy.exc.OperationalError):  # the run has not made its store or study yet
-            pass
+        study = watch_study(storage, "scale-quick-e2")
+        if study and any(t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs for t in study.trials):
+            break
         time.sleep(0.2)
     time.sleep(1.0)
     proc.send_signal(sig)
