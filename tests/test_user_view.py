@@ -262,3 +262,27 @@ def test_small_arms_get_welch_intervals_not_an_overconfident_bootstrap():
     df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)
     assert hi - d == pytest.approx(stats.t.ppf(0.975, df) * math.sqrt(va + vb))
     assert mean_diff(list(range(20)), list(range(5, 25)))[3] == "bootstrap"
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.01, -99999.0, -1234.5, 1e7, -1e-7])
+def test_the_loss_figure_s_fixed_margins_fit_extreme_values(scale):
+    """Its panels' labels and ticks stay inside the figure and clear of each other and of the title,
+    whatever the values: five-digit and scientific losses, NaN and infinity, gradients from 0 to 1e12."""
+    import types
+
+    from sweeps.stores.artifacts import loss_figure
+
+    history = [types.SimpleNamespace(epoch=e, loss_d=scale * e, loss_g=float("nan") if e == 2 else -scale / e,
+                                     d_real=1.0, d_fake=0.0, grad_d=10.0 ** (2 * e), grad_g=0.0 if e < 3 else math.inf)
+               for e in range(1, 7)]
+    fig = loss_figure(history, "mode_collapse (epoch 12)")
+    renderer = fig.canvas.get_renderer()
+    fig.canvas.draw()
+    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes]
+    width, height = fig.bbox.width, fig.bbox.height
+    for box in boxes:
+        assert 0 <= box.x0 and box.x1 <= width and 0 <= box.y0 and box.y1 <= height, (box, width, height)
+    for left, right in zip(boxes, boxes[1:]):
+        assert left.x1 < right.x0, (left, right)
+    title = fig._suptitle.get_window_extent(renderer)
+    assert all(title.y0 > ax.get_window_extent(renderer).y1 for ax in fig.axes)
