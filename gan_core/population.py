@@ -197,6 +197,7 @@ class PopulationTrainer:
         self.any_smoothing = bool((self.smoothing > 0).any())
         self.any_instance_noise = any(c.cures.instance_noise > 0 for c in configs)
         self.noise_std = torch.zeros(self.P, device=dev, dtype=dt)  # this epoch's, per member
+        self.noisy: torch.Tensor | None = None  # this epoch's members with noise, where not all have it
         self.ema_on = col(lambda c: c.cures.g_ema > 0, torch.bool)
         self.any_ema = bool(self.ema_on.any())
         self.ema_decay = col(lambda c: c.cures.g_ema, torch.float64)
@@ -321,9 +322,16 @@ class PopulationTrainer:
         return StackedMLP(weights, D.biases)
 
     def d_input(self, t: torch.Tensor, step: int, slot: int, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """What D sees: `t` plus each member's instance noise this epoch (exactly 0 times the draw where off)."""
+        """What D sees: `t` plus each member's instance noise this epoch; a member without noise sees `t`
+        itself (on a gathered subset, `t` plus exactly 0 times its draw)."""
         if not self.any_instance_noise:
             return t
+        if rows is None and self.noisy is not None:  # draw only the noisy members' (the epoch's list, on the host)
+            if not len(self.noisy):
+                return t
+            idx = self.noisy
+            draw = rng.normal(self.seeds[idx], (rng.STREAM_INSTANCE, step, slot), (self.B, self.image_dim), self.dtype)
+            return t.index_put((idx,), t[idx] + self.noise_std[idx].view(-1, 1, 1) * draw)
         seeds, std = (self.seeds, self.noise_std) if rows is None else (self.seeds[rows], self.noise_std[rows])
         draw = rng.normal(seeds, (rng.STREAM_INSTANCE, step, slot), (self.B, self.image_dim), self.dtype)
         return t + std.view(-1, 1, 1) * draw
@@ -579,8 +587,10 @@ class PopulationTrainer:
     def train_epoch(self, epoch: int, global_step: int, active: list[bool]) -> list[EpochRecord | None]:
         self.training = torch.tensor(active, device=self.device)
         if self.any_instance_noise:
-            self.noise_std = torch.tensor([cures.instance_noise_std(c.cures.instance_noise, epoch, c.budget.epochs)
-                                           for c in self.configs], device=self.device, dtype=self.dtype)
+            stds = [cures.instance_noise_std(c.cures.instance_noise, epoch, c.budget.epochs) for c in self.configs]
+            self.noise_std = torch.tensor(stds, device=self.device, dtype=self.dtype)
+            self.noisy = None if all(s > 0 for s in stds) else \
+                torch.tensor([p for p, s in enumerate(stds) if s > 0], device=self.device, dtype=torch.long)
         acc = self.new_accumulator()
         self.hung = torch.zeros_like(self.hung)
         self.d_loss_sum, self.d_loss_n = torch.zeros_like(self.d_loss_sum), torch.zeros_like(self.d_loss_n)
