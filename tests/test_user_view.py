@@ -270,6 +270,9 @@ def test_the_loss_figure_s_fixed_margins_fit_extreme_values(scale):
     whatever the values: five-digit and scientific losses, NaN and infinity, gradients from 0 to 1e12."""
     import types
 
+    import matplotlib.pyplot as plt
+    import matplotlib.text
+
     from sweeps.stores.artifacts import loss_figure
 
     history = [types.SimpleNamespace(epoch=e, loss_d=scale * e, loss_g=float("nan") if e == 2 else -scale / e,
@@ -284,5 +287,7 @@ def test_the_loss_figure_s_fixed_margins_fit_extreme_values(scale):
         assert 0 <= box.x0 and box.x1 <= width and 0 <= box.y0 and box.y1 <= height, (box, width, height)
     for left, right in zip(boxes, boxes[1:]):
         assert left.x1 < right.x0, (left, right)
-    title = fig._suptitle.get_window_extent(renderer)
+    title, = (t.get_window_extent(renderer) for t in fig.findobj(matplotlib.text.Text)
+              if t.get_text() == "mode_collapse (epoch 12)")
     assert all(title.y0 > ax.get_window_extent(renderer).y1 for ax in fig.axes)
+    plt.close(fig)
