@@ -532,7 +532,8 @@ def _mlflow_server(folder: Path, port: int, timeout_s: float = 240) -> subproces
         proc = subprocess.Popen(["mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                                  "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
                                  "--artifacts-destination", str(folder / "artifacts")],
-                                cwd=folder, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+                                cwd=folder, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})  # as .ci/servers.sh
     deadline = time.time() + timeout_s
     while time.time() < deadline and proc.poll() is None:
         try:
