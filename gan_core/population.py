@@ -326,15 +326,16 @@ class PopulationTrainer:
         itself (on a gathered subset, `t` plus exactly 0 times its draw)."""
         if not self.any_instance_noise:
             return t
-        if rows is None and self.noisy is not None:  # draw only the noisy members' (the epoch's list, on the host)
-            if not len(self.noisy):
-                return t
-            idx = self.noisy
-            draw = rng.normal(self.seeds[idx], (rng.STREAM_INSTANCE, step, slot), (self.B, self.image_dim), self.dtype)
-            return t.index_put((idx,), t[idx] + self.noise_std[idx].view(-1, 1, 1) * draw)
-        seeds, std = (self.seeds, self.noise_std) if rows is None else (self.seeds[rows], self.noise_std[rows])
-        draw = rng.normal(seeds, (rng.STREAM_INSTANCE, step, slot), (self.B, self.image_dim), self.dtype)
-        return t + std.view(-1, 1, 1) * draw
+
+        def noised(x: torch.Tensor, members: torch.Tensor | None) -> torch.Tensor:
+            seeds, std = (self.seeds, self.noise_std) if members is None else \
+                (self.seeds[members], self.noise_std[members])
+            return x + std.view(-1, 1, 1) * rng.normal(seeds, (rng.STREAM_INSTANCE, step, slot),
+                                                       (self.B, self.image_dim), self.dtype)
+
+        if rows is None and self.noisy is not None:  # only the noisy members' draws (the epoch's list, on the host)
+            return t.index_put((self.noisy,), noised(t[self.noisy], self.noisy)) if len(self.noisy) else t
+        return noised(t, rows)
 
     def noise(self, step: int, draw: int, seeds: torch.Tensor | None = None) -> torch.Tensor:
         return rng.normal(self.seeds if seeds is None else seeds, (rng.STREAM_NOISE, step, draw),

@@ -68,7 +68,7 @@ def loss_figure(history: list[EpochRecord], title: str = ""):
     if title:
         fig.suptitle(title, fontsize=10)
     # Fixed margins, not tight_layout: this figure is made once per trial, and tight_layout lays out every
-    # text once more just to measure it (about 40% of the figure's time). Its size and fonts are fixed, so
+    # text once more just to measure it (a quarter to a third of the figure's time). Its size and fonts are fixed, so
     # these fit any values the panels can show (a test renders extremes and checks nothing overlaps).
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.16, top=0.87 if title else 0.95, wspace=0.25)
     return fig
