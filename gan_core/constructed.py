@@ -78,10 +78,16 @@ def scribbles(n: int, gen: torch.Generator) -> torch.Tensor:
     seg = seg.reshape(n, -1, 2)
     mask = used[:, :, None].expand(n, strokes, len(steps)).reshape(n, -1)
     grid = torch.arange(28, dtype=torch.float32)
-    dy = (grid[None, None, :] - seg[:, :, 0:1]) ** 2                     # [n, P, 28]
-    dx = (grid[None, None, :] - seg[:, :, 1:2]) ** 2
-    ink = torch.exp(-(dy[:, :, :, None] + dx[:, :, None, :]) / (2 * 0.9 ** 2)) * mask[:, :, None, None]
-    return ink.amax(1).clamp(0, 1).reshape(n, -1)
+    width = 2 * 0.9 ** 2
+    # The pen is a Gaussian, so its ink at (y, x) is a row factor times a column factor, and the image is
+    # the darkest point's ink: a running maximum over the points, instead of exp over a [n, P, 28, 28]
+    # tensor (450 MB at n = 2000, 7x the time); the same images to a float32 rounding (<= 1.2e-7).
+    row = torch.exp(-(grid[None, None, :] - seg[:, :, 0:1]) ** 2 / width) * mask[:, :, None]  # [n, P, 28]
+    col = torch.exp(-(grid[None, None, :] - seg[:, :, 1:2]) ** 2 / width)
+    ink = torch.zeros(n, 28, 28)
+    for p in range(seg.shape[1]):
+        torch.maximum(ink, row[:, p, :, None] * col[:, p, None, :], out=ink)
+    return ink.clamp(0, 1).reshape(n, -1)
 
 
 def blobs(n: int, gen: torch.Generator) -> torch.Tensor:

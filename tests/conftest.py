@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("GAN_SWEEP_CACHE", str(ROOT / ".pytest_cache" / "gan-sweep"))
 os.environ.setdefault("GAN_SWEEP_OFFLINE", "1")  # tests never try the network
+if "PYTEST_DEBUG_TEMPROOT" not in os.environ and os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+    # Test folders in memory where the machine has it: each SQLite commit waits for the disk (half of
+    # Optuna's time per trial on this project's 2-core machine), and no test is about the disk (a full
+    # disk is made with RLIMIT_FSIZE, which tmpfs honours as well).
+    os.environ["PYTEST_DEBUG_TEMPROOT"] = "/dev/shm"
 if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each, subprocesses too
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
@@ -75,3 +82,15 @@ def finish_here(capsys, *args) -> str:
         torch.set_num_threads(threads)
     assert code == 0, (out + err)[-3000:]
     return out + err
+
+
+def ended(proc: subprocess.Popen, timeout: float) -> str:
+    """`proc.communicate(timeout)[0]`, but a process still running then is a hang, and a hang should say
+    where: it is sent SIGABRT, which makes one started with PYTHONFAULTHANDLER=1 (`test_scaleout.gan_sweep`)
+    print every thread's stack, and the test fails with them."""
+    try:
+        return proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out = proc.communicate(timeout=60)[0]
+        pytest.fail(f"still running after {timeout} s; its threads when stopped:\n{(out or '')[-8000:]}")

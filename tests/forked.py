@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import builtins
 import ctypes
+import faulthandler
 import inspect
 import io
 import json
@@ -218,6 +219,8 @@ def _child(req: dict, fds: list[int]) -> None:
 
             torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
         _fresh_streams(bool(os.environ.get("PYTHONUNBUFFERED")))
+        if os.environ.get("PYTHONFAULTHANDLER"):  # as a fresh interpreter reads it: stacks on SIGABRT, to stderr
+            faulthandler.enable(all_threads=True)
         sys.path[0] = os.getcwd() if req["how"] == "-m" else ""  # as `python -m` and `python -c` set it
         try:
             if req["how"] == "-m":

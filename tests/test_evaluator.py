@@ -281,3 +281,110 @@ def test_the_classifier_s_pool_is_torch_s_max_pool_bit_for_bit_and_trains_throug
     x = torch.zeros(1, 1, 4, 4, requires_grad=True)  # all ties: torch's pool sends each gradient to one input
     pool(x).sum().backward()
     assert x.grad.sum() == 4 and x.grad.count_nonzero() == 4
+
+
+# -- the kept real side ----------------------------------------------------------------------------
+
+def _same_real_side(a: Evaluator, b: Evaluator) -> None:
+    for name in ("ref_features", "ref_mu", "ref_cov", "ref_radii"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert (a.duplicate_radius, a.ref_spread) == (b.duplicate_radius, b.ref_spread)
+
+
+def test_the_real_side_is_kept_once_and_read_back_bit_for_bit(tmp_path, monkeypatch, mnist):
+    monkeypatch.setenv("GAN_SWEEP_CACHE", str(tmp_path))
+    computed = Evaluator(mnist, use_cache=False)
+    assert not (tmp_path / "evaluator").exists()  # use_cache=False keeps nothing
+    first = Evaluator(mnist)
+    [kept] = (tmp_path / "evaluator").glob("reference-*.pt")
+    inode = kept.stat().st_ino
+    second = Evaluator(mnist)
+    assert kept.stat().st_ino == inode  # read back, not computed and written again
+    _same_real_side(first, computed)
+    _same_real_side(second, computed)
+    assert second.quality(computed.ref_features.new_zeros(64, 784).float()) == computed.quality(
+        computed.ref_features.new_zeros(64, 784).float())
+
+
+@pytest.mark.parametrize("planted", ["garbage", "truncated", "wrong shapes", "not finite", "a link"])
+def test_a_kept_real_side_that_is_not_whole_is_computed_again(tmp_path, monkeypatch, mnist, planted):
+    monkeypatch.setenv("GAN_SWEEP_CACHE", str(tmp_path))
+    computed = Evaluator(mnist, use_cache=False)
+    Evaluator(mnist)
+    [kept] = (tmp_path / "evaluator").glob("reference-*.pt")
+    good = kept.read_bytes()
+    side = torch.load(kept, weights_only=True)
+    elsewhere = tmp_path / "elsewhere.pt"
+    if planted == "garbage":
+        kept.write_bytes(b"not a torch file")
+    elif planted == "truncated":
+        kept.write_bytes(good[: len(good) // 2])
+    elif planted == "wrong shapes":
+        torch.save(side | {"radii": side["radii"][:-1]}, kept)
+    elif planted == "not finite":
+        torch.save(side | {"spread": torch.tensor(float("nan"), dtype=torch.float64)}, kept)
+    else:  # a link to a whole side: not followed (what it points at could be anything), and not written through
+        elsewhere.write_bytes(good)
+        kept.unlink()
+        kept.symlink_to(elsewhere)
+    again = Evaluator(mnist)
+    _same_real_side(again, computed)
+    assert not kept.is_symlink() and kept.read_bytes() == good  # replaced by the whole side
+    if planted == "a link":
+        assert elsewhere.read_bytes() == good
+
+
+def test_a_cache_folder_that_cannot_be_written_costs_only_the_time(tmp_path, monkeypatch, mnist):
+    computed = Evaluator(mnist, use_cache=False)
+    (tmp_path / "a file").write_text("x")
+    monkeypatch.setenv("GAN_SWEEP_CACHE", str(tmp_path / "a file" / "cache"))  # cannot be made
+    _same_real_side(Evaluator(mnist), computed)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "linked" ).mkdir()
+    (tmp_path / "linked" / "evaluator").symlink_to(tmp_path / "elsewhere")
+    monkeypatch.setenv("GAN_SWEEP_CACHE", str(tmp_path / "linked"))  # gan-sweep does not write through links
+    _same_real_side(Evaluator(mnist), computed)
+    assert not list((tmp_path / "elsewhere").iterdir())
+
+
+def test_a_kept_real_side_is_named_by_everything_it_depends_on():
+    from gan_core import metrics, reference_cache
+
+    torch.manual_seed(0)
+    model, images = torch.nn.Linear(3, 2), torch.arange(12, dtype=torch.uint8).reshape(2, 6)
+    key = lambda m=model, x=images, dev="cpu", code=(metrics,): reference_cache.digest(  # noqa: E731
+        m, x, torch.device(dev), code)
+    assert key() == key()
+    nudged = torch.nn.Linear(3, 2)
+    nudged.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        nudged.weight[0, 0] = torch.nextafter(nudged.weight[0, 0], torch.tensor(1.0))  # one weight, one ulp
+    other = images.clone()
+    other[1, 5] += 1
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads % 2 + 1)
+    try:
+        other_threads = key()
+    finally:
+        torch.set_num_threads(threads)
+    assert len({key(), key(m=nudged), key(x=other), key(x=images.reshape(3, 4)), key(dev="meta"),
+                key(code=(constructed,)), other_threads}) == 7
+
+
+def test_the_classifier_s_passes_in_chunks_change_no_feature(evaluator, monkeypatch):
+    from gan_core import evaluator as E
+
+    images = uint8_to_unit(bundled_mnist().held_out_images[:300]).reshape(300, -1)
+    chunked = evaluator.quality(images)
+    monkeypatch.setattr(E, "CPU_CHUNK", 10_000)  # one pass over all of them
+    assert evaluator.quality(images) == chunked
+
+
+def test_k_nn_radii_are_the_k_th_nearest_other_row_s_distance_as_kthvalue_defines_it():
+    from gan_core import metrics
+
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(600, 16, generator=gen)
+    x[300:320] = x[:20]  # ties: rows with a twin at distance 0
+    for k in (1, 3, 5):
+        assert torch.equal(metrics.knn_radii(x, k), torch.cdist(x.double(), x.double()).kthvalue(k + 1, dim=1).values)

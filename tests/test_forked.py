@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import forked
 import pytest
@@ -82,3 +83,16 @@ def test_what_a_fork_server_cannot_do_starts_fresh_or_is_refused():
         forked.spawn("-c", "pass", start_new_session=True)
     with pytest.raises(ValueError, match="python -m module"):
         forked.spawn(sys.executable, "x")
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_a_child_still_running_at_its_deadline_fails_the_test_with_its_stacks(fresh):
+    from conftest import ended
+
+    proc = forked.spawn("-c", "import time\ndef waiting():\n    time.sleep(60)\nwaiting()", fresh=fresh,
+                        env=os.environ | {"PYTHONFAULTHANDLER": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                        text=True)
+    time.sleep(0.5)  # past its start-up (a forked child is running at once; a fresh one imports nothing heavy)
+    with pytest.raises(pytest.fail.Exception) as failed:
+        ended(proc, 1)
+    assert "still running after 1 s" in str(failed.value) and "in waiting" in str(failed.value), str(failed.value)

@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, ended
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from test_scaleout import gan_sweep, study_file
@@ -289,7 +289,7 @@ def test_8_ctrl_c_while_starting_is_one_line_and_exit_130(tmp_path):
                      "--tracking-uri", stores(tmp_path)[1], cwd=tmp_path, fresh=True)  # its start-up is the point
     time.sleep(2.0)  # past the interpreter's own start-up, still importing torch, optuna or mlflow
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=120)
+    out = ended(proc, 120)
     assert proc.returncode == 130, out
     assert "Traceback" not in out and len(out.strip().splitlines()) <= 2, out
 
@@ -384,7 +384,7 @@ def test_10_an_interrupt_ends_every_mlflow_run(tmp_path, how):
         proc.send_signal(signal.SIGINT)
     else:
         proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)
+    out = ended(proc, 120)
     assert proc.returncode == 130, out[-2000:]
     statuses = {r.info.run_name: r.info.status for r in _mlflow_runs(tracking, "scale-quick")}
     assert "RUNNING" not in statuses.values(), statuses

@@ -14,7 +14,7 @@ import forked
 import optuna
 import pytest
 import sqlalchemy
-from conftest import assert_one_line_error, finish_here
+from conftest import assert_one_line_error, ended, finish_here
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -65,7 +65,7 @@ def fresh_pg_database() -> str:
 
 def gan_sweep(*args, fresh: bool = False, **kwargs) -> subprocess.Popen:
     """`python -m sweeps <args>` as its own process, output piped (forked warm unless `fresh`: tests/forked.py)."""
-    env = os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env = os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     return forked.spawn("-m", "sweeps", *args, fresh=fresh, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                         text=True, **kwargs)
 
@@ -84,7 +84,7 @@ def watch_study(storage: str, name: str) -> optuna.Study | None:
 
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
-    out, _ = proc.communicate(timeout=timeout)
+    out = ended(proc, timeout)
     assert proc.returncode == 0, out[-3000:]
     return out
 
@@ -195,7 +195,7 @@ def test_a_signal_closes_the_trials_in_hand_and_a_rerun_finishes_only_the_missin
         time.sleep(0.2)
     time.sleep(1.0)
     proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=120)
+    out = ended(proc, 120)
     assert proc.returncode == 130, out[-2000:]
     said = [line for line in out.splitlines() if line.startswith("interrupted (")]  # piped: one line, not wrapped
     assert len(said) == 1 and said[0].endswith("run the same command again to finish the missing trials"), out[-2000:]
@@ -222,7 +222,7 @@ def test_bad_storage_and_tracking_urls_are_one_line_errors_and_nothing_is_writte
     base.update(dict(zip(args[::2], args[1::2])))
     flat = [x for kv in base.items() for x in kv]
     proc = gan_sweep("run", spec, *flat, "--device", "cpu", cwd=tmp_path)
-    out, _ = proc.communicate(timeout=120)
+    out = ended(proc, 120)
     assert_one_line_error(out, proc.returncode, message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scale.toml"]  # no database, no folder
 
@@ -231,7 +231,7 @@ def test_a_worker_for_a_study_that_does_not_exist_is_a_one_line_error(tmp_path):
     spec = study_file(tmp_path, lrs=1, seeds=1)
     proc = gan_sweep("worker", spec, "--storage", f"sqlite:///{tmp_path / 'o.db'}", "--tracking-uri",
                      f"sqlite:///{tmp_path / 'm.db'}", "--device", "cpu")
-    out, _ = proc.communicate(timeout=120)
+    out = ended(proc, 120)
     assert_one_line_error(out, proc.returncode, "study 'scale-quick' does not exist in sqlite:///")
     assert not (tmp_path / "o.db").exists() and not (tmp_path / "m.db").exists()  # nothing created
 
@@ -244,7 +244,7 @@ def test_corrupt_data_files_named_by_a_study_are_a_one_line_error(tmp_path):
     spec.write_text(spec.read_text().replace('dataset = "mnist-10k"', f'dataset = "idx"\ndata_dir = "{tmp_path / "data"}"'))
     proc = gan_sweep("run", spec, "--storage", f"sqlite:///{tmp_path / 'o.db'}", "--tracking-uri",
                      f"sqlite:///{tmp_path / 'm.db'}", "--device", "cpu")
-    out, _ = proc.communicate(timeout=120)
+    out = ended(proc, 120)
     assert_one_line_error(out, proc.returncode, "corrupt IDX file")
     assert not (tmp_path / "o.db").exists() and not (tmp_path / "m.db").exists()
 
