@@ -50,7 +50,7 @@ def digest(model: torch.nn.Module, images: torch.Tensor, device: torch.device, c
 def _tensor(h, name: str, t: torch.Tensor) -> None:
     t = t.detach().cpu().contiguous()
     h.update(f"{name} {t.dtype} {tuple(t.shape)}\0".encode())
-    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # flat first: a 0-d tensor has no bytes axis
 
 
 def _device_name(device: torch.device) -> str:
@@ -60,6 +60,7 @@ def _device_name(device: torch.device) -> str:
 
 
 def path_for(key: str) -> Path:
+    """Where the side named `key` is kept."""
     return cache_dir() / "evaluator" / f"reference-{key[:32]}.pt"
 
 

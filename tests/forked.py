@@ -49,8 +49,18 @@ def spawn(how: str, what: str, *args, fresh: bool = False, **popen_kwargs) -> su
         raise ValueError(f"spawn runs `python -m module` or `python -c code`, not {how!r}")
     argv = [sys.executable, how, what, *map(str, args)]
     if fresh or popen_kwargs.get("preexec_fn") or sys.platform != "linux":
+        popen_kwargs.setdefault("preexec_fn", _as_typed_at_a_terminal)
         return subprocess.Popen(argv, **popen_kwargs)
     return _ForkedPopen(argv, **popen_kwargs)
+
+
+def _as_typed_at_a_terminal() -> None:
+    """In a fresh child before its exec: SIGINT and SIGQUIT at their defaults, as a command typed at a
+    terminal starts (a forked child gets the same in `_child`). A test run a shell started in the background
+    (`nohup`, `&` in a script) ignores both and would pass that on, and the command keeps a SIGINT it
+    was started ignoring, as a background job should: the Ctrl-C tests could not run."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 def run(how: str, what: str, *args, fresh: bool = False, timeout: float | None = None,
