@@ -81,7 +81,7 @@ def scribbles(n: int, gen: torch.Generator) -> torch.Tensor:
     width = 2 * 0.9 ** 2
     # The pen is a Gaussian, so its ink at (y, x) is a row factor times a column factor, and the image is
     # the darkest point's ink: a running maximum over the points, instead of exp over a [n, P, 28, 28]
-    # tensor (450 MB at n = 2000, 7x the time); the same images to a float32 rounding (<= 1.2e-7).
+    # tensor (450 MB at n = 2000, 6.5x the time); the same images to a float32 rounding (<= 1.2e-7).
     row = torch.exp(-(grid[None, None, :] - seg[:, :, 0:1]) ** 2 / width) * mask[:, :, None]  # [n, P, 28]
     col = torch.exp(-(grid[None, None, :] - seg[:, :, 1:2]) ** 2 / width)
     ink = torch.zeros(n, 28, 28)

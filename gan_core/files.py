@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -51,3 +52,14 @@ def make_dir(folder: Path) -> Path:
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder} is not a folder")
     return folder
+
+
+def read_plain(path: Path) -> bytes | None:
+    """The bytes of the plain file at `path`, or None where there is none, or a link or anything but a
+    regular file stands there (a link is not followed: what it points at could be anything)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        return f.read() if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else None

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
@@ -29,7 +27,7 @@ from types import ModuleType
 import torch
 
 from .data import cache_dir
-from .files import make_dir, write_atomic
+from .files import make_dir, read_plain, write_atomic
 
 SIDE = ("features", "mu", "cov", "radii", "duplicate_radius", "spread")
 """The tensors a kept side holds, by name (`Evaluator._real_side` makes them)."""
@@ -82,19 +80,15 @@ def kept(key: str, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, 
 
 
 def _read(path: Path) -> dict[str, torch.Tensor] | None:
-    """A kept side, or None where none is kept or what is there is not one (a link is not followed)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
+    """A kept side, or None where none is kept or what is there is not one."""
+    blob = read_plain(path)
+    if blob is None:
         return None
     try:
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                return None
-            blob = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
+        side = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - truncated, corrupt, not a torch file: computed again
         return None
-    return blob if well_formed(blob) else None
+    return side if well_formed(side) else None
 
 
 def well_formed(side) -> bool:

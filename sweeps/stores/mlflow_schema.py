@@ -11,7 +11,6 @@ Anything unexpected (another MLflow, a full disk) falls back to MLflow's own way
 from __future__ import annotations
 
 import os
-import stat
 import tempfile
 from pathlib import Path
 
@@ -45,15 +44,10 @@ def _make_template(target: Path) -> None:
 
 def _read_template(path: Path) -> bytes | None:
     """The template's bytes, or None where it is not a plain SQLite file (a link is not followed)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            return None
-        blob = f.read()
-    return blob if blob.startswith(SQLITE_MAGIC) else None
+    from gan_core.files import read_plain
+
+    blob = read_plain(path)
+    return blob if blob is not None and blob.startswith(SQLITE_MAGIC) else None
 
 
 def seed(db: Path, cache: Path) -> bool:
