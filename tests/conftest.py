@@ -14,10 +14,21 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("GAN_SWEEP_CACHE", str(ROOT / ".pytest_cache" / "gan-sweep"))
 os.environ.setdefault("GAN_SWEEP_OFFLINE", "1")  # tests never try the network
-if "PYTEST_DEBUG_TEMPROOT" not in os.environ and os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
-    # Test folders in memory where the machine has it: each SQLite commit waits for the disk (half of
+
+
+def _roomy_memory_folder(path: str = "/dev/shm", need: int = 2 << 30) -> bool:
+    """Whether `path` is a writable folder with `need` bytes free (a container's /dev/shm can be 64 MB)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return os.access(path, os.W_OK) and st.f_bavail * st.f_frsize >= need
+
+
+if "PYTEST_DEBUG_TEMPROOT" not in os.environ and _roomy_memory_folder():
+    # Test folders in memory where the machine has room: each SQLite commit waits for the disk (half of
     # Optuna's time per trial on this project's 2-core machine), and no test is about the disk (a full
-    # disk is made with RLIMIT_FSIZE, which tmpfs honours as well).
+    # disk is made with RLIMIT_FSIZE, which tmpfs honours as well). A whole run writes about 65 MB there.
     os.environ["PYTEST_DEBUG_TEMPROOT"] = "/dev/shm"
 if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each, subprocesses too
     os.environ["OMP_NUM_THREADS"] = "1"
