@@ -27,6 +27,12 @@ def smoke_run(tmp_path_factory):
     return tmp, storage, tracking, res
 
 
+def _data_source() -> str:
+    from gan_core.data import load_dataset
+
+    return load_dataset("mnist-10k").source
+
+
 @pytest.mark.slow
 def test_off_a_terminal_progress_is_plain_lines_per_trial_and_per_evaluated_epoch(smoke_run):
     _, _, _, res = smoke_run
@@ -36,6 +42,8 @@ def test_off_a_terminal_progress_is_plain_lines_per_trial_and_per_evaluated_epoc
                                                line)]
     epochs = [line for line in lines if re.match(r"  #\d+ epoch \d/2: loss_d.*; study ETA (\d|finishing|-)", line)]
     assert len(starts) == 2 and len(ends) == 2 and len(epochs) == 4, res.stderr  # 2 trials x 2 evaluated epochs
+    [opening] = [line for line in lines if line.startswith("study 'smoke")]  # one line, not wrapped at 80
+    assert "(quick profile, 2 epochs per trial," in opening and opening.endswith(f"; data: {_data_source()}"), opening
     assert not any("\x1b[" in line or "━" in line for line in lines)  # no redrawn frames in a log
 
 

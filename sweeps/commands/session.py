@@ -90,8 +90,10 @@ def execute(opts: RunOptions, create: bool) -> None:
             if heartbeat_s != opts.heartbeat:
                 err.print(f"heartbeat: {heartbeat_s} s, the study's own (--heartbeat {opts.heartbeat} applies to new "
                           f"studies only)")
-            err.print(f"study {r.name!r} ({r.profile.name} profile, {r.profile.epochs} epochs per trial, {r.engine} "
-                      f"engine) in {urls.mask(opts.storage)}; {added} trials enqueued now; data: {data.source}")
+            epochs = f"{r.profile.epochs} epoch{'' if r.profile.epochs == 1 else 's'}"
+            err.print(f"study {r.name!r} ({r.profile.name} profile, {epochs} per trial, {r.engine} engine) in "
+                      f"{urls.mask(opts.storage)}; {added} trials enqueued now; data: {data.source}",
+                      soft_wrap=True)  # one line in a log (grep finds it whole), as every progress line
             started = time.perf_counter()
             parent = tracker.start_run(f"{r.name} {'run' if create else 'worker'} {time.strftime('%Y-%m-%d %H:%M:%S')}",
                                        tags={"gan_sweep.kind": "study" if create else "worker",
