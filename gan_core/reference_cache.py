@@ -3,17 +3,17 @@
 Every evaluator compares generated sets against the same real side: 2,000 held-out digits through its
 classifier, their mean and covariance, their k-NN radii, the near-duplicate distance and the pixel
 spread. With the same weights, images, device, torch and code it is the same tensors on every start,
-and computing it was 0.7 s of the 0.8 s an evaluator took to start on one CPU thread, paid by every
+and computing it was 0.8 s of the 0.9 s an evaluator took to start on one CPU thread, paid by every
 `gan-sweep run`, worker and calibration. So it is computed once and kept in the cache folder
-(`cache_dir()/evaluator/reference-<digest>.pt`), named by a SHA-256 of everything it depends on:
-the classifier's weights, the images, the device (a GPU's name: its kernels round differently; on a
-CPU the thread count, as matrix products sum in another order with another), torch's version, and the
-source of the modules that compute it. A change to any of them names
-another file, so a kept side is never stale.
+(`cache_dir()/evaluator/reference-<digest>.pt`), named by a SHA-256 of everything it depends on: the
+classifier's weights, the images, the device (a GPU's name: its kernels round differently; on a CPU the
+thread count, as matrix products sum in another order with another), torch's version, and the source
+of the modules that compute it. A change to any of them names another file, so a kept side is never
+stale.
 
-The file is read with `weights_only` (tensors only, nothing executed) and checked for the names,
-shapes and finiteness it must have; a file that fails (truncated, corrupt, planted) is computed again
-and replaced. A cache folder that cannot be written costs only the time.
+The file is read with `weights_only` (tensors only, nothing executed), never through a link, and
+checked for the names, shapes and finiteness it must have; a file that fails (truncated, corrupt,
+planted) is computed again and replaced. A cache folder that cannot be written costs only the time.
 """
 
 from __future__ import annotations
