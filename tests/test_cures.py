@@ -5,11 +5,12 @@ import copy
 
 import pytest
 import torch
-from test_population import (
+from conftest import (
     KEYS,
     SMALL,
     Killed,
-    _die_at,
+    cure_configs,
+    die_at,
     g_params,
     ref_g_params,
     run_with_compaction,
@@ -27,21 +28,6 @@ CURE_KEYS = CURE_PROBES
 # The seed's networks at the size they train at, on a learning rate at which D's weights grow.
 SEEDLIKE = dict(dataset="mnist-10k", device="cpu", epochs=3, steps_per_epoch=50, eval_samples=200, stop_early=False,
                 lr_d=2e-3, lr_g=2e-3, schedule="fixed")
-
-
-def cure_configs():
-    base = RunConfig().replace(**(SMALL | dict(steps_per_epoch=12)))
-    return [
-        base.replace(seed=0),                                                    # no cure: the seed's GAN
-        base.replace(seed=1, spectral_norm=True),
-        base.replace(seed=2, r1_gamma=10.0, clamp="logits"),
-        base.replace(seed=3, label_smoothing=0.1),
-        base.replace(seed=4, instance_noise=0.5, schedule="fixed", d_steps=2),
-        base.replace(seed=5, g_ema=0.99, g_loss="non_saturating"),
-        base.replace(seed=6, spectral_norm=True, r1_gamma=1.0, label_smoothing=0.2, instance_noise=0.3, g_ema=0.9,
-                     freeze="eval_only", zero_grad="own_after_step"),             # every cure, with the leak
-        base.replace(seed=7, spectral_norm=True, instance_noise=0.2, g_ema=0.95, clamp="none", lr_d=3e-3),
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +85,7 @@ def test_a_checkpoint_with_cures_resumes_exactly_on_either_engine(mnist, tmp_pat
     whole = PopulationTrainer(configs, mnist).run()
     paths = [tmp_path / f"m{p}.pt" for p in range(3)]
     with pytest.raises(Killed):
-        PopulationTrainer(configs, mnist, callbacks=[_die_at(3)]).run(paths, checkpoint_every=2)
+        PopulationTrainer(configs, mnist, callbacks=[die_at(3)]).run(paths, checkpoint_every=2)
     resumed_pop = PopulationTrainer(configs, mnist)
     resumed = resumed_pop.run(list(paths), checkpoint_every=2)
     for p, (a, b) in enumerate(zip(resumed, whole)):

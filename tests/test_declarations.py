@@ -9,6 +9,7 @@ import importlib.util
 import sys
 
 import pytest
+from conftest import cure_configs, epoch_record, mixed_configs
 
 from gan_core import config as C
 from gan_core import population, toggles
@@ -54,9 +55,6 @@ def test_the_cures_study_turns_on_every_declared_cure():
 
 
 def test_the_equivalence_tests_train_every_toggle_on_both_engines():
-    from test_cures import cure_configs
-    from test_population import mixed_configs
-
     default = RunConfig().to_flat()
     members = [c.to_flat() for c in mixed_configs() + cure_configs()]
     untested = [t.key for t in toggles.TOGGLES if not any(m[t.key] != default[t.key] for m in members)]
@@ -89,19 +87,15 @@ def test_every_probe_is_required_and_logged_to_mlflow():
 
     fields = [f for f in dataclasses.fields(EpochRecord) if f.name != "quality"]
     assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING for f in fields)
-    from test_evaluator import _record
-
-    logged = _record(1).metrics()
+    logged = epoch_record(1).metrics()
     assert {METRIC_NAMES.get(f.name, f.name) for f in fields} - {"epoch"} <= set(logged)
 
 
 def test_a_trial_s_attributes_are_the_catalogue_s_reductions():
-    from test_evaluator import _record
-
     from gan_core.records import TRIAL_REDUCTIONS, trial_attributes
 
-    history = [_record(1, g_steps=3, grad_d_max=5.0, g_phase_max=2, loss_d=1.0),
-               _record(2, g_steps=4, grad_d_max=2.0, g_phase_max=7, loss_d=0.5, g_hung_zero=1)]
+    history = [epoch_record(1, g_steps=3, grad_d_max=5.0, g_phase_max=2, loss_d=1.0),
+               epoch_record(2, g_steps=4, grad_d_max=2.0, g_phase_max=7, loss_d=0.5, g_hung_zero=1)]
     attrs = trial_attributes(history)
     assert set(attrs) == set(TRIAL_REDUCTIONS)
     assert (attrs["g_steps"], attrs["grad_d_peak"], attrs["last_grad_d_max"], attrs["g_phase_max"],

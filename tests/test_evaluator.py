@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, epoch_record
 
 from gan_core import constructed
 from gan_core.classifier import new_classifier, train_classifier, uint8_to_unit
@@ -20,7 +20,6 @@ from gan_core.evaluator_weights import (
     shipped_paths,
 )
 from gan_core.outcome import Judge, label_quality
-from gan_core.records import EpochRecord
 from gan_core.trainer import Trainer
 
 
@@ -135,7 +134,7 @@ def test_near_a_threshold_a_label_holds_between_near_identical_evaluations(evalu
 
     judge = Judge(th)
     for epoch, q in enumerate([good, dipped, good, dipped, dipped], start=1):
-        judge.observe(_record(epoch, quality=q))
+        judge.observe(epoch_record(epoch, quality=q))
     assert [lab for _, lab, _ in judge.labels()] == ["success"] * 5
     v = judge.final()
     assert v.label == "success" and v.epoch == 1
@@ -147,22 +146,12 @@ def constructed_quality(evaluator, name):
     return Quality(**evaluator.calibration[name])
 
 
-def _record(epoch, **kw):
-    base = dict(epoch=epoch, step=epoch, loss_d=1.3, loss_g=-0.6, d_real=0.6, d_fake=0.4, clamp_rate=0.0,
-                grad_d=0.5, grad_d_max=1.0, grad_g=0.5, grad_g_max=1.0, frozen_grad_d=0.0, frozen_grad_g=0.0,
-                leak_d=0.0, leak_g=0.0, g_steps=10, g_batches=10, g_capped=0, nonfinite=0, weights_finite=True,
-                batches=10, seconds=1.0, samples_per_s=640.0, d_sv_1=float("nan"), d_sv_2=float("nan"),
-                r1_penalty=0.0, real_target=1.0, noise_std=0.0, ema_distance=0.0, g_hung_bound=0, g_hung_zero=0,
-                g_phase_max=1)
-    return EpochRecord(**(base | kw))
-
-
 def test_dead_gradients_are_stalled_and_sealed_with_the_mechanism():
     judge = Judge()
-    assert judge.observe(_record(1)) is None
+    assert judge.observe(epoch_record(1)) is None
     dead = dict(grad_d=0.0, grad_d_max=0.0, grad_g=0.0, grad_g_max=0.0, d_real=1.0, d_fake=1.0, clamp_rate=1.0)
-    assert judge.observe(_record(2, **dead)) is None  # one epoch is not a window
-    v = judge.observe(_record(3, **dead))
+    assert judge.observe(epoch_record(2, **dead)) is None  # one epoch is not a window
+    v = judge.observe(epoch_record(3, **dead))
     assert v.label == "stalled" and v.sealed and v.epoch == 2
     assert v.signals["mechanism"] == "dead_gradients" and "exactly zero" in v.evidence
 
@@ -170,12 +159,12 @@ def test_dead_gradients_are_stalled_and_sealed_with_the_mechanism():
 def test_a_saturated_d_with_a_silent_g_is_stalled():
     judge = Judge()
     sat = dict(grad_g=0.0, grad_g_max=0.0, grad_d=1e-9, grad_d_max=1e-9, d_real=0.9999, d_fake=0.9998)
-    judge.observe(_record(1, **sat))
-    v = judge.observe(_record(2, **sat))
+    judge.observe(epoch_record(1, **sat))
+    v = judge.observe(epoch_record(2, **sat))
     assert v.label == "stalled" and v.signals["mechanism"] == "d_saturated"
     live = Judge()  # D saturated but G still learning: not dead
     for e in (1, 2, 3):
-        assert live.observe(_record(e, d_real=0.9999, d_fake=0.9998)) is None
+        assert live.observe(epoch_record(e, d_real=0.9999, d_fake=0.9998)) is None
 
 
 def test_a_run_whose_d_saturates_under_the_clamp_is_labelled_stalled(mnist, evaluator):
@@ -202,9 +191,9 @@ def test_a_nan_generator_is_diverged_and_the_run_stops(tiny_config, mnist, evalu
 
 def test_the_judge_labels_a_sustained_d_win_as_d_overpowered():
     judge = Judge()
-    assert judge.observe(_record(1, loss_d=1.2, d_fake=0.4)) is None
-    assert judge.observe(_record(2, loss_d=0.01, d_fake=0.001)) is None  # one epoch is not a sustained window
-    v = judge.observe(_record(3, loss_d=0.02, d_fake=0.002))
+    assert judge.observe(epoch_record(1, loss_d=1.2, d_fake=0.4)) is None
+    assert judge.observe(epoch_record(2, loss_d=0.01, d_fake=0.001)) is None  # one epoch is not a sustained window
+    v = judge.observe(epoch_record(3, loss_d=0.02, d_fake=0.002))
     assert v.label == "d_overpowered" and v.epoch == 2 and v.sealed
 
 

@@ -2,9 +2,22 @@
 toggle, with both implementations of the masked Adam (the GPU's `where` branch runs here too)."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import (
+    KEYS,
+    SMALL,
+    Killed,
+    assert_matches_reference,
+    die_at,
+    g_params,
+    import_graph,
+    mixed_configs,
+    ref_g_params,
+    run_with_compaction,
+)
 
 from gan_core import config as C
 from gan_core.config import RunConfig
@@ -14,33 +27,7 @@ from gan_core.population import (
     split_into_populations,
 )
 from gan_core.stacked import OptimState, masked_adam, masked_sgd
-from gan_core.toggles import TOGGLES
 from gan_core.trainer import Trainer
-
-SMALL = dict(dataset="mnist-10k", device="cpu", dtype="float64", z_dim=16, g_hidden="32,64", d_hidden=32,
-             epochs=2, steps_per_epoch=15, eval_samples=100, stop_early=False)
-KEYS = tuple(dict.fromkeys(("loss_d", "loss_g", "d_real", "d_fake") +
-                           tuple(p for t in TOGGLES if t.kind == "pitfall" for p in t.probes)))
-"""What every member must reproduce: the losses, and each pitfall toggle's own probes (gan_core/toggles.py)."""
-
-
-def mixed_configs():
-    base = RunConfig().replace(**SMALL)
-    return [
-        base.replace(seed=0),                                                    # the seed's adaptive rule
-        base.replace(seed=1, lr_d=1e-3, lr_g=5e-4, clip_d="off"),
-        base.replace(seed=2, clamp="logits", g_loss="non_saturating", schedule="fixed", d_steps=2),
-        base.replace(seed=3, clamp="none", beta1=0.5, g_loop_cap=3, clip_g=0.1),
-        base.replace(seed=4, lr_d=3e-3, lr_g=3e-3, g_loss="non_saturating", clamp_eps=1e-2),
-        base.replace(seed=5, schedule="fixed", d_steps=3, beta2=0.99, lr_g=2e-3),
-        base.replace(seed=6, freeze="eval_only"),                                # wasted gradients, no leak
-        base.replace(seed=7, zero_grad="own_after_step"),                        # each clears its own: no leak
-        base.replace(seed=8, freeze="eval_only", zero_grad="own_after_step", lr_g=1e-3),  # the leak
-        base.replace(seed=9, freeze="eval_only", zero_grad="own_after_step", schedule="fixed", d_steps=3,
-                     g_loss="non_saturating"),                                   # stale G gradient over 3 batches
-        base.replace(seed=10, freeze="eval_only", zero_grad="own_after_step", schedule="fixed", d_steps=1,
-                     g_loss="non_saturating"),                                   # ... and over 1: member 9's twin
-    ]
 
 
 def sgd_configs():
@@ -48,46 +35,6 @@ def sgd_configs():
     return [base.replace(seed=0), base.replace(seed=1, momentum=0.9),
             base.replace(seed=2, momentum=0.5, freeze="eval_only", zero_grad="own_after_step"),
             base.replace(seed=3, schedule="fixed", d_steps=2, momentum=0.9)]
-
-
-def g_params(pop, p):
-    return [w.detach()[p] for w in pop.G.params]
-
-
-def ref_g_params(trainer):
-    out = []
-    for layer in (m for m in trainer.G.net if isinstance(m, torch.nn.Linear)):
-        out += [layer.weight.detach().T, layer.bias.detach()]
-    return out
-
-
-_REFERENCE_RUNS: dict = {}
-"""A configuration's reference run, trained once per test process: the oracle is deterministic (float64 on
-the CPU), and both Adam implementations (and several tests) hold their populations to the same runs."""
-
-
-def reference_run(cfg, mnist):
-    """(the reference trainer's result, its G's parameters) for `cfg` on `mnist`, trained at most once."""
-    key = (repr(cfg), id(mnist))
-    if key not in _REFERENCE_RUNS:
-        trainer = Trainer(cfg, mnist)
-        result = trainer.run()
-        _REFERENCE_RUNS[key] = (result, [t.clone() for t in ref_g_params(trainer)], mnist)  # mnist kept: its id stays its own
-    result, params, _ = _REFERENCE_RUNS[key]
-    return result, params
-
-
-def assert_matches_reference(pop, results, configs, mnist):
-    for p, cfg in enumerate(configs):
-        ref, ref_params = reference_run(cfg, mnist)
-        assert len(ref.history) == len(results[p].history)
-        for a, b in zip(results[p].history, ref.history):
-            assert (a.g_steps, a.g_batches, a.g_capped) == (b.g_steps, b.g_batches, b.g_capped), p
-            for key in KEYS:
-                assert getattr(a, key) == pytest.approx(getattr(b, key), rel=1e-10, abs=1e-10), (p, key)
-        for mine, theirs in zip(g_params(pop, p), ref_params):
-            assert (mine - theirs).abs().max().item() < 1e-10, p
-        assert results[p].verdict.label == ref.verdict.label
 
 
 @pytest.fixture(scope="module", params=["per_member", pytest.param("where", marks=pytest.mark.slow)])
@@ -125,16 +72,6 @@ def test_members_really_skip_g_steps(population_run):
 def test_an_sgd_population_reproduces_its_single_runs(mnist):
     pop = PopulationTrainer(sgd_configs(), mnist)
     assert_matches_reference(pop, pop.run(), sgd_configs(), mnist)
-
-
-def run_with_compaction(pop):
-    """Run the population, recording each G step's `rows`; fail unless some step ran compacted."""
-    calls = []
-    real = pop._g_step
-    pop._g_step = lambda *a, **k: (calls.append(k.get("rows", a[4] if len(a) > 4 else None)), real(*a, **k))[1]
-    results = pop.run()
-    assert any(rows is not None for rows in calls), "no compacted step ran"
-    return results
 
 
 @pytest.mark.slow
@@ -295,17 +232,7 @@ def test_structure_splits_populations_and_every_toggle_joins_one():
 
 
 def test_gan_core_has_no_import_circle_not_even_through_a_function_local_import():
-    import ast
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent / "gan_core"
-    graph = {}
-    for path in root.glob("*.py"):
-        deps = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                deps |= {node.module} if node.module else {a.name for a in node.names}
-        graph[path.stem] = {d for d in deps if (root / f"{d}.py").is_file()}
+    graph = import_graph(Path(__file__).resolve().parent.parent / "gan_core", relative=True)
 
     def visit(node, stack):
         assert node not in stack, " -> ".join(stack + [node])
@@ -327,18 +254,6 @@ def test_gan_core_imports_no_orchestration_library():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-class Killed(Exception):
-    pass
-
-
-def _die_at(epoch):
-    def cb(p, ev):
-        if ev.record.epoch == epoch:
-            raise Killed
-
-    return cb
-
-
 def _trace(result):
     return [(r.epoch, r.loss_d, r.loss_g, r.d_real, r.d_fake, r.g_steps, r.leak_g) for r in result.history]
 
@@ -350,7 +265,7 @@ def test_a_population_checkpoint_resumes_every_member_exactly_on_either_engine(m
                                                   schedule="fixed", d_steps=3), base.replace(seed=2, lr_d=1e-3)]
     whole = PopulationTrainer(configs, mnist).run()
     paths = [tmp_path / f"m{p}.pt" for p in range(3)]
-    interrupted = PopulationTrainer(configs, mnist, callbacks=[_die_at(3)])
+    interrupted = PopulationTrainer(configs, mnist, callbacks=[die_at(3)])
     with pytest.raises(Killed):
         interrupted.run(paths, checkpoint_every=2)
     assert all(p.is_file() for p in paths)

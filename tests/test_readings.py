@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_population import SMALL, assert_matches_reference
+from conftest import SMALL, assert_matches_reference, epoch_record, run_with_compaction
 
 from gan_core import losses, readings
 from gan_core.config import ConfigError, RunConfig, ScheduleConfig
@@ -53,8 +53,6 @@ def test_both_engines_agree_on_every_reading(mnist, adam_impl):
 def test_the_output_readings_share_one_population_and_each_member_matches_its_single_run(mnist):
     """G's output (none, sigmoid, tanh) and what the clamp receives (sigmoid, raw) are per member: one
     population trains every arm of reproduce-seed, each member as its own single run."""
-    from test_population import run_with_compaction
-
     base = RunConfig().replace(**(SMALL | dict(epochs=2, steps_per_epoch=15)))
     configs = [base.replace(seed=0, d_output="raw", g_output="none", g_loop_cap="off", lr_d=1e-3),
                base.replace(seed=1, d_output="raw", g_output="tanh", lr_d=1e-3, g_loop_cap=20),
@@ -150,9 +148,7 @@ def test_a_raw_output_run_whose_g_gradient_vanishes_is_sealed_hung(mnist):
 
 
 def test_the_judge_seals_a_hung_epoch_before_anything_else():
-    from test_evaluator import _record
-
-    v = Judge().observe(_record(3, g_hung_bound=1, g_phase_max=1000, loss_d=0.01, d_fake=0.001))
+    v = Judge().observe(epoch_record(3, g_hung_bound=1, g_phase_max=1000, loss_d=0.01, d_fake=0.001))
     assert v.label == "hung" and v.epoch == 3 and "1000 G steps" in v.evidence
 
 

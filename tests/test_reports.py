@@ -1,4 +1,5 @@
-"""Reports on a study fixture with known outcomes: exact counts, rates, intervals and verdicts."""
+"""Reports on a study fixture with known outcomes (`study`, in conftest): exact counts, rates, intervals and
+verdicts."""
 
 import base64
 import math
@@ -7,50 +8,13 @@ import re
 import optuna
 import pandas as pd
 import pytest
-from optuna.distributions import CategoricalDistribution
-from optuna.trial import TrialState, create_trial
+from conftest import add
+from optuna.trial import TrialState
 
 from sweeps.report.data import load_study_data
 from sweeps.report.page import build, write
 from sweeps.report.stats import newcombe, seeds_needed, welch_diff, wilson
 from sweeps.report.tables import config_table, effect_table, outcome_table
-
-DIST = {"clamp": CategoricalDistribution(["none", "clamp", "logits"])}
-
-
-def add(study, number, clamp, seed, outcome, fld, state=TrialState.COMPLETE, **attrs):
-    sealed = outcome in ("diverged", "d_overpowered", "stalled")
-    ua = {"seed": seed, "outcome": outcome, "outcome_epoch": 2, "evidence": f"{outcome} evidence",
-          "sealed": sealed, "mechanism": attrs.pop("mechanism", outcome), "final_fld": fld,
-          "final_coverage": 10 if outcome == "success" else 2, "seconds": 1.0, "samples_per_s": 1000.0,
-          "mlflow_run_id": f"run{number}", "config": {"clamp": clamp, "seed": seed}, **attrs}
-    if state == TrialState.FAIL:
-        ua = {"seed": seed, "fail_reason": "RuntimeError: boom", "mlflow_run_id": f"run{number}"}
-    value = fld if state == TrialState.COMPLETE else None
-    study.add_trial(create_trial(params={"clamp": clamp}, distributions=DIST, value=value, state=state,
-                                 user_attrs=ua))
-
-
-@pytest.fixture
-def study():
-    s = optuna.create_study(direction="minimize")
-    s.set_user_attr("spec", {"source": "fixture", "description": "known outcomes", "profile": "quick",
-                             "metric": "fld", "pitfall": 1, "baseline": {"clamp": "clamp"}, "fixed": {}})
-    # none: 4 of 5 diverged, 1 poor; clamp: 1 success of 5 (2 stalled, 2 collapse); logits: 3 of 5 success.
-    n = 0
-    for seed, outcome in enumerate(["diverged", "diverged", "diverged", "diverged", "poor_quality"]):
-        add(s, n, "none", seed, outcome, math.nan if outcome == "diverged" else 900.0,
-            state=TrialState.PRUNED if outcome == "diverged" else TrialState.COMPLETE); n += 1
-    for seed, (outcome, fld) in enumerate([("success", 100.0), ("stalled", 2000.0), ("stalled", 2100.0),
-                                          ("mode_collapse", 1200.0), ("mode_collapse", 1300.0)]):
-        mech = "dead_gradients" if outcome == "stalled" else outcome
-        add(s, n, "clamp", seed, outcome, fld, mechanism=mech,
-            state=TrialState.PRUNED if outcome == "stalled" else TrialState.COMPLETE); n += 1
-    for seed, (outcome, fld) in enumerate([("success", 80.0), ("success", 90.0), ("success", 120.0),
-                                          ("mode_collapse", 1000.0), ("poor_quality", 700.0)]):
-        add(s, n, "logits", seed, outcome, fld); n += 1
-    add(s, n, "logits", 5, None, None, state=TrialState.FAIL)
-    return s
 
 
 def test_outcome_table_has_the_exact_counts_rates_and_wilson_intervals(study):

@@ -3,52 +3,28 @@ workers on fresh databases. The server tests need the PostgreSQL and `mlflow ser
 `.ci/run` starts (`source .ci/servers.sh start` does it by hand); without them they are skipped,
 saying why. Everything listens on loopback only."""
 
-import os
 import signal
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
-import forked
 import optuna
 import pytest
-import sqlalchemy
-from conftest import assert_one_line_error, ended, finish_here
+from conftest import (
+    MLFLOW,
+    PG,
+    assert_one_line_error,
+    ended,
+    finish_here,
+    gan_sweep,
+    needs_servers,
+    study_file,
+    watch_study,
+)
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-PG = os.environ.get("GAN_SWEEP_TEST_PG")
-MLFLOW = os.environ.get("GAN_SWEEP_TEST_MLFLOW")
-_without_servers = pytest.mark.skipif(
-    not (PG and MLFLOW),
-    reason="needs the PostgreSQL and mlflow servers that .ci/run starts (source .ci/servers.sh start)")
-
-
-def needs_servers(test):
-    """Marked `servers` (`-m "not servers"` leaves them out) and skipped where the servers are not up."""
-    return pytest.mark.servers(_without_servers(test))
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-def study_file(tmp_path: Path, lrs: int, seeds: int, epochs: int = 1, steps: int = 2) -> Path:
-    values = ", ".join(f"{1e-4 * (1 + i)}" for i in range(lrs))
-    path = tmp_path / "scale.toml"
-    path.write_text(f"""
-name = "scale"
-seeds = [{", ".join(str(s) for s in range(seeds))}]
-[sampler]
-kind = "grid"
-[space]
-lr_d = {{ values = [{values}] }}
-[fixed]
-dataset = "mnist-10k"
-[profiles.quick]
-epochs = {epochs}
-steps_per_epoch = {steps}
-eval_samples = 64
-""")
-    return path
 
 
 def fresh_pg_database() -> str:
@@ -61,26 +37,6 @@ def fresh_pg_database() -> str:
         conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
     engine.dispose()
     return PG.rsplit("/", 1)[0] + "/" + name
-
-
-def gan_sweep(*args, fresh: bool = False, **kwargs) -> subprocess.Popen:
-    """`python -m sweeps <args>` as its own process, output piped (forked warm unless `fresh`: tests/forked.py)."""
-    env = os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
-    return forked.spawn("-m", "sweeps", *args, fresh=fresh, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                        text=True, **kwargs)
-
-
-def watch_study(storage: str, name: str) -> optuna.Study | None:
-    """The study `name` as a run that is making it has it so far; None until the run has made its store and
-    the study. Never creates a file or a table itself: a watcher that did would race the run's own schema
-    creation (`table ... already exists`)."""
-    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
-        return None  # connecting would create the file under the run that is about to
-    try:
-        store = optuna.storages.RDBStorage(storage, skip_table_creation=True, skip_compatibility_check=True)
-        return optuna.load_study(study_name=name, storage=store)
-    except (KeyError, sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError):
-        return None  # no study yet, or its tables are still being made
 
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> str:

@@ -7,6 +7,7 @@ import ast
 from pathlib import Path
 
 import pytest
+from conftest import import_graph, source_nodes
 
 SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
 
@@ -23,11 +24,6 @@ FLOORS = (
 """Lowest first: a module may import its own floor and the floors below, never one above."""
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(SWEEPS.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
 def floor(module: str) -> int:
     for i, (_, members) in enumerate(FLOORS):
         if (module in members) if isinstance(members, set) else (module == members or module.startswith(members + ".")):
@@ -35,34 +31,15 @@ def floor(module: str) -> int:
     raise AssertionError(f"{module} is on no floor: add it to FLOORS")
 
 
-def imports() -> dict[str, set[str]]:
-    """Every sweeps module and the sweeps modules it imports (a name imported from a package that is
-    one of its modules counts as that module)."""
-    modules = {module_name(p): p for p in SWEEPS.rglob("*.py")}
-    graph = {}
-    for name, path in modules.items():
-        deps = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "sweeps":
-                assert node.level == 0, f"{name}: relative import (sweeps imports by absolute path)"
-                for alias in node.names:
-                    sub = f"{node.module}.{alias.name}"
-                    deps.add(sub if sub in modules else node.module)
-            elif isinstance(node, ast.Import):
-                deps |= {a.name for a in node.names if a.name.split(".")[0] == "sweeps"}
-        graph[name] = {d for d in deps if d in modules and d != name}
-    return graph
-
-
 def test_every_module_is_on_a_floor_and_imports_nothing_above_it():
-    graph = imports()
+    graph = import_graph(SWEEPS, relative=False)
     up = [f"{m} ({FLOORS[floor(m)][0]}) imports {d} ({FLOORS[floor(d)][0]})"
           for m, deps in graph.items() for d in deps if floor(d) > floor(m)]
     assert not up, "\n".join(sorted(up))
 
 
 def test_sweeps_has_no_import_circle_not_even_through_a_function_local_import():
-    graph = imports()
+    graph = import_graph(SWEEPS, relative=False)
 
     def visit(node, stack):
         assert node not in stack, " -> ".join(stack + [node])
@@ -81,11 +58,8 @@ atlas are handed `StoredStudies` and `TrackedRuns`."""
 @pytest.mark.parametrize("package", ["sweeps.report", "sweeps.running", "sweeps.study"])
 def test_reports_the_atlas_and_the_plan_are_given_stores_and_never_open_one(package):
     bad = []
-    for path in SWEEPS.rglob("*.py"):
-        name = module_name(path)
-        if not name.startswith(package):
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
+    for name, node in source_nodes(SWEEPS):
+        if name.startswith(package):
             called = node.func.attr if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) else \
                 node.func.id if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) else None
             imported = {a.name for a in node.names} if isinstance(node, ast.ImportFrom) else set()

@@ -7,9 +7,9 @@ import re
 import optuna
 import pandas as pd
 import pytest
+from conftest import add
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
-from test_reports import add, study  # noqa: F401 - the report fixture
 from typer.testing import CliRunner
 
 from sweeps.cli import app
@@ -177,7 +177,7 @@ def test_two_processes_asking_for_the_same_evaluator_train_it_once(tmp_path):
 
 # -- the report's fixes -----------------------------------------------------------------------------
 
-def test_notes_are_a_list_in_html_not_a_literal_dash(study, tmp_path):  # noqa: F811
+def test_notes_are_a_list_in_html_not_a_literal_dash(study, tmp_path):
     from sweeps.report.data import load_study_data
     from sweeps.report.page import build, write
 
@@ -186,7 +186,7 @@ def test_notes_are_a_list_in_html_not_a_literal_dash(study, tmp_path):  # noqa: 
     assert "<li>Partial: " in page and "<p>- Partial" not in page
 
 
-def test_best_and_worst_are_different_rows_and_best_never_produced_no_quality(study):  # noqa: F811
+def test_best_and_worst_are_different_rows_and_best_never_produced_no_quality(study):
     from sweeps.report.data import load_study_data
     from sweeps.report.tables import best_worst
 
@@ -200,7 +200,7 @@ def test_best_and_worst_are_different_rows_and_best_never_produced_no_quality(st
     assert best["fld_mean"].notna().all()
 
 
-def test_captions_are_sentences_and_count_axes_are_whole_runs(study, tmp_path):  # noqa: F811
+def test_captions_are_sentences_and_count_axes_are_whole_runs(study, tmp_path):
     from sweeps.report import figures as F
     from sweeps.report.data import load_study_data
     from sweeps.report.page import CAPTIONS, build, write
