@@ -1,6 +1,7 @@
 """The tests' warm-started processes (tests/forked.py) behave as fresh `python -m` / `python -c` ones: the same
 output and exit status, their own pid, folder, environment, streams and signal dispositions, and an exit
-by the signal they are sent. The process tests of test_scaleout and test_faults rely on it."""
+by the signal they are sent. The process tests (test_scaleout, test_signals, test_stores, test_servers and
+test_secrets among them) rely on it."""
 
 import json
 import os
