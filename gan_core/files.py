@@ -54,12 +54,22 @@ def make_dir(folder: Path) -> Path:
     return folder
 
 
-def read_plain(path: Path) -> bytes | None:
+class TooLarge(ValueError):
+    """A file larger than its reader allows (read nothing of it)."""
+
+
+def read_plain(path: Path, max_bytes: int | None = None) -> bytes | None:
     """The bytes of the plain file at `path`, or None where there is none, or a link or anything but a
-    regular file stands there (a link is not followed: what it points at could be anything)."""
+    regular file stands there (a link is not followed: what it points at could be anything; a FIFO is
+    not waited on). A file over `max_bytes` raises TooLarge before any of it is read."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return None
     with os.fdopen(fd, "rb") as f:
-        return f.read() if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else None
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise TooLarge(f"{path.name} is {info.st_size:,} bytes, more than the {max_bytes:,} it can hold")
+        return f.read()

@@ -32,9 +32,10 @@ from typing import Any, Protocol
 
 import torch
 
+from . import member_state
 from .config import RunConfig
 from .evaluator import Evaluator
-from .files import make_dir, write_atomic
+from .files import make_dir, read_plain, write_atomic
 from .outcome import Judge
 from .records import EpochEvent, EpochRecord, Quality, RunResult, Thresholds, Verdict
 
@@ -94,15 +95,65 @@ def save_checkpoint(stepper: Stepper, p: int, path: Path, history: list[EpochRec
     write_atomic(path, buf.getvalue())  # never through a link planted at the file or a temporary name
 
 
-def load_checkpoint(stepper: Stepper, p: int, path: Path, log: Callable[[str], None] | None) -> list[EpochRecord]:
-    """Restore member p from `path`; the history so far. An unusable file is moved aside: []."""
+def _state_bytes(state: dict[str, Any]) -> int:
+    """Bytes of every tensor in a member state (its weights, slots, gradients, vectors)."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(_state_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(_state_bytes(v) for v in state)
+    return 0
+
+
+def checkpoint_limit(stepper: Stepper, p: int) -> int:
+    """The most bytes a checkpoint of member p can hold, stored or unpacked: its state at its largest
+    (weights, gradients and every optimiser slot set: twice what a fresh member holds is more than that,
+    even with the average of G), its history (a few kB an epoch) and room for torch's own records."""
+    fresh = stepper.member_state(p)
+    weights = _state_bytes([fresh["G"], fresh["D"], fresh["sn"], fresh["ema"]])
+    return 4 * weights + 8192 * stepper.configs[p].budget.epochs + (1 << 20)
+
+
+def _unpacked_size(blob: bytes, limit: int) -> None:
+    """A torch checkpoint is a zip: refuse one whose records declare more than `limit` bytes unpacked
+    before torch allocates them (a compressed record of zeros can declare gigabytes in a few MB)."""
+    import zipfile
+
     try:
-        blob = torch.load(path, map_location=stepper.device, weights_only=True)
+        with zipfile.ZipFile(io.BytesIO(blob)) as z:
+            declared = sum(info.file_size for info in z.infolist())
+    except zipfile.BadZipFile:
+        raise ValueError("not a torch checkpoint (not a zip file)") from None
+    if declared > limit:
+        raise ValueError(f"its records declare {declared:,} bytes unpacked, more than this member's checkpoint "
+                         f"can hold ({limit:,})")
+
+
+def load_checkpoint(stepper: Stepper, p: int, path: Path, log: Callable[[str], None] | None) -> list[EpochRecord]:
+    """Restore member p from `path`; the history so far. An unusable file is moved aside: []. Read without
+    following a link, bounded in size before anything is unpacked, and checked whole (`member_state.check`:
+    every field's shape, dtype, count and finiteness, the schedule in range) before any of it is loaded,
+    so both engines refuse the same files."""
+    try:
+        limit = checkpoint_limit(stepper, p)
+        blob = read_plain(path, max_bytes=limit)
+        if blob is None:
+            raise ValueError("not a plain file (a link, or something else stands there)")
+        _unpacked_size(blob, limit)
+        with warnings.catch_warnings(record=True) as said:  # torch's own warnings go into the one line below
+            warnings.simplefilter("always")
+            try:
+                blob = torch.load(io.BytesIO(blob), map_location=stepper.device, weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - said with what torch warned, then handled below
+                raise ValueError(_torch_refusal(exc, said)) from None
         if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
             raise ValueError("not a gan-sweep checkpoint of this version")
         if blob.get("config") != checkpoint_key(stepper.configs[p]):
             raise ValueError("it holds another configuration")
         history = [record_from_dict(d) for d in blob["history"]]
+        cfg = stepper.configs[p]
+        member_state.check(blob["state"], stepper.member_state(p), cfg.budget.epochs * stepper.steps_per_epoch)
         stepper.load_member_state(p, blob["state"])
         return history
     except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, the run must go on
@@ -114,12 +165,24 @@ def load_checkpoint(stepper: Stepper, p: int, path: Path, log: Callable[[str], N
         except OSError:
             where = "left in place"
         message = (f"checkpoint {path.name} could not be used ({type(exc).__name__}: "
-                   f"{' '.join(str(exc).split())[:200]}); {where}, training from epoch 0")
+                   f"{' '.join(str(exc).split())[:300]}); {where}, training from epoch 0")
         if log:
             log(message)
         else:
             warnings.warn(message, RuntimeWarning, stacklevel=3)
         return []
+
+
+def _torch_refusal(exc: Exception, said: list) -> str:
+    """torch.load's refusal in a few words: the line naming what it refused (its message's other lines
+    advise loading without weights_only, which must never be done here) and what it warned on the way."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    what = next((line for line in lines if line.startswith(("Trying to load", "Unsupported", "WeightsUnpickler"))),
+                lines[-1] if lines else type(exc).__name__)
+    if what.startswith("Weights only load failed"):
+        what = "it holds objects other than tensors and numbers"
+    warned = "; ".join(" ".join(str(w.message).split())[:120] for w in said)
+    return f"torch refused it: {what}" + (f" (torch warned: {warned})" if warned else "")
 
 
 def record_from_dict(d: dict) -> EpochRecord:
