@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import socket
 import zlib
@@ -77,38 +78,64 @@ def offline() -> bool:
     return os.environ.get("GAN_SWEEP_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
-def read_idx(path: Path | os.PathLike, expected_magic: int) -> torch.Tensor:
-    """An IDX file (optionally gzipped) as a uint8 tensor, checking its header and length."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except FileNotFoundError:
-        raise DataError(f"missing data file: {path}") from None
-    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise DataError(f"cannot read {path}: {' '.join(str(exc).split())}") from None
-    if len(raw) < 4 or int.from_bytes(raw[:4], "big") != expected_magic:
-        raise DataError(f"corrupt IDX file {path}: bad magic number")
-    ndim = expected_magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"corrupt IDX file {path}: truncated header")
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    count = 1
-    for d in dims:
-        count *= d
-    if len(raw) - header != count:
-        raise DataError(f"corrupt IDX file {path}: header says {count} bytes of data, found {len(raw) - header}")
-    if count == 0:
-        raise DataError(f"IDX file {path} holds no data (dimensions {'x'.join(map(str, dims))})")
-    return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).view(*dims)
-
-
+MAX_IMAGES = 1_000_000
+"""Most images (or labels) one IDX file may declare: 784 MB of 28x28 pixels, about 3 GB once the GAN's
+float copy is made. A header declaring more is refused before anything is read or decompressed."""
 IMAGE_SIDE = 28
 """The evaluator's classifier and the seed's models are for 28x28 greyscale images."""
 MIN_IMAGES = 10
 """Fewer images than this cannot train a GAN or be split for the evaluator."""
+TEN_CLASS = ("mnist", "fashion-mnist")
+"""Data set names with ten classes, labelled 0 to 9 (the shipped MNIST evaluator has ten outputs and "not data")."""
+MAX_CLASSES = 100
+"""Most classes an IDX data set of one's own may have (its classifier gets one output per class)."""
+
+
+def _open_idx(path: Path):
+    """The file, decompressing as it is read when it is gzipped (never decompressed whole)."""
+    f = open(path, "rb")
+    if f.read(2) == b"\x1f\x8b":
+        f.close()
+        return gzip.open(path, "rb")
+    f.seek(0)
+    return f
+
+
+def read_idx(path: Path | os.PathLike, expected_magic: int, max_items: int = MAX_IMAGES) -> torch.Tensor:
+    """An IDX file (optionally gzipped) as a uint8 tensor. The header is read first: a declared size beyond
+    `max_items` items of IMAGE_SIDE x IMAGE_SIDE is refused before any data is read, and no more than the
+    header declares (plus one byte, to tell a longer file) is ever decompressed."""
+    path = Path(path)
+    ndim = expected_magic & 0xFF
+    try:
+        with _open_idx(path) as f:
+            head = f.read(4)
+            if len(head) < 4 or int.from_bytes(head, "big") != expected_magic:
+                raise DataError(f"corrupt IDX file {path}: bad magic number")
+            raw_dims = f.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise DataError(f"corrupt IDX file {path}: truncated header")
+            dims = [int.from_bytes(raw_dims[4 * i: 4 * i + 4], "big") for i in range(ndim)]
+            count = math.prod(dims)
+            limit = max_items * (IMAGE_SIDE * IMAGE_SIDE if ndim > 1 else 1)
+            if count > limit:
+                raise DataError(f"IDX file {path} declares {'x'.join(map(str, dims))} = {count:,} bytes; gan-sweep reads "
+                                f"at most {max_items:,} items ({limit:,} bytes) per file")
+            data = bytearray(count)
+            got = 0
+            while got < count and (n := f.readinto(memoryview(data)[got:])):
+                got += n
+            extra = f.read(1)
+    except FileNotFoundError:
+        raise DataError(f"missing data file: {path}") from None
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"cannot read {path}: {' '.join(str(exc).split())}") from None
+    if got != count or extra:
+        found = f"{got}" if got < count else f"more than {count}"
+        raise DataError(f"corrupt IDX file {path}: header says {count} bytes of data, found {found}")
+    if count == 0:
+        raise DataError(f"IDX file {path} holds no data (dimensions {'x'.join(map(str, dims))})")
+    return torch.frombuffer(data, dtype=torch.uint8).view(*dims)
 
 
 def _read_pair(images: Path, labels: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,6 +149,23 @@ def _read_pair(images: Path, labels: Path) -> tuple[torch.Tensor, torch.Tensor]:
     if x.shape[0] < MIN_IMAGES:
         raise DataError(f"{images} holds {x.shape[0]} images; at least {MIN_IMAGES} are needed")
     return x, y
+
+
+def check_labels(ds: Dataset) -> Dataset:
+    """A data set's labels fit its classifier: 0 to 9 for the ten-class sets, else 0 to MAX_CLASSES - 1 with
+    at least two classes; every split labelled within the classes the training split has."""
+    ten = ds.name in TEN_CLASS
+    high = 9 if ten else MAX_CLASSES - 1
+    for what, labels in (("", ds.labels), (" (classifier split)", ds.clf_labels), (" (held-out split)", ds.held_out_labels)):
+        low_seen, high_seen = int(labels.min()), int(labels.max())
+        if low_seen < 0 or high_seen > high:
+            raise DataError(f"{ds.source}: labels{what} run from {low_seen} to {high_seen}; "
+                            f"{ds.name} needs labels from 0 to {high}")
+    if ds.held_out_labels.max() > ds.labels.max() or ds.clf_labels.max() > ds.labels.max():
+        raise DataError(f"{ds.source}: the held-out or classifier split has a label the training split lacks")
+    if len(ds.labels.unique()) < 2:
+        raise DataError(f"{ds.source}: every label is {int(ds.labels[0])}; the evaluator needs at least two classes")
+    return ds
 
 
 def _find(folder: Path, prefix: str, kind: str) -> Path | None:
@@ -194,7 +238,12 @@ def bundled_mnist() -> Dataset:
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
-    """Resolve a data set by name (see the module docstring), or raise a one-line DataError."""
+    """Resolve a data set by name (see the module docstring), its labels checked, or raise a one-line
+    DataError."""
+    return check_labels(_load(name, data_dir))
+
+
+def _load(name: str, data_dir: str | os.PathLike | None) -> Dataset:
     if data_dir is not None:
         return _from_folder("idx" if name == "idx" else name, Path(data_dir), f"IDX files in {data_dir}")
     if name == "idx":

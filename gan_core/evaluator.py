@@ -28,9 +28,10 @@ import torch.nn.functional as F
 
 from . import classifier, metrics, reference_cache
 from .classifier import as_images, uint8_to_unit
+from .constructed import SIZE as CONSTRUCTED_SIZE
 from .constructed import build, untrained_generator
-from .data import Dataset
-from .evaluator_weights import load_weights, reference_images
+from .data import Dataset, DataError
+from .evaluator_weights import SHIPPED_DATASETS, load_weights, reference_images
 from .records import Quality, Thresholds
 
 REFERENCE_SIZE = 2000
@@ -58,11 +59,26 @@ SUCCESS_SET = "real_noise_0.3"
 """success_fld is the FLD of this constructed set: real digits under Gaussian pixel noise of std 0.3."""
 
 
+def check_data(dataset: Dataset) -> None:
+    """A data set that trains its own evaluator has enough images for it (a one-line DataError, before
+    anything is trained or kept): its classifier split holds the constructed sets that calibrate the
+    judge, its held-out split the reference FLD compares against. The shipped MNIST evaluator brings both."""
+    if dataset.name in SHIPPED_DATASETS:
+        return
+    for what, images, need in (("classifier", dataset.clf_images, CONSTRUCTED_SIZE),
+                               ("held-out", dataset.held_out_images, REFERENCE_SIZE)):
+        if len(images) < need:
+            raise DataError(f"{dataset.source}: its {what} split holds {len(images):,} images; the evaluator "
+                            f"needs {need:,} (a single split is divided 80/20: give at least "
+                            f"{max(CONSTRUCTED_SIZE * 5 // 4, REFERENCE_SIZE * 5):,} images, or a t10k- pair)")
+
+
 class Evaluator:
     """Scores generated images against a data set's held-out split."""
 
     def __init__(self, dataset: Dataset, device: torch.device | str = "cpu",
                  log: Callable[[str], None] | None = None, use_cache: bool = True) -> None:
+        check_data(dataset)  # before anything is trained or kept
         self.device = torch.device(device)
         self.num_classes = dataset.num_classes
         self.dataset_name = dataset.name

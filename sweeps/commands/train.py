@@ -69,7 +69,7 @@ def flat_overrides(kwargs: dict) -> dict:
 def train(out_dir: Optional[Path], track: bool, tracking_uri: str, experiment: str, **flags) -> None:
     """Train one run, then print its outcome with the evidence and write its files."""
     # torch comes in here, not at the top: `gan-sweep --help` and its usage errors start without it
-    from gan_core import precision
+    from gan_core import memory, precision
     from gan_core.data import load_dataset
     from gan_core.device import resolve_device
     from gan_core.evaluator import Evaluator
@@ -87,13 +87,13 @@ def train(out_dir: Optional[Path], track: bool, tracking_uri: str, experiment: s
     dataset = load_dataset(cfg.data.dataset, cfg.data.data_dir)
     if cfg.data.batch_size > len(dataset.images):
         raise UserError(f"batch_size {cfg.data.batch_size} is larger than the data set ({len(dataset.images)} images)")
-    evaluator = Evaluator(dataset, device, log=err.print)
-    tracker = None
+    memory.check([cfg], 1, len(dataset.images), dataset.image_dim, memory.device_free(device))
     if track:
         from sweeps.stores.tracking import SingleRunTracker, probe_tracking
 
         probe_tracking(tracking_uri, experiment)  # read-only: an Optuna file or garbage is refused untouched
-        tracker = SingleRunTracker(tracking_uri, experiment)  # opened before training: a bad URI fails now
+    evaluator = Evaluator(dataset, device, log=err.print)  # the first thing that keeps a file (its cache)
+    tracker = SingleRunTracker(tracking_uri, experiment) if track else None  # opened before training
     err.print(f"data: {dataset.source}")
     err.print(f"evaluator: {evaluator.source}, {100 * evaluator.accuracy:.2f}% held-out accuracy; success needs "
               f"FLD <= {evaluator.thresholds().success_fld:.1f}, diverse and digit-like samples")
