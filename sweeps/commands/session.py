@@ -49,6 +49,7 @@ def execute(opts: RunOptions, create: bool) -> None:
     """`run` (create=True: create or resume the study, enqueue its grid) and `worker` (join an
     existing study) share everything else: they pull trials until none is left."""
     r = resolve(opts)  # every option and URL form checked before torch and the stores' libraries load
+    from gan_core import memory
     from gan_core.data import load_dataset
     from gan_core.evaluator import Evaluator
     from sweeps.running.progress import RunDisplay
@@ -67,13 +68,16 @@ def execute(opts: RunOptions, create: bool) -> None:
     )
     from sweeps.stores.tracking import Tracker, probe_tracking
 
+    probe_storage(opts.storage)  # both stores answer, read-only, before either is created or written
+    probe_tracking(opts.tracking_uri, r.name)  # (with every place a run writes beside them: artifacts, locks)
     data = load_dataset(r.base.data.dataset, r.base.data.data_dir)
     if r.max_batch > len(data.images):
         raise UserError(f"batch_size {r.max_batch} is larger than the data set ({len(data.images)} images: "
                         f"{data.source})")
+    members = min(r.population_size if r.engine == "population" else 1, r.planned)
+    memory.check([r.heaviest], members, len(data.images), data.image_dim, memory.device_free(r.device),
+                 what=f"a population of {members} trials" if members > 1 else "a trial")
     evaluator = Evaluator(data, r.device, log=err.print)  # a broken evaluator fails before any store exists
-    probe_storage(opts.storage)  # both stores answer, read-only, before either is created or written
-    probe_tracking(opts.tracking_uri, r.name)
     if not create and r.name not in (study_names(opts.storage) or []):
         raise UserError(f"study {r.name!r} does not exist in {urls.mask(opts.storage)}; start it with gan-sweep run")
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from gan_core import allocator, cost, loop, precision, toggles
+from gan_core import allocator, cost, loop, memory, precision, toggles
 from gan_core.config import RunConfig
 from gan_core.data import BUNDLED_MNIST, load_dataset
 from gan_core.device import resolve_device
@@ -358,11 +358,16 @@ def run_bench(device: str, sizes: list[int], steps: int, repeats: int, log=print
     cfg = bench_config(str(dev))
     dataset = load_dataset("mnist-10k")
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
-    log(f"bench on {dev} ({name}, {torch.get_num_threads()} threads), batch 64, the bundled 10k split")
-    flops = cost.member_step(cfg, dataset.image_dim).flops
     largest = max(sizes)
     if precisions is None:
         precisions = ("bf16", "tf32") if dev.type == "cuda" else ("bf16",)
+    # Every row is built before the first is timed (they are timed interleaved): all of them must fit at once.
+    members = sum(sizes) + largest * (len(precisions) + adaptive) + 2 + (len(CURES) if cures else 0)
+    need = memory.estimate(cfg, members, len(dataset.images), dataset.image_dim)
+    memory.refuse_over(need.total, f"the bench ({members:,} members in all)", on_device=need.total - need.base,
+                       free=memory.device_free(dev))
+    log(f"bench on {dev} ({name}, {torch.get_num_threads()} threads), batch 64, the bundled 10k split")
+    flops = cost.member_step(cfg, dataset.image_dim).flops
     root = Path(tempfile.mkdtemp(prefix="gan-sweep-bench-"))
     try:
         rows = [Timed("(a) seed loop", 1, "fp32", "fixed", steps, seed_style(dev, root), flops),

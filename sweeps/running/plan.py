@@ -83,6 +83,8 @@ class Resolved:
     """The study's name in storage and MLflow."""
     max_batch: int
     """The largest batch size of any trial (checked against the data once it is loaded)."""
+    heaviest: Any
+    """The trial config whose run needs the most memory (checked once the data set's size is known)."""
     planned: int
     """Trials the study plans."""
     population_size: int
@@ -124,10 +126,11 @@ def _seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def _every_config(spec: StudySpec, prof: Profile, overrides: dict[str, Any]) -> int:
+def _every_config(spec: StudySpec, prof: Profile, overrides: dict[str, Any]) -> tuple[int, Any]:
     """Build every trial's run config (a grid point, or a range's ends) so that a bad swept value is an
-    error now, not a FAIL at trial 17; return the largest batch size among them."""
-    from gan_core import precision
+    error now, not a FAIL at trial 17; return the largest batch size among them and the config that needs
+    the most memory."""
+    from gan_core import memory, precision
     from gan_core.config import ConfigError
     from gan_core.device import resolve_device
 
@@ -136,7 +139,7 @@ def _every_config(spec: StudySpec, prof: Profile, overrides: dict[str, Any]) -> 
     else:
         points = [{}] + [{p.name: v} for p in spec.space if p.kind != "values" for v in (p.low, p.high)] + \
                  [{p.name: v} for p in spec.space if p.kind == "values" for v in p.values]
-    biggest = 0
+    biggest, heaviest, most = 0, None, -1
     devices: dict[str, Any] = {}
     for params in points:
         shown = ", ".join(f"{k} = {v}" for k, v in params.items()) or "the fixed settings"
@@ -151,7 +154,10 @@ def _every_config(spec: StudySpec, prof: Profile, overrides: dict[str, Any]) -> 
         except ConfigError as exc:
             raise UserError(f"{spec.source}: the configuration with {shown}: {exc}") from None
         biggest = max(biggest, cfg.data.batch_size)
-    return biggest
+        need = memory.estimate(cfg).total
+        if need > most:
+            heaviest, most = cfg, need
+    return biggest, heaviest
 
 
 def resolve(opts: RunOptions) -> Resolved:
@@ -187,7 +193,7 @@ def resolve(opts: RunOptions) -> Resolved:
         raise UserError(f"{spec.source} plans {planned:,} trials (more than {MAX_TRIALS:,}); narrow the grid or "
                         f"pass --allow-large")
     overrides = {k: v for k, v in (("dataset", opts.dataset), ("device", opts.device)) if v is not None}
-    max_batch = _every_config(spec, prof, overrides)
+    max_batch, heaviest = _every_config(spec, prof, overrides)
     base = spec.run_config({}, spec.seeds[0], prof, **overrides)
     device = resolve_device(base.device)
     # auto: the population whenever trials can share one (a GPU: launches dominate; a CPU: `gan-sweep bench`
@@ -195,10 +201,11 @@ def resolve(opts: RunOptions) -> Resolved:
     engine = opts.engine if opts.engine != "auto" else ("population" if planned >= 2 else "reference")
     size = opts.population_size or (POPULATION_GPU if device.type == "cuda" else POPULATION_CPU)
     name = paths.check_name(opts.study_name if opts.study_name is not None else default_study_name(spec.name, prof.name, opts.dataset, opts.epochs))
-    paths.check_writable_dir(opts.out_dir, "--out")
+    paths.check_writable_dir(opts.out_dir, "--out")  # every place the run writes, before any store exists
     paths.under(opts.out_dir, name)
+    paths.check_writable_dir(opts.out_dir / name, "--out", inside=paths.REPORT_FOLDERS)
     paths.check_writable_dir(opts.checkpoint_dir, "--checkpoint-dir")
     make_sampler(spec)
-    return Resolved(spec, prof, overrides, base, device, engine, name, max_batch, planned, size)
+    return Resolved(spec, prof, overrides, base, device, engine, name, max_batch, heaviest, planned, size)
 
 
