@@ -9,6 +9,8 @@ from pathlib import Path
 
 from sweeps.errors import UserError
 
+REPORT_FOLDERS = ("figures",)
+"""The folders a study's report makes inside its own folder."""
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 """A study name: a letter or digit, then letters, digits, dots, dashes or underscores (100 at most)."""
 
@@ -31,8 +33,15 @@ def under(folder: Path, name: str) -> Path:
     return target
 
 
-def check_writable_dir(folder: Path, flag: str) -> None:
-    """A folder that exists (or can be created) and can be written; nothing is created here."""
+def check_writable_dir(folder: Path, flag: str, inside: tuple[str, ...] = ()) -> None:
+    """A folder that exists (or can be created) and can be written, with no link standing at it or at the
+    subfolders `inside` it that gan-sweep will make (a link could point anywhere); nothing is created here."""
+    for path in (folder, *(folder / sub for sub in inside)):
+        if path.is_symlink():
+            raise UserError(f"{flag} {path} is a symbolic link: gan-sweep does not write through links")
+    for sub in inside:
+        if (folder / sub).exists():
+            check_writable_dir(folder / sub, flag)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{flag} {folder} is a file, not a folder")
     probe = folder

@@ -18,6 +18,9 @@ TRACKING_SCHEMES = ("sqlite", "http", "https")
 # user:password@ in any URL. The password runs to the token's last '@' (SQLAlchemy takes a raw '/' in
 # it, and a raw '@' is split differently by each library): masking too much is safe, too little is not.
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s'\"]*):(?P<password>[^\s'\"]*)@", re.I)
+# token@ in an http(s) URL: a tracking server's token rides in the URL as a user name without a password
+# (requests sends it as basic auth), so the whole userinfo is the secret there.
+_TOKEN = re.compile(r"(?P<scheme>https?://)(?P<token>[^:/@\s'\"?#]+)@", re.I)
 # password=... as a URL's query parameter or a libpq keyword.
 _PASSWORD_PARAM = re.compile(r"(?P<key>\b(?:password|passwd|pwd)=)(?P<password>[^&\s'\";#]*)", re.I)
 _SECRETS: set[str] = set()
@@ -26,7 +29,8 @@ _MIN_BARE = 3  # a shorter password replaced everywhere in a text would blank or
 
 
 def credentials(url: str) -> tuple[str | None, list[str]]:
-    """(the userinfo's password, the query's passwords) of a URL as the most permissive parser reads them."""
+    """(the userinfo's password, the query's passwords) of a URL as the most permissive parser reads them.
+    In an http(s) URL a user name without a password is a token, and is the password here."""
     rest = url.split("://", 1)[1] if "://" in url else ""
     head, _, query = rest.partition("?")
     password = None
@@ -34,6 +38,8 @@ def credentials(url: str) -> tuple[str | None, list[str]]:
         userinfo = head[:head.rindex("@")]
         if ":" in userinfo:
             password = userinfo.split(":", 1)[1]
+        elif scheme(url) in ("http", "https") and userinfo:
+            password = userinfo
     params = [m["password"] for m in _PASSWORD_PARAM.finditer("?" + query)] if query else []
     return password, params
 
@@ -50,11 +56,12 @@ def remember(url: str) -> None:
 
 
 def mask(text: str, *known: str) -> str:
-    """`text` with every password hidden: user:***@host in URLs, password=*** in queries and keyword
+    """`text` with every password hidden: user:***@host in URLs (***@host for an http(s) token), password=*** in queries and keyword
     strings, and the bare passwords of the `known` URLs and of every URL given to `remember`."""
     for url in known:
         remember(url)
     text = _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", str(text))
+    text = _TOKEN.sub(lambda m: f"{m['scheme']}***@", text)
     text = _PASSWORD_PARAM.sub(lambda m: f"{m['key']}***", text)
     for secret in sorted(_SECRETS, key=len, reverse=True):  # longest first: a form never leaves a tail
         text = text.replace(secret, "***")
@@ -136,6 +143,16 @@ def check(url: str, what: str, schemes: tuple[str, ...], example: str) -> Path |
         if path.exists() and not path.is_file():
             raise UserError(f"{what} {mask(url)}: {path} is not a file")
     return path
+
+
+ARTIFACTS = "mlartifacts"
+"""A sqlite tracking store's artifacts go in this folder beside the database file."""
+
+
+def artifact_folder(tracking_uri: str) -> Path | None:
+    """Where a sqlite tracking store's artifacts go (None for a server, which decides for itself)."""
+    db = sqlite_path(tracking_uri)
+    return None if db is None else db.resolve().parent / ARTIFACTS
 
 
 def check_storage(url: str) -> Path | None:

@@ -14,6 +14,8 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
+from sweeps.paths import REPORT_FOLDERS
+
 from gan_core.files import make_dir, write_atomic
 from gan_core.outcome import LABELS
 from sweeps.console import out
@@ -237,7 +239,7 @@ def write(rep: Report, folder: Path) -> dict[str, Path]:
     pngs = {name: _png(fig) for name, fig in rep.figures.items()}
     for fig in rep.figures.values():
         plt.close(fig)
-    figures = make_dir(folder / "figures")
+    figures = make_dir(folder / REPORT_FOLDERS[0])
     for name, blob in pngs.items():
         write_atomic(figures / f"{name}.png", blob)
 

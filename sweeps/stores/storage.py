@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from sweeps import urls
 from sweeps.errors import UserError
 from sweeps.stores.beats import beating
-from sweeps.stores.locks import sqlite_lock
+from sweeps.stores.locks import check_lock_paths, sqlite_lock
 from sweeps.study.spec import Profile, StudySpec
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -61,9 +61,10 @@ class StaleTrials:
 
 def probe_storage(url: str) -> None:
     """Check a storage URL without creating anything (a one-line UserError if it cannot work):
-    its form, and for a server that it answers."""
+    its form, for a sqlite file its locks' places, and for a server that it answers."""
     urls.check_storage(url)
     if urls.sqlite_path(url) is not None:
+        check_lock_paths(url)
         return
     import sqlalchemy
 

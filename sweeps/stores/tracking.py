@@ -15,9 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gan_core.files import LinkError
 from gan_core.records import EpochEvent, RunResult
 from sweeps import urls
-from sweeps.paths import can_create_in
+from sweeps.paths import can_create_in, check_writable_dir
+from sweeps.stores.locks import check_lock_paths
 from sweeps.stores.beats import beating
 
 # MLflow logs a store's failure at ERROR with its whole traceback before raising it; gan-sweep reports
@@ -39,10 +41,8 @@ def _now_ms() -> int:
 
 def artifact_root(tracking_uri: str) -> str | None:
     """For a local sqlite store, artifacts go beside the database file (./mlartifacts)."""
-    db = urls.sqlite_path(tracking_uri)
-    if db is not None:
-        return (db.resolve().parent / "mlartifacts").as_uri()
-    return None  # a tracking server decides for itself
+    folder = urls.artifact_folder(tracking_uri)
+    return None if folder is None else folder.as_uri()  # a tracking server decides for itself
 
 
 def reach_tracking(uri: str) -> None:
@@ -89,6 +89,9 @@ def probe_tracking(uri: str, experiment: str | None = None, writing: bool = True
     if writing and not can_create_in(path.resolve().parent):  # sqlite's journal and MLflow's artifacts go there
         raise UserError(f"tracking URI {urls.mask(uri)}: no file can be created in {path.resolve().parent} "
                         f"(sqlite writes its journal beside the database)")
+    if writing:  # MLflow copies every image, figure and report into its artifacts folder: never through a link
+        check_writable_dir(urls.artifact_folder(uri), "the tracking store's artifacts folder")
+        check_lock_paths(uri)
     if not path.exists():
         return False
     try:
@@ -189,6 +192,8 @@ class Tracker:
                   "success_share": counts.get("success", 0) / finished if finished else float("nan")}
         values |= {f"outcome_{k}_count": v for k, v in counts.items() if k.islower()}
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), _now_ms(), 0) for k, v in values.items()])
+        if files:
+            self._artifacts_plain()
         for path in (files or {}).values():
             self.client.log_artifact(run_id, str(path), artifact_path="report")
 
@@ -225,9 +230,17 @@ class Tracker:
         for i in range(0, len(metrics), 1000):
             self.client.log_batch(run_id, metrics=metrics[i:i + 1000])
 
+    def _artifacts_plain(self) -> None:
+        """MLflow copies artifacts with shutil, through links: a link planted at the artifacts folder after
+        the run was checked is refused at the moment of writing too."""
+        folder = urls.artifact_folder(self.uri)
+        if folder is not None and folder.is_symlink():
+            raise LinkError(f"{folder} is a symbolic link: gan-sweep does not write through links")
+
     def log_samples(self, run_id: str, samples, step: int) -> None:
         from sweeps.stores.artifacts import grid_pixels
 
+        self._artifacts_plain()
         self.client.log_image(run_id, grid_pixels(samples), key="samples", step=step)
 
     def log_result(self, run_id: str, result: RunResult, files: dict[str, Path] | None = None) -> None:
@@ -245,6 +258,7 @@ class Tracker:
             metrics += [Metric(f"final_{k}", float(val), _now_ms(), 0) for k, val in result.quality.as_dict().items()]
         self.client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, str(val)) for k, val in tags.items()])
         fig = loss_figure(result.history, f"{v.label} (epoch {v.epoch})")
+        self._artifacts_plain()
         self.client.log_figure(run_id, fig, "loss_curves.png")
         plt.close(fig)
         if result.samples is not None and not files:
