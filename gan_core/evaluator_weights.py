@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import io
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ import torch
 
 from .classifier import CLASSIFIER_VERSION, Classifier, new_classifier, train_classifier
 from .data import DataError, Dataset, bundled_mnist, cache_dir
-from .files import write_atomic
+from .files import make_dir, open_lock, write_atomic
 
 SHIPPED_DIR = resources.files("gan_core") / "data_files" / "evaluator"
 SHIPPED_DATASETS = ("mnist",)
@@ -146,9 +147,11 @@ def _load_or_train(ds: Dataset, device: torch.device, log, use_cache: bool) -> W
     if not use_cache:
         clf, acc, _ = train_weights(ds, device, log, path)
         return Weights(clf, acc, "trained now (not cached)", True, path, None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # several processes starting together: one trains, the rest wait
+    make_dir(path.parent)
+    lock = open_lock(path.with_suffix(".lock"))  # never through a link, never truncated
+    try:
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # several processes starting together: one trains, the rest wait
         cached = _read_cached(path, ds.num_classes)
         if cached is not None:
             return cached
@@ -157,6 +160,9 @@ def _load_or_train(ds: Dataset, device: torch.device, log, use_cache: bool) -> W
         torch.save({"state_dict": clf.state_dict(), "accuracy": acc}, buf)
         write_atomic(path, buf.getvalue())
         _calibration_path(path).unlink(missing_ok=True)  # a calibration of older weights is stale
+    finally:
+        if lock is not None:
+            os.close(lock)
     return Weights(clf, acc, f"trained now, cached at {path}", True, path, None)
 
 

@@ -10,6 +10,7 @@ a partial file nor the temporary one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -73,3 +74,25 @@ def read_plain(path: Path, max_bytes: int | None = None) -> bytes | None:
         if max_bytes is not None and info.st_size > max_bytes:
             raise TooLarge(f"{path.name} is {info.st_size:,} bytes, more than the {max_bytes:,} it can hold")
         return f.read()
+
+
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def open_lock(path: Path) -> int | None:
+    """A descriptor of the lock file at `path`, created if missing (0600), never through a link and never
+    truncated; None where its folder cannot be written (a reader of a read-only folder: it writes
+    nothing, so it races nobody). A link, a FIFO or anything but a plain file there is a LinkError."""
+    flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a FIFO must not hang us
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(path):
+            raise LinkError(f"{path} is a symbolic link: gan-sweep does not open its locks through links") from None
+        if exc.errno in _NOT_WRITABLE and not os.path.lexists(path):
+            return None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise LinkError(f"{path} is not a plain file: gan-sweep keeps its lock there (remove it)")
+    return fd

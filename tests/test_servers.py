@@ -157,3 +157,109 @@ def test_a_postgresql_stopped_mid_trial_ends_in_one_line_and_the_rerun_finishes(
     finally:
         pg_ctl("-m", "immediate", "stop", check=False)
         shutil.rmtree(data, ignore_errors=True)
+
+
+def _freeze(pid: int, sig: int) -> None:
+    """SIGSTOP or SIGCONT a server and every process it started (PostgreSQL's backends, MLflow's workers)."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    for p in [pid, *map(int, children)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, sig)
+
+
+FROZEN_TIMEOUT_S = 10
+"""The stated time these tests give (GAN_SWEEP_STORE_TIMEOUT): a call unanswered this long ends the run."""
+
+
+def _ends_within_the_stated_time(proc: subprocess.Popen, heartbeat_s: float) -> str:
+    """The run ends in one line and exit 1 within the stated time of its next store call (a heartbeat at
+    the latest), plus the watchdog's second and room for a loaded machine; its stderr."""
+    t0 = time.monotonic()
+    out, err = proc.communicate(timeout=120)
+    waited = time.monotonic() - t0
+    assert proc.returncode == 1, err[-3000:]
+    errors = [x for x in err.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and "has not answered for" in errors[0], err[-3000:]
+    assert "Traceback" not in out + err, err[-3000:]
+    assert waited <= FROZEN_TIMEOUT_S + heartbeat_s + 1 + 8, f"ended {waited:.1f} s after the freeze"
+    return err
+
+
+@needs_servers
+@pytest.mark.slow
+def test_a_frozen_postgresql_ends_the_run_in_one_line_within_the_stated_time_and_the_rerun_finishes(
+        tmp_path, capsys, monkeypatch):
+    import shutil
+
+    port = 55634
+    data, pg_ctl = _postgres(port)
+    start = ("-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start")
+    pg_ctl(*start)
+    storage = f"postgresql://postgres:Pg-Secret-4@127.0.0.1:{port}/postgres"
+    args = ["run", str(study_file(tmp_path, lrs=2, seeds=1, epochs=8, steps=4)),
+            "--device", "cpu", "--engine", "reference", "--storage", storage,
+            "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "--out", str(tmp_path / "r"),
+            "--checkpoint-dir", str(tmp_path / "ckpt"), "--heartbeat", "1"]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "GAN_SWEEP_STORE_TIMEOUT": str(FROZEN_TIMEOUT_S)}
+    postmaster = None
+    proc = forked.spawn("-m", "sweeps", *args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                        text=True)
+    try:
+        _until_training(storage, timeout_s=400, proc=proc)
+        postmaster = int((data / "postmaster.pid").read_text().split()[0])
+        _freeze(postmaster, signal.SIGSTOP)  # the server stops answering; its connections stay open
+        err = _ends_within_the_stated_time(proc, heartbeat_s=1)
+        assert "Pg-Secret-4" not in err
+        _freeze(postmaster, signal.SIGCONT)
+        monkeypatch.chdir(tmp_path)
+        finish_here(capsys, *args)  # the rerun closes what the frozen one left and finishes
+        study = optuna.load_study(study_name="scale-quick", storage=storage)
+        done = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        assert len({t.params["lr_d"] for t in done}) == 2
+        assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+        client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+        exp = client.get_experiment_by_name("scale-quick")
+        assert not client.search_runs([exp.experiment_id], filter_string="attributes.status = 'RUNNING'")
+    finally:
+        if proc.poll() is None:  # a run that hung is not left behind
+            proc.kill()
+        if postmaster is not None:
+            _freeze(postmaster, signal.SIGCONT)
+        pg_ctl("-m", "immediate", "stop", check=False)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@needs_servers
+@pytest.mark.slow
+def test_a_frozen_tracking_server_ends_the_run_in_one_line_within_the_stated_time_and_the_rerun_finishes(
+        tmp_path, capsys, monkeypatch):
+    server_dir = tmp_path / "server"
+    server_dir.mkdir()
+    port = 55602
+    server = _mlflow_server(server_dir, port)
+    uri = f"http://127.0.0.1:{port}"
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    args = ["run", str(study_file(tmp_path, lrs=2, seeds=1, epochs=8, steps=4)),
+            "--device", "cpu", "--engine", "reference", "--storage", storage, "--tracking-uri", uri,
+            "--out", str(tmp_path / "r"), "--checkpoint-dir", str(tmp_path / "ckpt"), "--heartbeat", "1"]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "GAN_SWEEP_STORE_TIMEOUT": str(FROZEN_TIMEOUT_S)}
+    proc = forked.spawn("-m", "sweeps", *args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                        text=True)
+    try:
+        _until_training(storage, timeout_s=400, proc=proc)
+        os.killpg(server.pid, signal.SIGSTOP)  # every process of the server stops; its socket stays open
+        _ends_within_the_stated_time(proc, heartbeat_s=1)
+        os.killpg(server.pid, signal.SIGCONT)
+        monkeypatch.chdir(tmp_path)
+        finish_here(capsys, *args)
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name("scale-quick")
+        assert not client.search_runs([exp.experiment_id], filter_string="attributes.status = 'RUNNING'")
+        study = optuna.load_study(study_name="scale-quick", storage=storage)
+        assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGCONT)
+            os.killpg(server.pid, signal.SIGKILL)

@@ -110,6 +110,9 @@ def execute(opts: RunOptions, create: bool) -> None:
                                  checkpoint_dir=opts.checkpoint_dir, heartbeat_s=heartbeat_s, log=display.say)
                 with display:
                     ran = run_trials(ctx, limit=opts.trials, on_trial=display.on_trial, on_start=display.on_start)
+                # once more at the end: an invocation that died just before this one started (its heartbeat
+                # still fresh then, as after a store that froze and came back) has gone stale by now
+                tracker.close_dead_parents(3 * heartbeat_s)
                 summarize(handle, ctx, ran)
                 files = None
                 if create:

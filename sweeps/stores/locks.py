@@ -12,14 +12,11 @@ line. Every process on the machine that opens the database sees the same folder,
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import stat
 from pathlib import Path
 
-from gan_core.files import LinkError
+from gan_core.files import LinkError, open_lock
 
-_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 KINDS = ("schema", "plan", "claim")
 """The locks a sqlite store can have: creating its schema, planning a study's grid, claiming a trial."""
 
@@ -40,25 +37,6 @@ def check_lock_paths(url: str) -> None:
         if lock.is_symlink() or (os.path.lexists(lock) and not lock.is_file()):
             raise LinkError(f"{lock} is a symbolic link or not a plain file: gan-sweep keeps a lock there and does "
                             f"not open it through a link (remove it)")
-
-
-def open_lock(path: Path) -> int | None:
-    """A descriptor of the lock file at `path`, created if missing (0600), never through a link and never
-    truncated; None where its folder cannot be written (a reader of a read-only folder: it writes
-    nothing, so it races nobody). A link, a FIFO or anything but a plain file there is a LinkError."""
-    flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a FIFO must not hang us
-    try:
-        fd = os.open(path, flags, 0o600)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP or os.path.islink(path):
-            raise LinkError(f"{path} is a symbolic link: gan-sweep does not open its locks through links") from None
-        if exc.errno in _NOT_WRITABLE and not os.path.lexists(path):
-            return None
-        raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise LinkError(f"{path} is not a plain file: gan-sweep keeps its lock there (remove it)")
-    return fd
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 
 from sweeps import urls
 from sweeps.errors import UserError
+from sweeps.stores import deadline
 from sweeps.stores.beats import beating
 from sweeps.stores.locks import check_lock_paths, sqlite_lock
 from sweeps.study.spec import Profile, StudySpec
@@ -68,8 +69,9 @@ def probe_storage(url: str) -> None:
         return
     import sqlalchemy
 
+    deadline.install_sql(url)
     try:
-        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 10} if "postgresql" in url else {})
+        engine = sqlalchemy.create_engine(url, connect_args=deadline.connect_args(url))
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text("SELECT 1"))
         engine.dispose()
@@ -85,7 +87,10 @@ def study_names(url: str) -> list[str] | None:
         return None
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true" if path else url)
+    if path is None:
+        deadline.install_sql(url)
+    engine = sqlalchemy.create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true" if path else url,
+                                      connect_args={} if path else deadline.connect_args(url))
     try:
         with engine.connect() as conn:
             if "studies" not in sqlalchemy.inspect(conn).get_table_names():
@@ -107,7 +112,9 @@ def open_storage(url: str, heartbeat: bool = True, heartbeat_s: int = HEARTBEAT_
     if heartbeat:
         kwargs.update(heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,
                       heartbeat_stale_trial_callback=stale or StaleTrials())
-    engine = {"connect_args": {"connect_timeout": 10}} if url.startswith("postgresql") else {}
+    if urls.sqlite_path(url) is None:
+        deadline.install_sql(url)
+    engine = {"connect_args": deadline.connect_args(url)}
     for attempt in range(6):
         try:
             with sqlite_lock(url, "schema"):
@@ -132,13 +139,22 @@ def planning_lock(storage: optuna.storages.RDBStorage, url: str):
     if url.startswith("postgresql"):
         from sqlalchemy import text
 
+        what = f"the Optuna store {urls.mask(url)}"
         with storage.engine.connect() as conn:
-            conn.execute(text(f"SELECT pg_advisory_lock({key})"))
+            deadline.exempt(conn)  # held for the whole plan: its statements are timed one by one instead
+            while True:  # try and wait, not a blocking lock: a frozen server must not hold us past the deadline
+                with deadline.timed(what):
+                    got = conn.execute(text(f"SELECT pg_try_advisory_lock({key})")).scalar()
+                    conn.commit()
+                if got:
+                    break
+                time.sleep(0.2)
             try:
                 yield
             finally:
-                conn.execute(text(f"SELECT pg_advisory_unlock({key})"))
-                conn.commit()
+                with deadline.timed(what):
+                    conn.execute(text(f"SELECT pg_advisory_unlock({key})"))
+                    conn.commit()
     else:
         with sqlite_lock(url, "plan"):
             yield

@@ -19,8 +19,9 @@ from gan_core.files import LinkError
 from gan_core.records import EpochEvent, RunResult
 from sweeps import urls
 from sweeps.paths import can_create_in, check_writable_dir
-from sweeps.stores.locks import check_lock_paths
+from sweeps.stores import deadline
 from sweeps.stores.beats import beating
+from sweeps.stores.locks import check_lock_paths
 
 # MLflow logs a store's failure at ERROR with its whole traceback before raising it; gan-sweep reports
 # the raised error in one line (and keeps the traceback for GAN_SWEEP_DEBUG=1).
@@ -80,7 +81,8 @@ def probe_tracking(uri: str, experiment: str | None = None, writing: bool = True
             try:
                 from mlflow.tracking import MlflowClient
 
-                exp = MlflowClient(uri).get_experiment_by_name(experiment)  # a server: a read
+                with deadline.timed(f"the tracking server {urls.mask(uri)}"):
+                    exp = MlflowClient(uri).get_experiment_by_name(experiment)  # a server: a read
             except Exception as exc:  # noqa: BLE001 - any failure: the URI does not work from here
                 msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise UserError(f"tracking URI {urls.mask(uri)} is unusable: {urls.mask(msg)[:300]}") from None
@@ -156,6 +158,8 @@ class Tracker:
 
                     mlflow_schema.seed(db, cache_dir())
                 self.client = MlflowClient(tracking_uri)
+                if db is None:  # a server: every call must answer within the stated time
+                    self.client = deadline.TimedClient(self.client, f"the tracking server {urls.mask(tracking_uri)}")
                 self.experiment_id = self._experiment(experiment, description)
         except UserError:
             raise
