@@ -57,8 +57,9 @@ class MaxPool2x2(nn.Module):
     """nn.MaxPool2d(2), the same numbers, faster when nothing is trained: four strided views' maximum.
 
     torch's CPU max-pool over NCHW took 40% of the classifier's forward time in evaluation, about four
-    times these two maximums (measured 2026-12-03, one thread); a maximum is exact, so the result is bit for bit the pooled one, NaN included. Where
-    gradients flow (training the classifier), torch's own pool keeps its gradient routing on ties."""
+    times these two maximums (one thread); a maximum is exact, so the result is bit for bit the pooled one,
+    NaN included. Where gradients flow (training the classifier), torch's own pool keeps its gradient
+    routing on ties."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and x.requires_grad:

@@ -49,8 +49,8 @@ DUPLICATE_QUANTILE = 0.01
 distances (1% of real digits have a neighbour that close)."""
 CPU_CHUNK = 128
 """Images per classifier pass on a CPU. The first convolution's output for 128 images (11 MB) stays in
-the caches and for 1000 (86 MB) it does not: a pass over 2,000 images took 0.19 s against 0.54 s (one
-thread, 2026-12-04), the features the same bit for bit."""
+the caches and for 1000 (86 MB) it does not: a pass over 2,000 images took about a third of the time
+(one thread), the features the same bit for bit."""
 GPU_CHUNK = 1000
 """Images per classifier pass on a GPU, where bigger passes only fill it better."""
 SIDE_CODE = (classifier, metrics, sys.modules[__name__])

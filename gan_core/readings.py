@@ -4,7 +4,7 @@ it, which option is the most literal, and why this project's default is what it 
 A verdict on a claim of the seed holds only under the readings it was run in; `reproduce-seed` runs the
 most literal reading (`LITERAL`) and each single change from it, and the README, `gan-sweep show` and the
 atlas print `table()`. Nothing here is "the seed's configuration": the seed shows part of its code, and
-every reproduction is a reading of the rest (`../shared/seed/SEED.md`, "What the seed leaves open").
+every reproduction is a reading of the rest (`docs/seed.md`, "What the post leaves open").
 """
 
 from __future__ import annotations

@@ -55,6 +55,10 @@ BAD = [
     ("z-dim-huge", dict(extra_space="z_dim = { values = [100, 200000000] }"), [], "z_dim must be at most"),
     ("eval-samples-huge", dict(extra_space="eval_samples = { values = [1000000000000] }"), [],
      "eval_samples must be at most"),
+    ("eval-samples-below-knn", dict(extra_space="eval_samples = { values = [64, 3] }"), [],  # k-NN needs k + 1
+     "eval_samples must be at least 4"),
+    ("widths-beyond-memory", dict(extra_space='g_hidden = { values = ["256,512", "65536,65536"] }'), [],
+     "GiB of memory (networks"),
     ("lr-overflow", dict(extra_space="lr_g = { values = [1e300] }"), [], "lr_g must be at most"),
     ("seed-too-big", dict(seeds="[9223372036854775808]"), [], "seeds must be"),
     ("sampler-seed-negative", dict(sampler="seed = -5"), [], "sampler.seed must be from 0"),
@@ -192,6 +196,7 @@ def test_bench_checks_its_device_and_output_before_running(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--sizes", "100000000"], "--sizes must be from 1 to 4,096"),
+    (["--sizes", "4096"], "GiB of memory"),  # every row is built before the first is timed
     (["--steps", "100000000"], "--steps from 2 to 10,000"),
     (["--repeats", "0"], "--repeats from 1 to 100"),
     (["--out", "/proc/gan-sweep-bench.json"], "is not writable"),

@@ -22,6 +22,9 @@ from optuna.trial import TrialState
     ("postgresql://db/x?user=u&password=hunter22", "hunter22", None),
     ("host=db password=hunter22 dbname=x", "hunter22", None),     # libpq's keyword form, as a driver quotes it
     ("http://u:SECRET@h:5000/api", "SECRET", None),
+    ("View run at: http://tok3nSECRET@h:5000/#/experiments/1", "tok3nSECRET",  # a token: userinfo with no colon
+     "View run at: http://***@h:5000/#/experiments/1"),
+    ("postgresql://postgres@db/x", "nothing-hidden", "postgresql://postgres@db/x"),  # a bare user name is no secret
     pytest.param("postgresql://user:SECRET@db:5432/x and http://a:p%40ss@host:5000 and sqlite:///x.db", "SECRET",
                  "postgresql://user:***@db:5432/x and http://a:***@host:5000 and sqlite:///x.db",
                  id="every-url-of-a-text-and-nothing-but-their-passwords"),
@@ -31,7 +34,7 @@ def test_mask_hides_passwords_in_every_form(text, hidden, exactly):
     from sweeps.urls import mask
 
     masked = mask(f"error at {text}: refused")
-    assert hidden not in masked and "***" in masked, masked
+    assert hidden not in masked and ("***" in masked) == (hidden != "nothing-hidden"), masked
     if exactly is not None:
         assert mask(text) == exactly
 
@@ -121,10 +124,12 @@ def test_no_password_reaches_stderr_or_the_report(tmp_path, evaluator):
 
 
 @needs_servers
-def test_an_http_tracking_password_is_printed_and_stored_nowhere(tmp_path):
-    """The loopback server takes no login, so the password travels and is ignored: what matters is where
-    gan-sweep and MLflow would write it (MLflow's own "View run ... at: <URL>" line included)."""
-    url = MLFLOW.replace("http://", "http://user:Http-Secret-9@")
+@pytest.mark.parametrize("userinfo,shown", [("user:Http-Secret-9", "user:***@"), ("Http-Secret-9", "http://***@")],
+                         ids=["password", "token"])
+def test_an_http_tracking_password_is_printed_and_stored_nowhere(tmp_path, userinfo, shown):
+    """The loopback server takes no login, so the password (or token) travels and is ignored: what matters
+    is where gan-sweep and MLflow would write it (MLflow's own "View run ... at: <URL>" lines included)."""
+    url = MLFLOW.replace("http://", f"http://{userinfo}@")
     storage = f"sqlite:///{tmp_path / 'o.db'}"
     proc = forked.run("-m", "sweeps", "run", str(study_file(tmp_path, lrs=1, seeds=1)),
                       "--device", "cpu", "--storage", storage, "--tracking-uri", url, "--out",
@@ -132,9 +137,25 @@ def test_an_http_tracking_password_is_printed_and_stored_nowhere(tmp_path):
                       cwd=tmp_path, capture_output=True, text=True, timeout=300,
                       env=os.environ | {"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Http-Secret-9" not in proc.stdout + proc.stderr and "user:***@" in proc.stdout + proc.stderr
+    assert "Http-Secret-9" not in proc.stdout + proc.stderr and shown in proc.stdout + proc.stderr
     leaks = [p for p in tmp_path.rglob("*") if p.is_file() and b"Http-Secret-9" in p.read_bytes()]
     assert not leaks  # the Optuna store, the report, trials.csv, the checkpoints
     server_db = Path(os.environ.get("SERVERS_DIR", "/tmp/gan-sweep-servers")) / "mlflow" / "mlflow.db"
     if server_db.is_file():
         assert b"Http-Secret-9" not in server_db.read_bytes()
+
+
+def test_bytes_written_through_a_masked_stream_s_buffer_are_masked_too(capfd):
+    """click writes bytes to a stream's `buffer`; a password in them is hidden like one in text."""
+    import sys
+
+    from sweeps.masked_io import masked_streams
+
+    with masked_streams():
+        with pytest.raises(TypeError):
+            sys.stdout.write(b"bytes are not text")  # as a real text stream refuses them
+        sys.stdout.flush()
+        sys.stdout.buffer.write(b"at postgresql://u:Bytes-Secret-1@db/x\n")
+        sys.stdout.buffer.flush()
+    out = capfd.readouterr().out
+    assert "Bytes-Secret-1" not in out and "postgresql://u:***@db/x" in out

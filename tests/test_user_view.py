@@ -140,6 +140,31 @@ def test_help_lists_choices_and_keeps_brackets(tmp_path, capsys):
     assert_one_line_error(err, code, "Invalid value for '--epochs'")
 
 
+def _commands() -> list[list[str]]:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    return [[]] + [[name] for name in sorted(group.commands)]
+
+
+@pytest.mark.parametrize("command", _commands(), ids=lambda c: " ".join(c) or "gan-sweep")
+def test_every_help_ends_as_the_help_ends(command, capsys, monkeypatch):
+    """The installed entry point masks what it prints: its --help must end exactly as typer's own (the box's
+    last line and typer's closing newline), not with bytes printed as their repr (b''b'\\n')."""
+    from conftest import main_cli
+
+    from sweeps import entry
+
+    monkeypatch.setenv("COLUMNS", "80")
+    _, plain, _ = main_cli([*command, "--help"], capsys)  # typer alone, nothing masked
+    with pytest.raises(SystemExit) as done:
+        entry.main([*command, "--help"])
+    masked = capsys.readouterr().out
+    assert done.value.code in (0, None)
+    assert masked == plain and "b'" not in masked
+    assert masked.endswith("╯\n\n") and masked.count("\n╰") == masked.count("\n╭")
+
+
 def test_version_and_python_m(tmp_path):
     import subprocess
     import sys
