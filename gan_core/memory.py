@@ -7,7 +7,7 @@ above the peak resident memory measured for real runs, and within a few times of
 - each member's networks: weights, gradients, the pending gradients a checkpoint keeps, the optimiser's
   slots, the average of G, and the update's temporaries (`PARAMETER_COPIES` copies in all);
 - each member's activations for one batch, forward and backward (`ACTIVATION_COPIES` per layer output);
-- the data set as a float tensor on the training device;
+- the data set: its float tensor on the training device, and the uint8 images with the evaluator's splits;
 - one evaluation: `eval_samples` through G (every layer's output at once), the classifier's features and
   the k-NN distances' blocks (`metrics.KNN_BLOCK_BYTES`, with cdist's temporaries);
 - each member's history (`HISTORY_BYTES` an epoch);
@@ -75,7 +75,7 @@ def estimate(cfg: RunConfig, members: int = 1, images: int = 70_000, image_dim: 
     return Estimate(
         networks=members * PARAMETER_COPIES * (d_params + g_params) * size,
         activations=members * ACTIVATION_COPIES * cfg.data.batch_size * sum(widths) * size,
-        data=images * image_dim * size,
+        data=images * image_dim * (size + 2),  # the floats, and the uint8 images with the evaluator's splits
         evaluation=cfg.budget.eval_samples * (2 * sum(widths[:4]) + FEATURE_WIDTH * 2) * 4 + 3 * KNN_BLOCK_BYTES,
         history=members * cfg.budget.epochs * HISTORY_BYTES)
 

@@ -208,3 +208,32 @@ def test_bench_refuses_numbers_and_paths_it_cannot_use(tmp_path, monkeypatch, ar
     res = cli("bench", "--device", "cpu", *args)
     assert_one_line_error(res.stderr, res.exit_code, message)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow  # a real process without root's capability (about 7 s): kept out of the quick tier
+def test_a_read_only_study_folder_inside_out_is_refused_before_any_store_exists(tmp_path):
+    """Where the study's report will go is checked with the rest, not when the report is written after
+    every trial ran. Permission bits say yes to root, so the command runs without the capability that
+    overrides them (`setpriv`)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if os.getuid() == 0 and not shutil.which("setpriv"):
+        pytest.skip("root without setpriv: the permission bits cannot be made to hold")
+    study = tmp_path / "r" / "scale-quick"
+    study.mkdir(parents=True)
+    study.chmod(0o555)
+    drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"] if os.getuid() == 0 else []
+    storage, tracking = stores(tmp_path)
+    try:
+        proc = subprocess.run([*drop, sys.executable, "-m", "sweeps", "run", str(study_file(tmp_path, lrs=1, seeds=1)),
+                               "--device", "cpu", "--storage", storage, "--tracking-uri", tracking,
+                               "--out", str(tmp_path / "r"), "--checkpoint-dir", str(tmp_path / "ckpt")],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                              env=os.environ | {"OMP_NUM_THREADS": "1"})
+    finally:
+        study.chmod(0o755)
+    assert_one_line_error(proc.stderr, proc.returncode, f"{study} is not writable")
+    assert not (tmp_path / "o.db").exists() and not (tmp_path / "m.db").exists() and not (tmp_path / "ckpt").exists()
