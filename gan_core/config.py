@@ -45,6 +45,10 @@ _OFF_TYPES = (float | None, int | None)
 """Optional numbers whose None is written 'off' in the flat view (a clip, the inner loop's cap)."""
 
 
+DATA_LAYOUT = 2
+"""Bumped when what a data set's name trains the GAN on changes (2: the judge's reference, a fifth of the
+bundled split, is held out from the GAN): a study or checkpoint made under another layout is not resumed."""
+
 POPULATION_SHARED = "shared"
 """A field every member of one population shares (its structure: shapes, data, device, batch counter)."""
 POPULATION_MEMBER = "member"
@@ -310,8 +314,8 @@ class BudgetConfig:
             _positive("steps_per_epoch", self.steps_per_epoch)
         _positive("eval_every", self.eval_every)
         if not (isinstance(self.eval_samples, int) and self.eval_samples >= MIN_EVAL_SAMPLES):
-            raise ConfigError(f"eval_samples must be at least {MIN_EVAL_SAMPLES} (a k-NN ball needs {KNN_K} other "
-                              f"samples), got {self.eval_samples!r}")
+            raise ConfigError(f"eval_samples must be a whole number of at least {MIN_EVAL_SAMPLES} (a k-NN ball "
+                              f"needs {KNN_K} other samples), got {self.eval_samples!r}")
         _at_most("eval_samples", self.eval_samples, MAX_EVAL_SAMPLES)
 
 

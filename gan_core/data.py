@@ -40,7 +40,7 @@ class Dataset:
     source: str
     """One line saying which files or split are in use."""
     images: torch.Tensor
-    """uint8 [N, H, W]: the images the GAN trains on."""
+    """uint8 [N, H, W]: the images the GAN trains on (never the evaluator's reference)."""
     labels: torch.Tensor
     """int64 [N]: their labels (the GAN never sees them)."""
     clf_images: torch.Tensor
@@ -165,6 +165,10 @@ def check_labels(ds: Dataset) -> Dataset:
         raise DataError(f"{ds.source}: the held-out or classifier split has a label the training split lacks")
     if len(ds.labels.unique()) < 2:
         raise DataError(f"{ds.source}: every label is {int(ds.labels[0])}; the evaluator needs at least two classes")
+    if ten and len(ds.labels.unique()) < 10:  # its evaluator has ten outputs (MNIST's ships with them)
+        missing = sorted(set(range(10)) - set(ds.labels.unique().tolist()))
+        raise DataError(f"{ds.source}: no image is labelled {', '.join(map(str, missing))}; {ds.name} needs all ten "
+                        f"classes 0 to 9")
     return ds
 
 
@@ -198,11 +202,15 @@ def _from_folder(name: str, folder: Path, describe: str) -> Dataset:
 
 
 def _one_split(name: str, source: str, x: torch.Tensor, y: torch.Tensor) -> Dataset:
-    """With a single split the GAN trains on all of it; the classifier on a fixed 80%."""
+    """A single split is divided once, by a fixed permutation: 80% that the GAN and the classifier train
+    on, and 20% held out from both, which the evaluator compares samples against (FLD, precision, recall):
+    the judge's reference is never part of the GAN's training data."""
     perm = rng.permutation(torch.tensor([0]), (rng.STREAM_SPLIT,), len(x))[0]
     cut = int(0.8 * len(x))
     clf, held = perm[:cut], perm[cut:]
-    return Dataset(name, source, x, y, x[clf], y[clf], x[held], y[held])
+    x_train, y_train = x[clf], y[clf]  # one tensor: the GAN's images are the classifier's
+    return Dataset(name, f"{source}; the GAN trains on {cut:,} of them, {len(x) - cut:,} held out for the judge",
+                   x_train, y_train, x_train, y_train, x[held], y[held])
 
 
 def _torchvision_download(cls_name: str) -> Path | None:

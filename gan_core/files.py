@@ -4,7 +4,8 @@ every folder it makes for itself through `make_dir`.
 A fresh temporary name in the target's folder is created exclusively (O_CREAT | O_EXCL never opens
 a planted link), filled, and renamed over the target (a rename replaces a link at the target, it
 does not write through it). A reader never sees half a file; a failure (a full disk) leaves neither
-a partial file nor the temporary one.
+a partial file nor the temporary one. Reading goes through `read_plain` (no link followed, no FIFO
+waited on, a size bound) and locks through `open_lock` (no link followed, never truncated).
 """
 
 from __future__ import annotations
@@ -21,10 +22,15 @@ class LinkError(OSError):
     """A folder gan-sweep writes into is a symbolic link (it could point anywhere)."""
 
 
+_UNFINISHED: set[str] = set()
+"""Temporary files of writes in progress, removed by `remove_unfinished` when the process must end at once."""
+
+
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Write `data` to `path` (its folder exists) through an exclusive temporary file and a rename."""
     blob = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _UNFINISHED.add(tmp)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
@@ -34,6 +40,15 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        _UNFINISHED.discard(tmp)
+
+
+def remove_unfinished() -> None:
+    """Remove the temporary files of writes still in progress (before an exit that skips every cleanup)."""
+    for tmp in list(_UNFINISHED):
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _umask() -> int:
@@ -80,16 +95,17 @@ _NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def open_lock(path: Path) -> int | None:
-    """A descriptor of the lock file at `path`, created if missing (0600), never through a link and never
-    truncated; None where its folder cannot be written (a reader of a read-only folder: it writes
-    nothing, so it races nobody). A link, a FIFO or anything but a plain file there is a LinkError."""
+    """A descriptor of the lock file at `path`, created if missing, never through a link and never
+    truncated; None where this user can neither create nor open it (a reader of another user's read-only
+    folder: it writes nothing, so it races nobody). A link, a FIFO or anything but a plain file there is a
+    LinkError."""
     flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a FIFO must not hang us
     try:
-        fd = os.open(path, flags, 0o600)
+        fd = os.open(path, flags, 0o666)  # less the umask, as any file: another user's reader can open it too
     except OSError as exc:
         if exc.errno == errno.ELOOP or os.path.islink(path):
             raise LinkError(f"{path} is a symbolic link: gan-sweep does not open its locks through links") from None
-        if exc.errno in _NOT_WRITABLE and not os.path.lexists(path):
+        if exc.errno in _NOT_WRITABLE:  # a folder this user cannot write, or another user's lock it cannot read
             return None
         raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):

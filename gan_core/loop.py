@@ -33,9 +33,10 @@ from typing import Any, Protocol
 import torch
 
 from . import member_state
-from .config import RunConfig
+from .config import DATA_LAYOUT, RunConfig
 from .evaluator import Evaluator
 from .files import make_dir, read_plain, write_atomic
+from .memory import HISTORY_BYTES
 from .outcome import Judge
 from .records import EpochEvent, EpochRecord, Quality, RunResult, Thresholds, Verdict
 
@@ -77,10 +78,10 @@ class Stepper(Protocol):
 
 
 def checkpoint_key(cfg: RunConfig) -> dict:
-    """What a checkpoint must match to be resumed: the whole config but the device."""
+    """What a checkpoint must match to be resumed: the whole config but the device, and the data layout."""
     flat = cfg.to_flat()
     flat.pop("device")
-    return flat
+    return flat | {"data_layout": DATA_LAYOUT}
 
 
 def save_checkpoint(stepper: Stepper, p: int, path: Path, history: list[EpochRecord], engine: str) -> None:
@@ -106,13 +107,12 @@ def _state_bytes(state: dict[str, Any]) -> int:
     return 0
 
 
-def checkpoint_limit(stepper: Stepper, p: int) -> int:
-    """The most bytes a checkpoint of member p can hold, stored or unpacked: its state at its largest
-    (weights, gradients and every optimiser slot set: twice what a fresh member holds is more than that,
-    even with the average of G), its history (a few kB an epoch) and room for torch's own records."""
-    fresh = stepper.member_state(p)
+def checkpoint_limit(fresh: dict[str, Any], epochs: int) -> int:
+    """The most bytes a checkpoint of a member whose present state is `fresh` can hold, stored or unpacked:
+    its state at its largest (weights, gradients and every optimiser slot set: four times its weights is
+    more than that, even with the average of G), its history and room for torch's own records."""
     weights = _state_bytes([fresh["G"], fresh["D"], fresh["sn"], fresh["ema"]])
-    return 4 * weights + 8192 * stepper.configs[p].budget.epochs + (1 << 20)
+    return 4 * weights + HISTORY_BYTES * epochs + (1 << 20)
 
 
 def _unpacked_size(blob: bytes, limit: int) -> None:
@@ -136,7 +136,9 @@ def load_checkpoint(stepper: Stepper, p: int, path: Path, log: Callable[[str], N
     every field's shape, dtype, count and finiteness, the schedule in range) before any of it is loaded,
     so both engines refuse the same files."""
     try:
-        limit = checkpoint_limit(stepper, p)
+        cfg = stepper.configs[p]
+        fresh = stepper.member_state(p)
+        limit = checkpoint_limit(fresh, cfg.budget.epochs)
         blob = read_plain(path, max_bytes=limit)
         if blob is None:
             raise ValueError("not a plain file (a link, or something else stands there)")
@@ -152,8 +154,11 @@ def load_checkpoint(stepper: Stepper, p: int, path: Path, log: Callable[[str], N
         if blob.get("config") != checkpoint_key(stepper.configs[p]):
             raise ValueError("it holds another configuration")
         history = [record_from_dict(d) for d in blob["history"]]
-        cfg = stepper.configs[p]
-        member_state.check(blob["state"], stepper.member_state(p), cfg.budget.epochs * stepper.steps_per_epoch)
+        if len(history) > cfg.budget.epochs or [r.epoch for r in history] != list(range(1, len(history) + 1)):
+            raise ValueError(f"its history holds epochs {[r.epoch for r in history][:5]}..., not 1 to at most "
+                             f"{cfg.budget.epochs} in order")
+        member_state.check(blob["state"], fresh, len(history) * stepper.steps_per_epoch)
+        del fresh
         stepper.load_member_state(p, blob["state"])
         return history
     except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, the run must go on

@@ -9,6 +9,8 @@ from typing import Any, TypedDict
 
 import torch
 
+from .schedule import REST_K_MAX
+
 Tensors = list[torch.Tensor]
 
 
@@ -63,8 +65,6 @@ class MemberState(TypedDict):
 
 
 KEYS = frozenset(MemberState.__annotations__)
-REST_K_MAX = 2**62
-"""rest_K's largest value: the adaptive rule's 'never again' after a NaN G loss (`schedule.AdaptiveRule`)."""
 
 
 def checked(state: dict) -> MemberState:

@@ -39,6 +39,10 @@ FEATURE_WIDTH = 128
 """The evaluator's feature width (its classifier's penultimate layer)."""
 
 
+KEYS = ("z_dim", "g_hidden", "d_hidden", "batch_size", "eval_samples", "epochs", "dtype")
+"""The flat config keys an estimate reads: two configs alike in these need the same memory."""
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A run's (or a population's) memory, by part, in bytes."""
@@ -81,15 +85,22 @@ def estimate(cfg: RunConfig, members: int = 1, images: int = 70_000, image_dim: 
 
 
 def available_bytes() -> int:
-    """Memory this machine can give a new run now: MemAvailable (Linux), else the physical memory."""
+    """Memory this machine can give a new run now: MemAvailable (Linux), else the physical memory, and no
+    more than a cgroup (a container) still allows."""
+    free = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     try:
         with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
+            free = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
         pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        used = int(open("/sys/fs/cgroup/memory.current").read())
+        if limit != "max":
+            free = min(free, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return free
 
 
 def gib(n: float) -> str:
@@ -104,23 +115,36 @@ def device_free(device) -> int | None:
     return torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
 
 
-def refuse_over(need: int, what: str, parts: str = "", on_device: int | None = None, free: int | None = None) -> None:
-    """A one-line ConfigError when `need` bytes exceed the memory available now (or `on_device` bytes a GPU's
-    `free` memory); nothing has been allocated yet."""
-    host = available_bytes()
-    if need > host:
-        raise ConfigError(f"{what} needs about {gib(need)} of memory{f' ({parts})' if parts else ''}; this machine "
-                          f"has {gib(host)} available: use smaller widths or fewer eval_samples, epochs or members")
-    if free is not None and on_device is not None and on_device > free:
-        raise ConfigError(f"{what} needs about {gib(on_device)} of GPU memory; the GPU has {gib(free)} free")
+def refuse_over(host: int, what: str, parts: str = "", device: int = 0, free: int | None = None) -> None:
+    """A one-line ConfigError when `host` bytes exceed the memory this machine has available now, or `device`
+    bytes a GPU's `free` memory; nothing has been allocated yet."""
+    available = available_bytes()
+    if host > available:
+        raise ConfigError(f"{what} needs about {gib(host)} of memory{f' ({parts})' if parts else ''}; this machine "
+                          f"has {gib(available)} available: use smaller widths or fewer eval_samples, epochs or members")
+    if free is not None and device > free:
+        raise ConfigError(f"{what} needs about {gib(device)} of GPU memory{f' ({parts})' if parts else ''}; the GPU "
+                          f"has {gib(free)} free")
+
+
+def split(e: Estimate, images: int, image_dim: int, on_gpu: bool) -> tuple[int, int]:
+    """(host bytes, device bytes) of an estimate: on a CPU all of it is the host's; on a GPU the networks,
+    activations, float data and evaluation live on the device, and the host keeps the rest (the process, the
+    history, the uint8 images)."""
+    if not on_gpu:
+        return e.total, 0
+    uint8 = 2 * images * image_dim
+    device = e.networks + e.activations + e.evaluation + e.data - uint8
+    return e.total - device, device
 
 
 def check(configs: Sequence[RunConfig], members: int, images: int, image_dim: int = 784,
           free: int | None = None, what: str = "this run") -> Estimate:
     """The largest estimate among `configs` trained `members` at a time, refused in one line (ConfigError)
-    when it exceeds the memory available (`free`: a GPU's free memory, for what lives there)."""
+    when it exceeds the memory available (`free`: a GPU's free memory, which then holds what lives there)."""
     worst = max((estimate(c, members, images, image_dim) for c in configs), key=lambda e: e.total)
     parts = (f"networks {gib(worst.networks)}, activations {gib(worst.activations)}, evaluation "
              f"{gib(worst.evaluation)}, history {gib(worst.history)}")
-    refuse_over(worst.total, what, parts, worst.networks + worst.activations + worst.data + worst.evaluation, free)
+    host, device = split(worst, images, image_dim, free is not None)
+    refuse_over(host, what, parts, device, free)
     return worst

@@ -56,7 +56,7 @@ def kl_from_uniform(hist: torch.Tensor) -> float:
 KNN_BLOCK_BYTES = 64 << 20
 """Most bytes of distances held at once: k-NN and manifold tests walk the rows in blocks of this size, so
 memory stays flat whatever the set's size (20,000 samples against themselves would be 3.2 GB at once).
-A set of up to 2,900 rows against 2,900 is one block, computed exactly as in a single pass."""
+A set of up to 2,896 rows against as many is one block, computed exactly as in a single pass."""
 
 
 def _blocks(rows: int, cols: int) -> list[slice]:

@@ -56,7 +56,7 @@ from .evaluator import Evaluator
 from .member_state import MemberState
 from .models import G_OUTPUT, SN_EPS, build_models, to_pixels
 from .records import EpochRecord, RunResult, Thresholds
-from .schedule import ZERO_GRADIENT_STEPS
+from .schedule import REST_K_MAX, ZERO_GRADIENT_STEPS
 from .stacked import (
     OptimState,
     StackedMLP,
@@ -569,8 +569,8 @@ class PopulationTrainer:
             active = going & ~at_bound & ~stuck
         trained = steps > 0
         capped = trained & self.adaptive & ~self.uncapped & (l.abs() < self.g_thr)
-        new_k = torch.where(torch.isfinite(l), torch.floor(1 + l.abs().double() * self.k_scale.double()),
-                            torch.full_like(self.rest_k, 2.0 ** 62))
+        new_k = torch.where(torch.isfinite(l), torch.floor(1 + l.abs().double() * self.k_scale.double()).clamp(
+            max=float(REST_K_MAX)), torch.full_like(self.rest_k, float(REST_K_MAX)))
         kept = torch.where(self.every_batch, self.rest_k, (self.rest_k - 1).clamp(min=0))
         self.rest_k = torch.where(counting, torch.where(trained, new_k, kept), self.rest_k)
         self.hung |= hung_bound | hung_zero  # the literal loop never returned: the member trains no more

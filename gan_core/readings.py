@@ -75,8 +75,9 @@ READINGS: tuple[Reading, ...] = (
     Reading("beta2", "Adam's beta2", "lr = 1e-4", "0.999", "the library's default where the seed says nothing",
             "in [0, 1)"),
     Reading("dataset", "the data", "A GAN trained on MNIST ... after 120 epochs", "mnist",
-            "MNIST's 60k training split is usual; offline only the bundled 10k test split exists, and "
-            "reproduce-seed runs it for 720 epochs: the same 112,320 steps of 64",
+            "MNIST's 60k training split is usual; offline only the bundled 10k test split exists (2,000 of "
+            "it held out for the judge), and reproduce-seed runs its 8,000 training images for 900 epochs: "
+            "112,500 steps of 64, the seed's 120 epochs of the 60k split in steps",
             "mnist (60k, falls back to the 10k split offline), mnist-10k"),
     Reading("batch_size", "the batch size", "batch_size = X.shape[0]", None,
             "not given; 64 is our default", "a positive integer"),

@@ -35,6 +35,9 @@ from .config import ScheduleConfig
 ZERO_GRADIENT_STEPS = 50
 """An uncapped inner loop whose G gradient was exactly zero this many steps in a row is hung: Adam's
 momentum, the only thing still moving G, has decayed below 1% of its size (0.9^50 = 0.5%)."""
+REST_K_MAX = 2**62
+"""rest_K's largest value: the rule's 'never again' after a NaN G loss, and the most any finite loss sets
+(int(1 + |l| * scale) is capped here: a loss of 1e18 would otherwise pass it). A float64 holds it exactly."""
 HUNG_BOUND, HUNG_ZERO = "bound", "zero_gradient"
 """Why a G phase was judged hung: it reached g_loop_bound steps, or G's gradient stayed exactly zero."""
 
@@ -88,7 +91,7 @@ class AdaptiveRule:
             zero_run = zero_run + 1 if norm is not None and float(norm) == 0.0 else 0
         capped = cap is not None and abs(l) < cfg.g_loss_threshold  # NaN is never "below": a NaN ends it uncapped
         # A NaN l leaves G frozen for good (rest_K never reaches 0 again); the run is diverged anyway.
-        self.rest_k = int(1 + abs(l) * cfg.rest_k_scale) if math.isfinite(l) else 2**62
+        self.rest_k = min(int(1 + abs(l) * cfg.rest_k_scale), REST_K_MAX) if math.isfinite(l) else REST_K_MAX
         return GPhase(steps, capped, l, hung)
 
 

@@ -11,6 +11,8 @@ from sweeps.errors import UserError
 
 REPORT_FOLDERS = ("figures",)
 """The folders a study's report makes inside its own folder."""
+ATLAS_FOLDERS = ("thumbs",)
+"""The folders the atlas makes inside its own folder."""
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 """A study name: a letter or digit, then letters, digits, dots, dashes or underscores (100 at most)."""
 

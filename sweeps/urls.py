@@ -13,7 +13,8 @@ from pathlib import Path
 
 from sweeps.errors import UserError
 
-STORAGE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2", "mysql", "mysql+pymysql")
+STORAGE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2")
+"""MySQL is left out: its planner lock, timeouts and frozen-server handling are not built or tested here."""
 TRACKING_SCHEMES = ("sqlite", "http", "https")
 # user:password@ in any URL. The password runs to the token's last '@' (SQLAlchemy takes a raw '/' in
 # it, and a raw '@' is split differently by each library): masking too much is safe, too little is not.

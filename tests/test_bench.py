@@ -113,13 +113,13 @@ eval_samples = 64
     st = result["study"]
     cfg = RunConfig().replace(z_dim=16, g_hidden="32,64", d_hidden=32, schedule="fixed")
     assert st["gflop_per_member_step"] * 1e9 == member_step(cfg, 784).flops
-    assert st["member_steps"] == 3 * 6 * (10_000 // 64) and st["evaluations"] == 3 * 3
+    assert st["member_steps"] == 3 * 6 * (8_000 // 64) and st["evaluations"] == 3 * 3
     assert st["projected_seconds"] == pytest.approx(st["loop_seconds"] + st["evaluation_seconds"])
     assert st["times_floor"] == pytest.approx(st["projected_seconds"] / st["floor_seconds"])
     assert result["memory_gbs"] > 0 and st["optimiser_floor_seconds"] == pytest.approx(
         st["member_steps"] * member_step(cfg, 784).optimiser_bytes / result["memory_gbs"] / 1e9)
     assert st["times_floor_with_optimiser"] < st["times_floor"]
     assert "its optimiser streams" in out
-    assert "tiny-quick: 3 trials x 6 epochs x 156 steps" in out and "x the floor" in out
+    assert "tiny-quick: 3 trials x 6 epochs x 125 steps" in out and "x the floor" in out
     assert {r["engine"] for r in result["rows"]} >= {"(a) seed loop", "(b) reference", "(c) population",
                                                       "(d) population", "(e) reference + g_ema"}

@@ -154,3 +154,26 @@ def test_torch_s_pickle_warning_is_part_of_the_one_line(saved, mnist, tmp_path, 
     assert len(messages) == 1 and "torch refused it" in messages[0] and "torch warned" in messages[0], messages
     assert "weights_only" not in messages[0]  # torch's advice to load unsafely is not passed on
     assert not [w for w in recwarn.list if "pickle protocol" in str(w.message)], "a warning printed beside the line"
+
+
+@pytest.mark.parametrize("history", ["gap", "too_long"])
+def test_a_history_out_of_order_or_longer_than_the_budget_is_refused(saved, mnist, tmp_path, history):
+    cfg, blob = saved
+    records = list(blob["history"])
+    records = [records[0], {**records[1], "epoch": 3}] if history == "gap" else records * 3
+    path = tmp_path / "h.pt"
+    torch.save({**blob, "history": records}, path)
+    messages = []
+    result = Trainer(cfg, mnist, log=messages.append).run(checkpoint=path)
+    assert result.resumed_from == 0 and "its history holds epochs" in messages[0], messages
+
+
+def test_rest_k_from_a_huge_finite_loss_stays_within_what_a_checkpoint_accepts():
+    """int(1 + |l| * 6) for a finite loss of 1e30 would pass 2**62 and make the run's own checkpoint
+    unusable: both engines cap it (the population in float64, the reference here)."""
+    from gan_core.config import ScheduleConfig
+    from gan_core.schedule import REST_K_MAX, AdaptiveRule
+
+    rule = AdaptiveRule(ScheduleConfig(g_loop_cap=None))
+    rule.run(lambda: 0.0, lambda: 1e30)
+    assert rule.rest_k == REST_K_MAX

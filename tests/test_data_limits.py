@@ -78,11 +78,13 @@ def _idx_folder(folder, images: torch.Tensor, labels: torch.Tensor):
     ("idx", "zeros", "every label is 0"),
     ("idx", "255", "labels run from 255 to 255; idx needs labels from 0 to 99"),
     ("idx", "few", "its classifier split holds 800 images; the evaluator needs 2,000"),
+    ("mnist", "five", "no image is labelled 5, 6, 7, 8, 9; mnist needs all ten classes"),  # the shipped evaluator has ten
 ])
 def test_labels_and_split_sizes_the_evaluator_cannot_use_are_refused_before_anything_is_written(
         mnist, tmp_path, monkeypatch, capsys, dataset, labels, message):
     n = 1000
-    values = {"zeros": torch.zeros(n), "255": torch.full((n,), 255), "few": mnist.labels[:n]}[labels]
+    values = {"zeros": torch.zeros(n), "255": torch.full((n,), 255), "few": mnist.labels[:n],
+              "five": mnist.labels[:n] % 5}[labels]
     folder = _idx_folder(tmp_path / "data", mnist.images[:n], values)
     work = tmp_path / "work"
     work.mkdir()

@@ -205,3 +205,16 @@ def test_the_evaluator_s_cache_lock_is_never_opened_through_a_link(tmp_path, mon
     with pytest.raises(LinkError):
         load_weights(ds, torch.device("cpu"))
     assert victim.read_text() == "keep"
+
+
+def test_a_lock_is_created_readable_by_other_users_like_any_file(tmp_path):
+    """Another user's `gan-sweep report` of a store in this folder opens the same lock to read it."""
+    from sweeps.stores.locks import sqlite_lock
+
+    old = os.umask(0o022)
+    try:
+        with sqlite_lock(f"sqlite:///{tmp_path / 'o.db'}", "schema"):
+            pass
+    finally:
+        os.umask(old)
+    assert (tmp_path / ".o.db.schema.lock").stat().st_mode & 0o777 == 0o644

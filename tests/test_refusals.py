@@ -56,7 +56,7 @@ BAD = [
     ("eval-samples-huge", dict(extra_space="eval_samples = { values = [1000000000000] }"), [],
      "eval_samples must be at most"),
     ("eval-samples-below-knn", dict(extra_space="eval_samples = { values = [64, 3] }"), [],  # k-NN needs k + 1
-     "eval_samples must be at least 4"),
+     "eval_samples must be a whole number of at least 4"),
     ("widths-beyond-memory", dict(extra_space='g_hidden = { values = ["256,512", "65536,65536"] }'), [],
      "GiB of memory (networks"),
     ("lr-overflow", dict(extra_space="lr_g = { values = [1e300] }"), [], "lr_g must be at most"),

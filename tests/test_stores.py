@@ -165,7 +165,7 @@ def test_a_study_reopened_with_another_direction_is_refused(tmp_path):
     spec.write_text(spec.read_text().replace('name = "scale"', 'name = "scale"\nobjective = { metric = "fld", '
                                                                  'direction = "maximize" }'))
     res = cli("run", spec, "--device", "cpu", "--storage", storage, "--tracking-uri", tracking)
-    assert_one_line_error(res.stderr, res.exit_code, "different search space, budget or objective")
+    assert_one_line_error(res.stderr, res.exit_code, "different search space, budget, objective or data layout")
 
 
 def test_a_same_named_study_not_made_by_gan_sweep_is_refused(tmp_path):
@@ -316,3 +316,32 @@ def test_ending_an_mlflow_run_retries_a_store_locked_for_a_moment(monkeypatch):
     tracker.client.set_terminated = lambda run_id, status: (_ for _ in ()).throw(MlflowException("no such run"))
     with pytest.raises(MlflowException, match="no such run"):  # a real error is not retried
         tracker.end("run", "KILLED")
+
+
+def test_postgresql_limits_never_override_what_the_url_sets():
+    """A schema chosen with `options` and a connect timeout in the URL are the user's; gan-sweep adds only
+    what is missing (and no server-side statement timeout, which PgBouncer refuses at connection)."""
+    from sweeps.stores.deadline import connect_args
+
+    mine = connect_args("postgresql://u@h/db?options=-csearch_path%3Dmine&connect_timeout=3")
+    assert "options" not in mine and "connect_timeout" not in mine
+    assert mine["keepalives"] == 1 and mine["tcp_user_timeout"] == 60_000
+    assert connect_args("postgresql://u@h/db")["connect_timeout"] == 10
+    assert connect_args("sqlite:///x.db") == {}
+
+
+def test_a_sampler_s_heaviest_corner_is_checked_for_memory(tmp_path, monkeypatch):
+    """Each value alone fits, the corner a random sampler can draw (the widest G scored on the most samples)
+    does not."""
+    from gan_core import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 16 << 30)
+    path = tmp_path / "corner.toml"
+    path.write_text('name = "corner"\nseeds = [0]\n[sampler]\nkind = "random"\nseed = 1\n[space]\n'
+                    'g_hidden = { values = ["256,512", "16384,16384"] }\neval_samples = { values = [2000, 20000] }\n'
+                    '[fixed]\ndataset = "mnist-10k"\n[profiles.quick]\nepochs = 1\nsteps_per_epoch = 2\ntrials = 1\n')
+    storage, tracking = stores(tmp_path)
+    res = cli("run", path, "--device", "cpu", "--storage", storage, "--tracking-uri", tracking, "--out",
+              tmp_path / "r", "--checkpoint-dir", tmp_path / "c")
+    assert_one_line_error(res.stderr, res.exit_code, "GiB of memory")
+    assert not (tmp_path / "o.db").exists()

@@ -48,6 +48,7 @@ def atlas(storage: str, tracking_uri: str, out_dir: Path, profile: str | None, r
         raise UserError(f"--profile must be quick or full, got {profile!r}")
     paths.check_writable_dir(out_dir, "--out")
     folder = paths.under(out_dir, "atlas")
+    paths.check_writable_dir(out_dir / "atlas", "--out", inside=paths.ATLAS_FOLDERS)
     urls.check_storage(storage)
     urls.check_tracking(tracking_uri)
     for flag, given in (("--run-headline", run_headline), ("--run-cures", run_cures)):

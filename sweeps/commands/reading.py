@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sweeps.console import out
 from sweeps.errors import UserError
-from sweeps.paths import check_writable_dir, under
+from sweeps.paths import REPORT_FOLDERS, check_writable_dir, under
 from sweeps.report.data import load_study_data
 from sweeps.report.page import build, print_summary, write
 from sweeps.stores.reading import open_runs, open_studies
@@ -19,7 +19,7 @@ from sweeps.urls import check_storage, mask
 def report_study(name: str, storage_url: str, tracking_uri: str | None, out_dir: Path) -> dict[str, Path]:
     """Build, write and print the report of a study in storage."""
     folder = under(out_dir, name)  # a name from storage is checked like one from the command line
-    check_writable_dir(folder, "--out")
+    check_writable_dir(out_dir / name, "--out", inside=REPORT_FOLDERS)  # no link at it or its figures
     check_storage(storage_url)
     names = study_names(storage_url)  # read-only: a mistyped sqlite path creates no file
     if names is None:

@@ -70,16 +70,16 @@ def execute(opts: RunOptions, create: bool) -> None:
 
     probe_storage(opts.storage)  # both stores answer, read-only, before either is created or written
     probe_tracking(opts.tracking_uri, r.name)  # (with every place a run writes beside them: artifacts, locks)
+    if not create and r.name not in (study_names(opts.storage) or []):
+        raise UserError(f"study {r.name!r} does not exist in {urls.mask(opts.storage)}; start it with gan-sweep run")
     data = load_dataset(r.base.data.dataset, r.base.data.data_dir)
     if r.max_batch > len(data.images):
         raise UserError(f"batch_size {r.max_batch} is larger than the data set ({len(data.images)} images: "
                         f"{data.source})")
     members = min(r.population_size if r.engine == "population" else 1, r.planned)
-    memory.check([r.heaviest], members, len(data.images), data.image_dim, memory.device_free(r.device),
+    memory.check(r.by_memory, members, len(data.images), data.image_dim, memory.device_free(r.device),
                  what=f"a population of {members} trials" if members > 1 else "a trial")
     evaluator = Evaluator(data, r.device, log=err.print)  # a broken evaluator fails before any store exists
-    if not create and r.name not in (study_names(opts.storage) or []):
-        raise UserError(f"study {r.name!r} does not exist in {urls.mask(opts.storage)}; start it with gan-sweep run")
 
     try:
         with interrupt_on_sigterm():
@@ -111,8 +111,10 @@ def execute(opts: RunOptions, create: bool) -> None:
                 with display:
                     ran = run_trials(ctx, limit=opts.trials, on_trial=display.on_trial, on_start=display.on_start)
                 # once more at the end: an invocation that died just before this one started (its heartbeat
-                # still fresh then, as after a store that froze and came back) has gone stale by now
-                tracker.close_dead_parents(3 * heartbeat_s)
+                # still fresh then, as after a store that froze and came back) has gone stale by now; best
+                # effort, as the next invocation does it again: every trial here has already finished
+                with contextlib.suppress(Exception):
+                    tracker.close_dead_parents(3 * heartbeat_s)
                 summarize(handle, ctx, ran)
                 files = None
                 if create:

@@ -19,6 +19,7 @@ import pandas as pd
 from gan_core import readings
 from gan_core.files import make_dir, write_atomic
 from gan_core.outcome import FAILURES, SEALED_LABELS
+from sweeps.paths import ATLAS_FOLDERS
 from sweeps.report.data import FAIL, StudyData, load_study_data, median_trial
 from sweeps.report.verdicts import MIN_RUNS, Arm, ClaimVerdict, claim_verdict
 from sweeps.stores.reading import StoredStudies, TrackedRuns
@@ -223,7 +224,7 @@ def write(atlas: Atlas, folder: Path) -> dict[str, Path]:
     make_dir(folder)
     files = {"csv": folder / "atlas.csv", "md": folder / "atlas.md", "html": folder / "atlas.html"}
     write_atomic(files["csv"], table(atlas).to_csv(index=False))
-    thumbs = make_dir(folder / "thumbs")  # a link there is refused, never emptied
+    thumbs = make_dir(folder / ATLAS_FOLDERS[0])  # a link there is refused, never emptied
     for old in thumbs.glob("*.png"):  # a rebuilt page names its arms afresh
         old.unlink()
     pitfalls = [r for r in atlas.rows if r.claim.id in PITFALL_VERDICTS]

@@ -363,9 +363,14 @@ def run_bench(device: str, sizes: list[int], steps: int, repeats: int, log=print
         precisions = ("bf16", "tf32") if dev.type == "cuda" else ("bf16",)
     # Every row is built before the first is timed (they are timed interleaved): all of them must fit at once.
     members = sum(sizes) + largest * (len(precisions) + adaptive) + 2 + (len(CURES) if cures else 0)
+    if study:  # the (f) row: the study's own population
+        from sweeps.running.plan import POPULATION_CPU, POPULATION_GPU
+
+        members += POPULATION_GPU if dev.type == "cuda" else POPULATION_CPU
     need = memory.estimate(cfg, members, len(dataset.images), dataset.image_dim)
-    memory.refuse_over(need.total, f"the bench ({members:,} members in all)", on_device=need.total - need.base,
-                       free=memory.device_free(dev))
+    free = memory.device_free(dev)
+    host, device = memory.split(need, len(dataset.images), dataset.image_dim, free is not None)
+    memory.refuse_over(host, f"the bench ({members:,} members in all)", device=device, free=free)
     log(f"bench on {dev} ({name}, {torch.get_num_threads()} threads), batch 64, the bundled 10k split")
     flops = cost.member_step(cfg, dataset.image_dim).flops
     root = Path(tempfile.mkdtemp(prefix="gan-sweep-bench-"))

@@ -83,8 +83,9 @@ class Resolved:
     """The study's name in storage and MLflow."""
     max_batch: int
     """The largest batch size of any trial (checked against the data once it is loaded)."""
-    heaviest: Any
-    """The trial config whose run needs the most memory (checked once the data set's size is known)."""
+    by_memory: tuple[Any, ...]
+    """One trial config per distinct setting of what memory depends on (checked once the data set's size
+    is known: the largest decides)."""
     planned: int
     """Trials the study plans."""
     population_size: int
@@ -126,10 +127,24 @@ def _seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def _every_config(spec: StudySpec, prof: Profile, overrides: dict[str, Any]) -> tuple[int, Any]:
-    """Build every trial's run config (a grid point, or a range's ends) so that a bad swept value is an
-    error now, not a FAIL at trial 17; return the largest batch size among them and the config that needs
-    the most memory."""
+def _heaviest_corner(spec: StudySpec, prof: Profile, overrides: dict[str, Any]) -> dict[str, Any]:
+    """A sampler may draw every key memory depends on at its most demanding value at once: that corner
+    (each such key's value that alone needs the most memory)."""
+    from gan_core import memory
+
+    corner = {}
+    for p in spec.space:
+        if p.name in memory.KEYS:
+            options = p.values if p.kind == "values" else (p.low, p.high)
+            corner[p.name] = max(options, key=lambda v: memory.estimate(
+                spec.run_config({p.name: v}, max(spec.seeds), prof, **overrides)).total)
+    return corner
+
+
+def _every_config(spec: StudySpec, prof: Profile, overrides: dict[str, Any]) -> tuple[int, tuple[Any, ...]]:
+    """Build every trial's run config (a grid point, or a range's ends and the corner of the heaviest
+    values) so that a bad swept value is an error now, not a FAIL at trial 17; return the largest batch size
+    among them and one config per distinct setting of what memory depends on."""
     from gan_core import memory, precision
     from gan_core.config import ConfigError
     from gan_core.device import resolve_device
@@ -139,8 +154,13 @@ def _every_config(spec: StudySpec, prof: Profile, overrides: dict[str, Any]) -> 
     else:
         points = [{}] + [{p.name: v} for p in spec.space if p.kind != "values" for v in (p.low, p.high)] + \
                  [{p.name: v} for p in spec.space if p.kind == "values" for v in p.values]
-    biggest, heaviest, most = 0, None, -1
+    biggest, by_memory = 0, {}
     devices: dict[str, Any] = {}
+    if spec.sampler != "grid":
+        try:
+            points.append(_heaviest_corner(spec, prof, overrides))
+        except ConfigError:
+            pass  # a bad value is named below, by the point that holds it
     for params in points:
         shown = ", ".join(f"{k} = {v}" for k, v in params.items()) or "the fixed settings"
         if spec.sampler == "grid" and not spec.seeds_for(params):
@@ -154,10 +174,9 @@ def _every_config(spec: StudySpec, prof: Profile, overrides: dict[str, Any]) -> 
         except ConfigError as exc:
             raise UserError(f"{spec.source}: the configuration with {shown}: {exc}") from None
         biggest = max(biggest, cfg.data.batch_size)
-        need = memory.estimate(cfg).total
-        if need > most:
-            heaviest, most = cfg, need
-    return biggest, heaviest
+        flat = cfg.to_flat()
+        by_memory.setdefault(tuple(flat[k] for k in memory.KEYS), cfg)
+    return biggest, tuple(by_memory.values())
 
 
 def resolve(opts: RunOptions) -> Resolved:
@@ -193,7 +212,7 @@ def resolve(opts: RunOptions) -> Resolved:
         raise UserError(f"{spec.source} plans {planned:,} trials (more than {MAX_TRIALS:,}); narrow the grid or "
                         f"pass --allow-large")
     overrides = {k: v for k, v in (("dataset", opts.dataset), ("device", opts.device)) if v is not None}
-    max_batch, heaviest = _every_config(spec, prof, overrides)
+    max_batch, by_memory = _every_config(spec, prof, overrides)
     base = spec.run_config({}, spec.seeds[0], prof, **overrides)
     device = resolve_device(base.device)
     # auto: the population whenever trials can share one (a GPU: launches dominate; a CPU: `gan-sweep bench`
@@ -206,6 +225,6 @@ def resolve(opts: RunOptions) -> Resolved:
     paths.check_writable_dir(opts.out_dir / name, "--out", inside=paths.REPORT_FOLDERS)
     paths.check_writable_dir(opts.checkpoint_dir, "--checkpoint-dir")
     make_sampler(spec)
-    return Resolved(spec, prof, overrides, base, device, engine, name, max_batch, heaviest, planned, size)
+    return Resolved(spec, prof, overrides, base, device, engine, name, max_batch, by_memory, planned, size)
 
 

@@ -3,15 +3,14 @@
 A PostgreSQL server that is stopped (SIGSTOP, a hung host) or cut off by the network keeps its TCP
 connections open: the kernel still acknowledges what is sent, so neither TCP keepalives nor a server-side
 statement timeout ever fire, and a query waits forever. The same holds for a stopped MLflow server. So
-every call into a server-backed store is timed here, on the client: a SQLAlchemy connection checked out
-of its pool (Optuna's storage: every statement and commit runs on one) and every MLflow client call
-against an http(s) tracking server. A watchdog thread looks once a second; a call still unanswered after
-`timeout_s()` seconds ends the process with one line on stderr and exit code 1. Its records are closed by
-the next invocation: the trial's heartbeat and the MLflow parent's go stale, and both are retried or
-closed as for a killed process. sqlite stores are files, not servers, and are not timed.
-
-The few waits that are long by design (a planner's advisory lock held across its whole plan) are exempt
-and time their own statements instead.
+every round trip to a server-backed store is timed here, on the client: each statement on a SQLAlchemy
+connection to a server (Optuna's storage), from the moment it is sent until the server's answer is in
+(the Python work between two statements is not timed: a large study's first read can take a while on a
+healthy server), and every MLflow client call against an http(s) tracking server.
+A watchdog thread looks once a second; a call still unanswered after `timeout_s()` seconds ends the
+process with one line on stderr and exit code 1, removing any half-written file first. Its records are
+closed by the next invocation: the trial's heartbeat and the MLflow parent's go stale, and both are
+retried or closed as for a killed process. sqlite stores are files, not servers, and are not timed.
 """
 
 from __future__ import annotations
@@ -32,10 +31,7 @@ ENV = "GAN_SWEEP_STORE_TIMEOUT"
 """Overrides STORE_TIMEOUT_S (seconds, 5 to 3600): a store busy for longer by design, or a test."""
 
 _inflight: dict[int, tuple[float, str]] = {}
-"""Calls in progress: a key (a pooled connection's record, or a call's own token) -> (start, what)."""
-_exempt: set[int] = set()
-_records: dict[int, int] = {}
-"""A checked-out DBAPI connection's id -> its pool record's key (a planner exempts its connection by it)."""
+"""Calls in progress: a key (a DBAPI connection's id, or a call's own token) -> (start, what)."""
 _lock = threading.Lock()
 _watching: list[threading.Thread] = []
 _installed: list[bool] = []
@@ -53,6 +49,9 @@ def timeout_s() -> float:
 
 
 def _expire(what: str, waited: float) -> None:
+    from gan_core.files import remove_unfinished
+
+    remove_unfinished()  # a write in progress in another thread leaves no temporary file behind
     print(f"error: {what} has not answered for {waited:.0f} s (a stopped server or a lost network): gan-sweep "
           f"stops here; once it answers, run the same command again (the trial in hand is retried when its "
           f"heartbeat goes stale)", file=sys.stderr)
@@ -67,8 +66,7 @@ def _watch() -> None:
         time.sleep(1.0)
         limit, now = timeout_s(), time.monotonic()
         with _lock:
-            late = [(now - start, what) for key, (start, what) in _inflight.items()
-                    if key not in _exempt and now - start > limit]
+            late = [(now - start, what) for start, what in _inflight.values() if now - start > limit]
         if late:
             _expire(late[0][1], late[0][0])
 
@@ -91,7 +89,6 @@ def begin(key: int, what: str) -> None:
 def end(key: int) -> None:
     with _lock:
         _inflight.pop(key, None)
-        _exempt.discard(key)
 
 
 @contextlib.contextmanager
@@ -106,19 +103,23 @@ def timed(what: str):
 
 
 def connect_args(url: str) -> dict[str, Any]:
-    """libpq's own limits for a PostgreSQL URL: a connect timeout; keepalives and a TCP user timeout, so a
-    network that drops everything is noticed by the kernel; and a server-side statement timeout for a server
-    that is alive but stuck (a frozen one is the watchdog's). Nothing for other URLs."""
+    """The driver's own limits for a server URL, where the URL does not set them itself: for PostgreSQL
+    (libpq) a connect timeout, TCP keepalives and a TCP user timeout, so a network that drops everything is
+    noticed by the kernel. Nothing for sqlite. (No server-side statement timeout: PgBouncer and pooled
+    endpoints refuse one at connection, and the watchdog times every round trip anyway.)"""
     if not url.startswith("postgresql"):
         return {}
-    ms = int(timeout_s() * 1000)
-    return {"connect_timeout": CONNECT_TIMEOUT_S, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
-            "keepalives_count": 3, "tcp_user_timeout": ms, "options": f"-c statement_timeout={ms}"}
+    from sqlalchemy.engine import make_url
+
+    given = make_url(url).query
+    limits = {"connect_timeout": CONNECT_TIMEOUT_S, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+              "keepalives_count": 3, "tcp_user_timeout": int(timeout_s() * 1000)}
+    return {k: v for k, v in limits.items() if k not in given}
 
 
 def install_sql(url: str) -> None:
-    """Time every connection checked out of any SQLAlchemy pool to a database server (once per process;
-    `url` names the server in the one line)."""
+    """Time every round trip to a database server on any SQLAlchemy engine of this process (once per
+    process; `url` names the server in the one line)."""
     from sweeps import urls
 
     _names["sql"] = f"the Optuna store {urls.mask(url)}"
@@ -127,32 +128,34 @@ def install_sql(url: str) -> None:
     import sqlite3
 
     from sqlalchemy import event
-    from sqlalchemy.pool import Pool
+    from sqlalchemy.engine import Engine
 
-    def checkout(dbapi_connection, record, proxy) -> None:
-        if not isinstance(dbapi_connection, sqlite3.Connection):
-            with _lock:
-                _records[id(dbapi_connection)] = id(record)
-            begin(id(record), _names.get("sql", "the store's server"))
+    def key(conn) -> int | None:
+        dbapi = conn.connection.dbapi_connection
+        return None if dbapi is None or isinstance(dbapi, sqlite3.Connection) else id(dbapi)
 
-    def checkin(dbapi_connection, record) -> None:  # dbapi_connection is None once invalidated: keyed by record
-        with _lock:
-            for conn, key in [(c, k) for c, k in _records.items() if k == id(record)]:
-                del _records[conn]
-        end(id(record))
+    def sent(conn, *args) -> None:  # a statement goes to the server
+        k = key(conn)
+        if k is not None:
+            begin(k, _names.get("sql", "the store's server"))
 
-    event.listen(Pool, "checkout", checkout)
-    event.listen(Pool, "checkin", checkin)
+    def answered(conn, *args) -> None:
+        k = key(conn)
+        if k is not None:
+            end(k)
+
+    def failed(context) -> None:
+        dbapi = getattr(context.connection, "connection", None) if context.connection is not None else None
+        raw = getattr(dbapi, "dbapi_connection", None)
+        if raw is not None:
+            end(id(raw))
+
+    event.listen(Engine, "before_cursor_execute", sent)
+    event.listen(Engine, "after_cursor_execute", answered)
+    event.listen(Engine, "handle_error", failed)
+    # Commits have no "after" event to pair with: a commit to a frozen server is caught by the next timed
+    # statement (another thread's heartbeat, or this thread's next call), within one heartbeat.
     _installed.append(True)
-
-
-def exempt(connection) -> None:
-    """A SQLAlchemy Connection held by design for longer than any call (a planner's lock): its checkout is
-    not timed; its own statements must run under `timed`."""
-    with _lock:
-        key = _records.get(id(connection.connection.dbapi_connection))
-        if key is not None:
-            _exempt.add(key)
 
 
 class TimedClient:

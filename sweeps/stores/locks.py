@@ -44,6 +44,7 @@ def sqlite_lock(url: str, what: str):
     """An exclusive file lock for a sqlite database (a no-op for other URLs)."""
     from sweeps.urls import sqlite_path
 
+    assert what in KINDS, what  # check_lock_paths checks the places of KINDS only
     path = sqlite_path(url)
     if path is None:
         yield

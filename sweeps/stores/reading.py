@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
+from gan_core.files import read_plain
 from sweeps.stores.storage import open_storage, study_names
 from sweeps.urls import mask
 
@@ -52,6 +53,10 @@ class TrackedRuns:
     """One run's last sample grid as PNG bytes, or None where it has none (it diverged before any)."""
 
 
+GRID_BYTES = 16 << 20
+"""The most a sample grid's PNG may weigh (a real one is about 30 kB)."""
+
+
 def open_runs(tracking_uri: str) -> TrackedRuns:
     """A reader of the runs at `tracking_uri` (already checked by `tracking.for_reading`)."""
     from mlflow.tracking import MlflowClient
@@ -73,6 +78,9 @@ def open_runs(tracking_uri: str) -> TrackedRuns:
                 path = client.download_artifacts(run_id, "samples.png", tmp)
             except Exception:  # noqa: BLE001 - MLflow says "no such artifact" in several exception types
                 return None
-            return Path(path).read_bytes()
+            data = read_plain(Path(path), max_bytes=GRID_BYTES)
+            # only a PNG of bounded size goes into a report: a link planted among the artifacts cannot put
+            # any other file there
+            return data if data is not None and data.startswith(b"\x89PNG\r\n\x1a\n") else None
 
     return TrackedRuns(mask(tracking_uri), curves, grid)

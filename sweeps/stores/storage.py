@@ -140,8 +140,7 @@ def planning_lock(storage: optuna.storages.RDBStorage, url: str):
         from sqlalchemy import text
 
         what = f"the Optuna store {urls.mask(url)}"
-        with storage.engine.connect() as conn:
-            deadline.exempt(conn)  # held for the whole plan: its statements are timed one by one instead
+        with storage.engine.connect() as conn:  # held for the whole plan; each statement is timed
             while True:  # try and wait, not a blocking lock: a frozen server must not hold us past the deadline
                 with deadline.timed(what):
                     got = conn.execute(text(f"SELECT pg_try_advisory_lock({key})")).scalar()
@@ -298,9 +297,9 @@ def open_study(spec: StudySpec, profile: Profile, storage: optuna.storages.BaseS
         raise UserError(f"a study named {name!r} already exists in this storage but was not made by gan-sweep; "
                         f"use --study-name to pick another name")
     if attrs["fingerprint"] != fingerprint:
-        raise UserError(f"study {name!r} already exists in this storage with a different search space, budget or "
-                        f"objective (fingerprint {attrs['fingerprint']} vs {fingerprint}); use --study-name to start "
-                        f"a new one")
+        raise UserError(f"study {name!r} already exists in this storage with a different search space, budget, "
+                        f"objective or data layout (fingerprint {attrs['fingerprint']} vs {fingerprint}); use "
+                        f"--study-name to start a new one")
     return StudyHandle(study, storage, spec, profile, name, url, int(attrs.get("heartbeat_s", HEARTBEAT_S)))
 
 

@@ -229,10 +229,13 @@ class StudySpec:
 
     def fingerprint(self, profile: Profile, extra: dict[str, Any] | None = None) -> str:
         """A hash of what makes trials comparable (space, fixed, budget, objective, `extra` such
-        as the data set). Seeds are left out on purpose: adding seeds extends a study."""
+        as the data set, and what the data set's name trains on). Seeds are left out on purpose: adding seeds
+        extends a study."""
+        from gan_core.config import DATA_LAYOUT
+
         blob = json.dumps({"space": [p.__dict__ for p in self.space], "fixed": self.fixed,
                            "profile": profile.__dict__, "metric": self.metric, "direction": self.direction,
-                           "extra": extra or {}},
+                           "extra": extra or {}, "data_layout": DATA_LAYOUT},
                           sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
