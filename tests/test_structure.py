@@ -19,7 +19,7 @@ FLOORS = (
     ("running", "sweeps.running"),
     ("report", "sweeps.report"),
     ("commands", "sweeps.commands"),
-    ("doors", {"sweeps.cli", "sweeps.entry", "sweeps.__main__", "sweeps.gpu_check"}),
+    ("doors", {"sweeps.cli", "sweeps.entry", "sweeps.__main__", "sweeps.gpu_check", "sweeps.panel_build"}),
 )
 """Lowest first: a module may import its own floor and the floors below, never one above."""
 
