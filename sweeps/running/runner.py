@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 
 from gan_core.data import Dataset
 from gan_core.device import resolve_device
-from gan_core.evaluator import Evaluator
+from gan_core.judge.evaluator import Evaluator
 from gan_core.population import PopulationTrainer, split_into_populations
 from gan_core.records import EpochEvent, RunResult, trial_attributes
 from gan_core.trainer import Trainer

@@ -18,7 +18,7 @@ from dataclasses import replace
 import pandas as pd
 
 from gan_core.config import RunConfig
-from gan_core.outcome import FAILURES
+from gan_core.judge.labels import FAILURES
 from gan_core.toggles import CURE_KEYS
 from sweeps.report.data import StudyData, numeric
 from sweeps.report.stats import newcombe, seeds_needed

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from gan_core.outcome import FAILURES
+from gan_core.judge.labels import FAILURES
 from sweeps.report.data import StudyData, level_column, numeric
 from sweeps.report.stats import fmt_ci, wilson
 from sweeps.report.tables import baseline_value
