@@ -305,7 +305,7 @@ class BudgetConfig:
     eval_samples: int = MEMBER(2000)
     """Generated samples per quality evaluation."""
     stop_early: bool = MEMBER(True)
-    """Stop as soon as the outcome is sealed (diverged, D overpowered, dead gradients)."""
+    """Stop as soon as the outcome is sealed (diverged, d_overpowered, stalled; hung always stops)."""
 
     def __post_init__(self) -> None:
         _positive("epochs", self.epochs)

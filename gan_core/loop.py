@@ -34,11 +34,12 @@ import torch
 
 from . import member_state
 from .config import DATA_LAYOUT, RunConfig
-from .evaluator import Evaluator
 from .files import make_dir, read_plain, write_atomic
+from .judge.evaluator import Evaluator
+from .judge.outcome import Judge
+from .judge.thresholds import Thresholds
 from .memory import HISTORY_BYTES
-from .outcome import Judge
-from .records import EpochEvent, EpochRecord, Quality, RunResult, Thresholds, Verdict
+from .records import EpochEvent, EpochRecord, Quality, RunResult, Verdict
 
 GRID_SAMPLES = 64
 """Samples in the image grid saved at each evaluation (fixed noise, so grids are comparable)."""

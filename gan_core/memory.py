@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from .config import ConfigError, RunConfig
 from .cost import parameters
-from .metrics import KNN_BLOCK_BYTES
+from .judge.metrics import KNN_BLOCK_BYTES
 
 PARAMETER_COPIES = 10
 """Numbers held per parameter: the weight, its gradient, a pending copy of it, Adam's two moments, G's

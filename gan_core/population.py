@@ -52,10 +52,11 @@ from . import (
 from .config import POPULATION_CLASS, POPULATION_MEMBER, POPULATION_SHARED, RunConfig
 from .data import Dataset, to_training_tensor
 from .device import TORCH_DTYPES, resolve_device
-from .evaluator import Evaluator
+from .judge.evaluator import Evaluator
+from .judge.thresholds import Thresholds
 from .member_state import MemberState
 from .models import G_OUTPUT, SN_EPS, build_models, to_pixels
-from .records import EpochRecord, RunResult, Thresholds
+from .records import EpochRecord, RunResult
 from .schedule import REST_K_MAX, ZERO_GRADIENT_STEPS
 from .stacked import (
     OptimState,

@@ -1,8 +1,9 @@
 """Plain records every part of gan-sweep shares: what an evaluation measured, what an epoch did,
-where the outcome labels begin, a run's verdict and result, and what callbacks see.
+a run's verdict and result, and what callbacks see.
 
 They hold data and compute nothing heavy, so the evaluator, the judge, both engines, the loop and
 everything in `sweeps` import them from here (and nothing that only reports or prints needs a trainer).
+They import none of those: where each label begins is the judge's (`gan_core.judge.thresholds`).
 """
 
 from __future__ import annotations
@@ -161,58 +162,11 @@ class EpochRecord:
 
 
 @dataclass(frozen=True)
-class Thresholds:
-    """Where each label begins (defaults from the MNIST calibration; see the module docstring)."""
-
-    success_fld: float = 160.0
-    """success needs FLD at or below this (overridden by the evaluator's calibrated value)."""
-    fld_band: float = 0.1
-    """A success holds until FLD exceeds success_fld by more than this fraction."""
-    num_classes: int = 10
-    """Classes in the data set."""
-    missing_classes: float = 0.7
-    """Digit-like samples collapse when their soft class count is below num_classes minus this (nine
-    classes: 9.0; blurred digits, one class misread down to 1.1%: 9.4) ..."""
-    classes_band: float = 0.2
-    """... and a diverse label holds until it is below by this much more (a class that vanishes still counts)."""
-    legible_min: float = 0.5
-    """Digit-like needs at least half the samples legible (real 0.94, a good GAN ~0.7; scribbles 0.16) ..."""
-    precision_min: float = 0.6
-    """... and at least this precision (real 0.91; blurred sigma 3: 0.36)."""
-    success_legible: float = 0.72
-    """success also needs this share legible: a grid where a third of the samples are not digits is no success,
-    whatever the rest (real digits 0.94; a third of scribbles among them 0.69, of noise 0.63; a quarter 0.75) ..."""
-    fidelity_band: float = 0.05
-    """A success holds until legibility or precision misses its minimum by more than this."""
-    distinct_min: float = 0.8
-    """Diverse needs at least this share of distinct modes (real 0.99, blurred or noised digits 0.97;
-    50 images repeated 0.05, with pixel noise on each copy 0.63) ..."""
-    spread_min: float = 0.3
-    """... a pixel spread of at least this (real 1; one class 0.66; one blob repeated 0.08) ..."""
-    recall_min: float = 0.1
-    """A success needs at least this recall (real 0.91, heavily noised real 0.38, a good GAN ~0.6)."""
-    diversity_band: float = 0.05
-    """A diverse label holds until distinct, spread or recall misses its minimum by more than this."""
-    overpowered_loss_d: float = 0.05
-    """d_overpowered: D's epoch-mean loss below this (log 4 = 1.39 at equilibrium) ..."""
-    overpowered_d_fake: float = 0.01
-    """... and mean D(G(z)) below this ..."""
-    overpowered_window: int = 2
-    """... for this many consecutive epochs."""
-    dead_grad: float = 1e-12
-    """stalled: the largest pre-clip norm of G's gradient at or below this, and D's too ..."""
-    saturated: float = 1e-3
-    """... or D(x) and D(G(z)) both within this of 1 (D calls everything real; G learns nothing) ..."""
-    dead_window: int = 2
-    """... for this many consecutive epochs."""
-
-
-@dataclass(frozen=True)
 class Verdict:
     """A run's label, when it was decided, and why."""
 
     label: str
-    """One of LABELS."""
+    """One of the judge's labels (`gan_core.judge.labels.LABELS`)."""
     epoch: int
     """The epoch at which the label was decided (for final labels: from which it held to the end)."""
     evidence: str

@@ -28,11 +28,12 @@ from . import allocator, cures, loop, losses, precision, rng
 from .config import ConfigError, RunConfig
 from .data import Dataset, load_dataset, to_training_tensor
 from .device import TORCH_DTYPES, resolve_device
-from .evaluator import Evaluator
+from .judge.evaluator import Evaluator
+from .judge.thresholds import Thresholds
 from .member_state import MemberState, checked
 from .models import Discriminator, Generator, build_models, to_pixels
 from .probes import Probes
-from .records import Callback, EpochRecord, RunResult, Thresholds
+from .records import Callback, EpochRecord, RunResult
 from .schedule import GPhase, make_rule
 from .stacked import copy_checked
 

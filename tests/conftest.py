@@ -48,7 +48,7 @@ def mnist():
 
 @pytest.fixture(scope="session")
 def evaluator(mnist):
-    from gan_core.evaluator import Evaluator
+    from gan_core.judge.evaluator import Evaluator
 
     return Evaluator(mnist)
 

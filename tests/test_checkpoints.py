@@ -82,13 +82,13 @@ def test_a_folder_squatting_a_checkpoint_is_moved_aside(tiny_config, mnist, tmp_
 @pytest.mark.slow
 def test_a_corrupt_calibration_of_a_cached_evaluator_is_recomputed(tmp_path, monkeypatch):
     from gan_core.data import Dataset, bundled_mnist
-    from gan_core.evaluator import Evaluator
+    from gan_core.judge.evaluator import Evaluator
 
     monkeypatch.setenv("GAN_SWEEP_CACHE", str(tmp_path))
-    from gan_core import evaluator as E
-    from gan_core.evaluator import SUCCESS_SET
+    from gan_core.judge import evaluator as E
+    from gan_core.judge.thresholds import SUCCESS_SET
 
-    monkeypatch.setattr("gan_core.classifier.CLF_EPOCHS", 1)
+    monkeypatch.setattr("gan_core.judge.classifier.CLF_EPOCHS", 1)
     every_set, built = E.build, []
 
     def landmark_only(*args, **kw):  # the success landmark alone: the recompute path is the point, not the scale
@@ -110,7 +110,7 @@ def test_a_corrupt_calibration_of_a_cached_evaluator_is_recomputed(tmp_path, mon
 
 
 def test_a_cached_calibration_of_the_wrong_shape_is_recomputed_not_a_keyerror(tmp_path):
-    from gan_core.evaluator_weights import check_calibration
+    from gan_core.judge.weights import check_calibration
 
     for bad in ([1, 2], {"real_noise_0.3": 5}, {}, {"x": {"fld": "high"}}):
         with pytest.raises(ValueError):

@@ -84,8 +84,8 @@ def test_the_judge_s_reference_never_enters_the_gan_s_training_data(tmp_path, mn
     each engine actually trains on, row by row."""
     from gan_core.config import RunConfig
     from gan_core.data import load_dataset, to_training_tensor
-    from gan_core.evaluator_weights import reference_images
-    from gan_core.evaluator import REFERENCE_SIZE
+    from gan_core.judge.weights import reference_images
+    from gan_core.judge.evaluator import REFERENCE_SIZE
     from gan_core.population import PopulationTrainer
     from gan_core.trainer import Trainer
 

@@ -102,3 +102,36 @@ def test_a_trial_s_attributes_are_the_catalogue_s_reductions():
             attrs["last_loss_d"], attrs["g_hung"]) == (7, 5.0, 2.0, 7, 0.5, 1)
     # every cure probe reaches Optuna (and so the report), not only the pitfalls'
     assert {f"last_{p}" for p in toggles.CURE_PROBES} <= set(attrs)
+
+
+def test_every_label_is_declared_whole_and_the_report_covers_exactly_the_labels():
+    """A label is one row of gan_core/judge/labels.py; the report's short heads, the figures' colours and
+    the sealed labels follow from it, and a label the atlas never expects a claim to speak of must seal
+    a run (only sealed labels can become the atlas's findings, so it would never be shown)."""
+    import typing
+
+    from matplotlib.colors import is_color_like
+
+    from gan_core.judge.labels import FAILURES, LABELS, LABELS_DECLARED, SEALED_LABELS, Label
+    from sweeps.report.atlas import COVERED
+    from sweeps.report.data import FAIL
+    from sweeps.report.figures import COLORS
+    from sweeps.report.page import SHORT
+
+    hints = typing.get_type_hints(Label)
+    for label in LABELS_DECLARED:
+        for f in dataclasses.fields(Label):
+            value = getattr(label, f.name)
+            assert isinstance(value, hints[f.name]), (label.name, f.name, value)
+            assert not isinstance(value, str) or value.strip(), (label.name, f.name)
+        assert is_color_like(label.colour), label.name
+        assert label.meaning.endswith("."), label.name  # a sentence
+        assert len(label.short) <= 6, label.name  # the terminal's table fits 80 columns
+        assert label.seals or label.foreseen, f"{label.name}: unforeseen and never sealed, so never a finding"
+    assert len(set(LABELS)) == len(LABELS) and "success" in LABELS and "success" not in FAILURES
+    assert len({label.short for label in LABELS_DECLARED}) == len(LABELS)
+    assert len(set(COLORS.values())) == len(COLORS)  # no two outcomes share a colour
+    assert tuple(SHORT) == LABELS  # the terminal's columns, in the labels' order
+    assert set(COLORS) == set(LABELS) | {FAIL}
+    assert set(SEALED_LABELS) <= set(FAILURES)
+    assert all(set(covered) <= set(FAILURES) for covered in COVERED.values())

@@ -9,17 +9,17 @@ import pytest
 import torch
 from conftest import assert_one_line_error, epoch_record
 
-from gan_core import constructed
-from gan_core.classifier import new_classifier, train_classifier, uint8_to_unit
+from gan_core.judge import constructed
+from gan_core.judge.classifier import new_classifier, train_classifier, uint8_to_unit
 from gan_core.data import bundled_mnist
-from gan_core.evaluator import Evaluator
-from gan_core.evaluator_weights import (
+from gan_core.judge.evaluator import Evaluator
+from gan_core.judge.weights import (
     EvaluatorError,
     load_shipped,
     sha256,
     shipped_paths,
 )
-from gan_core.outcome import Judge, label_quality
+from gan_core.judge.outcome import Judge, label_quality
 from gan_core.trainer import Trainer
 
 
@@ -39,7 +39,7 @@ def test_a_corrupt_shipped_file_is_a_one_line_error(tmp_path, monkeypatch):
     blob[len(blob) // 2] ^= 0xFF
     bad.write_bytes(bytes(blob))
     shutil.copy(record, tmp_path / record.name)
-    monkeypatch.setattr("gan_core.evaluator_weights.shipped_paths", lambda name="mnist": (bad, tmp_path / record.name))
+    monkeypatch.setattr("gan_core.judge.weights.shipped_paths", lambda name="mnist": (bad, tmp_path / record.name))
     with pytest.raises(EvaluatorError, match="corrupt") as info:
         load_shipped("mnist", 10)
     assert "\n" not in str(info.value)
@@ -53,7 +53,7 @@ def test_a_corrupt_shipped_file_stops_the_cli_in_one_line(tmp_path, monkeypatch)
     weights, record = shipped_paths()
     (tmp_path / weights.name).write_bytes(weights.read_bytes()[:1000])  # truncated
     shutil.copy(record, tmp_path / record.name)
-    monkeypatch.setattr("gan_core.evaluator_weights.shipped_paths",
+    monkeypatch.setattr("gan_core.judge.weights.shipped_paths",
                         lambda name="mnist": (tmp_path / weights.name, tmp_path / record.name))
     monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(app, ["train", "--no-track", "--dataset", "mnist-10k", "--epochs", "1",
@@ -202,7 +202,7 @@ def test_an_evaluator_for_other_data_is_trained_once_and_a_corrupt_cache_is_retr
     from gan_core.data import Dataset
 
     monkeypatch.setenv("GAN_SWEEP_CACHE", str(tmp_path))
-    monkeypatch.setattr("gan_core.classifier.CLF_EPOCHS", 1)
+    monkeypatch.setattr("gan_core.judge.classifier.CLF_EPOCHS", 1)
     m = bundled_mnist()
     small = Dataset("other", "a test set", m.images[:3000], m.labels[:3000], m.clf_images[:2500],
                     m.clf_labels[:2500], m.held_out_images[:2000], m.held_out_labels[:2000])
@@ -224,7 +224,7 @@ def test_calibrate_exits_1_when_the_judge_disagrees_on_a_set_with_a_known_label(
     sets = {name: constructed.ConstructedSet(name, name, expected, "why", torch.zeros(1, 784))
             for name, expected in (("a", "success"), ("b", None))}
     rows = [constructed.Check(sets["a"], q, "success", "r"), constructed.Check(sets["b"], q, "poor_quality", "r")]
-    monkeypatch.setattr("gan_core.constructed.check", lambda ev, ds: rows)
+    monkeypatch.setattr("gan_core.judge.constructed.check", lambda ev, ds: rows)
     res = CliRunner().invoke(app, ["calibrate"])
     assert res.exit_code == 0 and "agrees on 1 of 1" in res.stderr, res.output
     rows[0] = constructed.Check(sets["a"], q, "mode_collapse", "r")
@@ -246,7 +246,7 @@ def test_a_grid_a_third_or_half_of_which_is_not_digits_is_never_a_success(evalua
 
 def test_precision_and_recall_against_kept_real_radii_are_the_numbers_computed_afresh(evaluator):
     """The evaluator keeps its reference features' k-NN radii; scoring with them changes no bit."""
-    from gan_core import metrics
+    from gan_core.judge import metrics
 
     assert torch.equal(evaluator.ref_radii, metrics.knn_radii(evaluator.ref_features))
     gen = torch.Generator().manual_seed(0)
@@ -257,7 +257,7 @@ def test_precision_and_recall_against_kept_real_radii_are_the_numbers_computed_a
 
 
 def test_the_classifier_s_pool_is_torch_s_max_pool_bit_for_bit_and_trains_through_torch_s():
-    from gan_core.classifier import MaxPool2x2
+    from gan_core.judge.classifier import MaxPool2x2
 
     pool, gen = MaxPool2x2(), torch.Generator().manual_seed(0)
     for shape in ((3, 32, 26, 26), (2, 64, 11, 11), (1, 1, 5, 4)):  # even, odd (floor mode), tiny
@@ -353,7 +353,7 @@ def test_a_cache_folder_that_cannot_be_written_costs_only_the_time(tmp_path, mon
 
 
 def test_a_kept_real_side_is_named_by_everything_it_depends_on():
-    from gan_core import metrics, reference_cache
+    from gan_core.judge import metrics, reference_cache
 
     torch.manual_seed(0)
     model, images = torch.nn.Linear(3, 2), torch.arange(12, dtype=torch.uint8).reshape(2, 6)
@@ -377,7 +377,7 @@ def test_a_kept_real_side_is_named_by_everything_it_depends_on():
 
 
 def test_the_classifier_s_passes_in_chunks_change_no_feature(evaluator, monkeypatch):
-    from gan_core import evaluator as E
+    from gan_core.judge import evaluator as E
 
     images = uint8_to_unit(bundled_mnist().held_out_images[:300]).reshape(300, -1)
     chunked = evaluator.quality(images)
@@ -386,7 +386,7 @@ def test_the_classifier_s_passes_in_chunks_change_no_feature(evaluator, monkeypa
 
 
 def test_k_nn_radii_are_the_k_th_nearest_other_row_s_distance_as_kthvalue_defines_it():
-    from gan_core import metrics
+    from gan_core.judge import metrics
 
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(600, 16, generator=gen)

@@ -192,8 +192,8 @@ def test_the_evaluator_s_cache_lock_is_never_opened_through_a_link(tmp_path, mon
     """Data sets other than MNIST train their classifier once, under a lock in the cache folder."""
     import dataclasses
 
-    from gan_core.classifier import CLASSIFIER_VERSION
-    from gan_core.evaluator_weights import load_weights
+    from gan_core.judge.classifier import CLASSIFIER_VERSION
+    from gan_core.judge.weights import load_weights
 
     monkeypatch.setenv("GAN_SWEEP_CACHE", str(tmp_path / "cache"))
     ds = dataclasses.replace(mnist, name="idx")

@@ -17,7 +17,7 @@ import json, resource, sys, torch
 torch.set_num_threads(1)
 from gan_core.config import RunConfig
 from gan_core.data import load_dataset
-from gan_core.evaluator import Evaluator
+from gan_core.judge.evaluator import Evaluator
 kw, members = json.loads(sys.argv[1]), int(sys.argv[2])
 ds = load_dataset("mnist-10k")
 cfg = RunConfig().replace(dataset="mnist-10k", device="cpu", epochs=1, steps_per_epoch=2, stop_early=False, **kw)
@@ -61,7 +61,7 @@ def test_k_nn_distances_are_held_a_block_at_a_time_and_equal_one_pass(monkeypatc
     as before)."""
     import torch
 
-    from gan_core import metrics
+    from gan_core.judge import metrics
 
     real, fake = torch.randn(2000, 16, dtype=torch.float64), torch.randn(7000, 16, dtype=torch.float64)
     one_pass = torch.cdist(fake, fake).topk(4, dim=1, largest=False).values[:, 3]

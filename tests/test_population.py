@@ -247,8 +247,9 @@ def test_gan_core_imports_no_orchestration_library():
     import subprocess
     import sys
 
-    code = ("import sys, gan_core.loop, gan_core.population, gan_core.trainer, gan_core.constructed, "
-            "gan_core.evaluator_weights, gan_core.ship_evaluator; bad = [m for m in ('optuna', 'mlflow', 'typer', 'pandas') if m in sys.modules];"
+    code = ("import sys, gan_core.loop, gan_core.population, gan_core.trainer, gan_core.judge.constructed, "
+            "gan_core.judge.weights, gan_core.judge.ship, gan_core.judge.labels, gan_core.judge.thresholds; "
+            "bad = [m for m in ('optuna', 'mlflow', 'typer', 'pandas') if m in sys.modules];"
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr

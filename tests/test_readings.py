@@ -12,7 +12,7 @@ from conftest import SMALL, assert_matches_reference, epoch_record, run_with_com
 
 from gan_core import losses, readings
 from gan_core.config import ConfigError, RunConfig, ScheduleConfig
-from gan_core.outcome import Judge
+from gan_core.judge.outcome import Judge
 from gan_core.population import PopulationTrainer
 from gan_core.probes import Probes
 from gan_core.schedule import HUNG_BOUND, HUNG_ZERO, ZERO_GRADIENT_STEPS, AdaptiveRule

@@ -1,5 +1,6 @@
 """sweeps' architecture, held by its own imports (every one, function-local ones included): floors
-from the base up to the doors, no import from a floor to one above it, and no circle anywhere."""
+from the base up to the doors, no import from a floor to one above it, and no circle anywhere. And
+gan_core's shared records below its judge (gan_core's own circles: tests/test_population.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from conftest import import_graph, source_nodes
 
 SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
+GAN_CORE = SWEEPS.parent / "gan_core"
 
 FLOORS = (
     ("base", {"sweeps", "sweeps.errors", "sweeps.console", "sweeps.masked_io", "sweeps.signals", "sweeps.paths",
@@ -64,4 +66,12 @@ def test_reports_the_atlas_and_the_plan_are_given_stores_and_never_open_one(pack
                 node.func.id if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) else None
             imported = {a.name for a in node.names} if isinstance(node, ast.ImportFrom) else set()
             bad += [f"{name}: {x}" for x in ({called} | imported) & OPENERS]
+    assert not bad, bad
+
+
+def test_the_shared_records_import_nothing_of_the_judge():
+    """Everything imports gan_core.records, the judge (gan_core.judge) included: records never import it."""
+    graph = import_graph(GAN_CORE, relative=True)
+    assert "gan_core.judge.evaluator" in graph  # the walk reaches the judge's subpackage
+    bad = sorted(d for d in graph["gan_core.records"] if d == "gan_core.judge" or d.startswith("gan_core.judge."))
     assert not bad, bad

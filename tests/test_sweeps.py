@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from gan_core.outcome import LABELS
+from gan_core.judge.labels import LABELS
 from gan_core.records import TRIAL_REDUCTIONS
 from sweeps.cli import app
 

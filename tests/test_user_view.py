@@ -176,9 +176,9 @@ def test_version_and_python_m(tmp_path):
 
 
 EVALUATOR_CHILD = """
-import gan_core.classifier as clf
+import gan_core.judge.classifier as clf
 from gan_core.data import Dataset, bundled_mnist
-from gan_core.evaluator import Evaluator
+from gan_core.judge.evaluator import Evaluator
 clf.CLF_EPOCHS = 1
 m = bundled_mnist()
 small = Dataset("other", "test", m.images[:3000], m.labels[:3000], m.clf_images[:2100], m.clf_labels[:2100],

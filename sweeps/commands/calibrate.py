@@ -1,8 +1,8 @@
 """`gan-sweep calibrate`: the judge on constructed sets with known answers, as a table.
 
 Each set (real digits, degraded digits, memorised images, missing classes, scribbles, mixtures,
-blobs, noise, an untrained G; see gan_core.constructed) is scored by the evaluator and labelled by
-the judge, beside the label a researcher would give it. Exit code 1 when the judge disagrees on a
+blobs, noise, an untrained G; see gan_core.judge.constructed) is scored by the evaluator and labelled
+by the judge, beside the label a researcher would give it. Exit code 1 when the judge disagrees on a
 set whose label is not arguable.
 """
 
@@ -39,9 +39,9 @@ def markdown(rows) -> str:
 def calibrate(dataset: str = typer.Option("mnist-10k", help="Data set whose constructed sets to score."),
               as_markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table.")) -> None:
     """Label constructed image sets with known answers and show where the judge agrees."""
-    from gan_core.constructed import check
     from gan_core.data import load_dataset
-    from gan_core.evaluator import Evaluator
+    from gan_core.judge.constructed import check
+    from gan_core.judge.evaluator import Evaluator
 
     ds = load_dataset(dataset)
     ev = Evaluator(ds, log=err.print)

@@ -51,7 +51,7 @@ def execute(opts: RunOptions, create: bool) -> None:
     r = resolve(opts)  # every option and URL form checked before torch and the stores' libraries load
     from gan_core import memory
     from gan_core.data import load_dataset
-    from gan_core.evaluator import Evaluator
+    from gan_core.judge.evaluator import Evaluator
     from sweeps.running.progress import RunDisplay
     from sweeps.running.runner import (
         Interrupted,

@@ -72,7 +72,7 @@ def train(out_dir: Optional[Path], track: bool, tracking_uri: str, experiment: s
     from gan_core import memory, precision
     from gan_core.data import load_dataset
     from gan_core.device import resolve_device
-    from gan_core.evaluator import Evaluator
+    from gan_core.judge.evaluator import Evaluator
     from gan_core.trainer import Trainer
     from sweeps.stores.artifacts import write_run
 

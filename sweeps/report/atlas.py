@@ -18,19 +18,19 @@ import pandas as pd
 
 from gan_core import readings
 from gan_core.files import make_dir, write_atomic
-from gan_core.outcome import FAILURES, SEALED_LABELS
+from gan_core.judge.labels import FAILURES, FORESEEN_FAILURES, SEALED_LABELS
 from sweeps.paths import ATLAS_FOLDERS
 from sweeps.report.data import FAIL, StudyData, load_study_data, median_trial
 from sweeps.report.verdicts import MIN_RUNS, Arm, ClaimVerdict, claim_verdict
 from sweeps.stores.reading import StoredStudies, TrackedRuns
 from sweeps.study.claims import BY_ID, CURES, PITFALL_VERDICTS, RUN_FLAGS, Claim
 
-_UNSTALLED = tuple(f for f in FAILURES if f != "stalled")
 COVERED = {"1": ("diverged",), "2": ("diverged",), "3": ("d_overpowered",), "5": (),
-           "4": _UNSTALLED, "adaptive": _UNSTALLED, "headline": _UNSTALLED, **{c: FAILURES for c in CURES}}
+           "4": FORESEEN_FAILURES, "adaptive": FORESEEN_FAILURES, "headline": FORESEEN_FAILURES,
+           **{c: FAILURES for c in CURES}}
 """The failure labels each claim's verdict speaks of; any other failure in its study is a finding.
-No claim of the seed foresees a stalled run (every gradient exactly zero), so it is always one; the
-cures' verdicts name every failure label they see."""
+No claim of the seed foresees a stalled run (every gradient exactly zero; its label declares it
+unforeseen), so it is always one; the cures' verdicts name every failure label they see."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from gan_core.config import RunConfig
-from gan_core.outcome import LABELS
+from gan_core.judge.labels import LABELS
 from gan_core.records import TRIAL_REDUCTIONS
 from sweeps.errors import UserError
 

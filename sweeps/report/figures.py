@@ -12,12 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from gan_core.outcome import LABELS  # noqa: E402
+from gan_core.judge.labels import LABELS, LABELS_DECLARED  # noqa: E402
 from sweeps.report.data import FAIL, StudyData, is_log_scale, numeric  # noqa: E402
 
-COLORS = {"success": "#2ca02c", "poor_quality": "#ff7f0e", "mode_collapse": "#9467bd",
-          "d_overpowered": "#1f77b4", "stalled": "#8c564b", "hung": "#e377c2", "diverged": "#d62728",
-          FAIL: "#7f7f7f"}
+COLORS = {label.name: label.colour for label in LABELS_DECLARED} | {FAIL: "#7f7f7f"}
+"""Each outcome's colour in every figure: the labels' declared colours, grey for crashed trials."""
 
 
 def _x(df: pd.DataFrame, key: str) -> tuple[np.ndarray, list[str] | None, bool]:

@@ -17,7 +17,7 @@ from rich.table import Table
 from sweeps.paths import REPORT_FOLDERS
 
 from gan_core.files import make_dir, write_atomic
-from gan_core.outcome import LABELS
+from gan_core.judge.labels import LABELS, LABELS_DECLARED
 from sweeps.console import out
 from sweeps.report.data import (
     FAIL,
@@ -291,8 +291,7 @@ CAPTIONS = {
 }
 """A sentence under each figure (a file name says nothing)."""
 
-SHORT = {"diverged": "div", "d_overpowered": "D win", "stalled": "stall", "hung": "hung", "mode_collapse": "coll",
-         "poor_quality": "poor", "success": "ok"}
+SHORT = {label.name: label.short for label in LABELS_DECLARED}
 """Column heads of the terminal's outcome table (80 columns); the report's files use the full labels."""
 
 

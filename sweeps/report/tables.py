@@ -9,7 +9,7 @@ import math
 import pandas as pd
 
 from gan_core.config import RunConfig
-from gan_core.outcome import LABELS
+from gan_core.judge.labels import LABELS
 from sweeps.report.data import FAIL, StudyData, is_log_scale, level_column, numeric
 from sweeps.report.stats import mean_diff, newcombe, wilson
 

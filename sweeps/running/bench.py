@@ -447,7 +447,7 @@ def run_bench(device: str, sizes: list[int], steps: int, repeats: int, log=print
 
 
 def _evaluator(dataset):
-    from gan_core.evaluator import Evaluator
+    from gan_core.judge.evaluator import Evaluator
 
     return Evaluator(dataset)
 

@@ -1,7 +1,7 @@
 """Running a study: trials from Optuna, training by gan_core, tracking in MLflow.
 
 Trial states: a normal end is COMPLETE with the objective; a run whose fate was sealed early
-(diverged, D overpowered, dead gradients) is stopped and PRUNED, its outcome kept; an
+(diverged, d_overpowered, stalled, hung) is stopped and PRUNED, its outcome kept; an
 exception in our code is FAIL with the error stored; Ctrl-C (or SIGTERM) marks the trial
 in hand FAIL with reason "interrupted", ends its MLflow run as KILLED, and the next `run`
 finishes exactly the missing trials.
@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 
 from gan_core.data import Dataset
 from gan_core.device import resolve_device
-from gan_core.evaluator import Evaluator
+from gan_core.judge.evaluator import Evaluator
 from gan_core.population import PopulationTrainer, split_into_populations
 from gan_core.records import EpochEvent, RunResult, trial_attributes
 from gan_core.trainer import Trainer

@@ -88,6 +88,28 @@ def by_other_keys(data: StudyData, df: pd.DataFrame, key: str, bad: str, good: s
     return ("By condition: " + "; ".join(parts) + ".") if parts else ""
 
 
+# -- the sentences' shared endings ----------------------------------------------------------------
+
+def difference(d: float, low: float, high: float) -> str:
+    """A difference of rates in points with its 95% interval, as every verdict words it."""
+    return f"difference {pts(d)} points, 95% CI {pts(low)} to {pts(high)}"
+
+
+def more_seeds(need: int, arms: tuple[Arm, ...]) -> str:
+    """How many more seeds per arm would settle an open verdict, counted from its smallest arm."""
+    return f"about {max(need - min(a.n for a in arms), 1)} more seeds per arm would settle it"
+
+
+def concluded(text: str, why: str) -> str:
+    """A verdict's sentence: the numbers, then what they say."""
+    return f"{text} So {why}."
+
+
+def not_swept(claim_id: str, claim: str, what: str) -> ClaimVerdict:
+    """The verdict on a claim whose study does not vary what it is about."""
+    return ClaimVerdict(claim_id, claim, "not tested", f"This study does not sweep {what}.")
+
+
 def decide(bad: Arm, good: Arm) -> tuple[str, str, int | None]:
     """supported / contradicted / inconclusive from the difference bad - good (Newcombe), the reason,
     and when inconclusive about how many seeds per arm would settle it."""
@@ -95,7 +117,7 @@ def decide(bad: Arm, good: Arm) -> tuple[str, str, int | None]:
         need = MIN_RUNS - min(bad.n, good.n)
         return "inconclusive", f"too few runs for a verdict: run at least {need} more seed(s) per arm", MIN_RUNS
     d, low, high = newcombe(bad.k, bad.n, good.k, good.n)
-    diff = f"difference {pts(d)} points, 95% CI {pts(low)} to {pts(high)}"
+    diff = difference(d, low, high)
     if low > 0:
         return "supported", f"the data support the seed ({diff})", None
     if high < 0:
@@ -104,13 +126,12 @@ def decide(bad: Arm, good: Arm) -> tuple[str, str, int | None]:
     if n is None:
         return "inconclusive", (f"no difference seen ({diff}); at this budget the data do not support the seed's "
                                 f"claim"), None
-    more = max(n - min(bad.n, good.n), 1)
-    return "inconclusive", f"cannot tell yet ({diff}); about {more} more seeds per arm would settle it", n
+    return "inconclusive", f"cannot tell yet ({diff}); {more_seeds(n, (bad, good))}", n
 
 
 def verdict(claim_id: str, claim: str, bad: Arm, good: Arm, text: str) -> ClaimVerdict:
     status, why, need = decide(bad, good)
-    return ClaimVerdict(claim_id, claim, status, f"{text} So {why}.".replace("  ", " "), (bad, good), need)
+    return ClaimVerdict(claim_id, claim, status, concluded(text, why).replace("  ", " "), (bad, good), need)
 
 
 def same(a, b) -> bool:

@@ -18,7 +18,7 @@ from dataclasses import replace
 import pandas as pd
 
 from gan_core.config import RunConfig
-from gan_core.outcome import FAILURES
+from gan_core.judge.labels import FAILURES
 from gan_core.toggles import CURE_KEYS
 from sweeps.report.data import StudyData, numeric
 from sweeps.report.stats import newcombe, seeds_needed
@@ -27,8 +27,11 @@ from sweeps.report.verdicts.arms import (
     Arm,
     ClaimVerdict,
     arm,
+    concluded,
     decide,
-    pts,
+    difference,
+    more_seeds,
+    not_swept,
     same,
 )
 from sweeps.study.claims import BY_ID
@@ -103,15 +106,11 @@ def _compare(more: Arm, fewer: Arm) -> tuple[float, float, float] | None:
     return newcombe(more.k, more.n, fewer.k, fewer.n)
 
 
-def _diff_text(d: tuple[float, float, float]) -> str:
-    return f"difference {pts(d[0])} points, 95% CI {pts(d[1])} to {pts(d[2])}"
-
-
 def cure_verdict(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     """The verdict on one of the field's cures (claim id = its config key)."""
     claim = BY_ID[claim_id].text
     if claim_id not in data.swept:
-        return ClaimVerdict(claim_id, claim, "not tested", f"This study does not sweep {claim_id}.")
+        return not_swept(claim_id, claim, claim_id)
     d = _Design(df)
     arms, parts = [], []
     hurts, helps = [], None  # (reading, difference) with the cure minus without
@@ -141,23 +140,22 @@ def cure_verdict(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdi
     need = None
     broken = [(r, x) for r, x in hurts if x is not None and x[1] > 0]
     if broken:
-        status, why = "contradicted", f"it makes runs fail more often on {broken[0][0]} ({_diff_text(broken[0][1])})"
+        status, why = "contradicted", f"it makes runs fail more often on {broken[0][0]} ({difference(*broken[0][1])})"
     elif helps is None:
         status, why = "inconclusive", "nothing failed without it, so there was nothing to cure at this budget"
     elif helps[1] is None:
         status, why, need = "inconclusive", f"too few runs for a verdict: at least {MIN_RUNS} seeds per arm", MIN_RUNS
     elif helps[1][2] < 0:
-        status, why = "supported", f"it turns failures into successes on {helps[0]} ({_diff_text(helps[1])})"
+        status, why = "supported", f"it turns failures into successes on {helps[0]} ({difference(*helps[1])})"
     else:
         status = "inconclusive"
         need = seeds_needed(helps[2].rate, helps[3].rate)
-        why = (f"it does not change the failure rate on {helps[0]} beyond chance ({_diff_text(helps[1])})"
-               + (f"; about {max(need - min(helps[2].n, helps[3].n), 1)} more seeds per arm would settle it"
-                  if need else ""))
-    return ClaimVerdict(claim_id, claim, status, " ".join(parts) + f" So {why}.", tuple(arms), need)
+        why = (f"it does not change the failure rate on {helps[0]} beyond chance ({difference(*helps[1])})"
+               + (f"; {more_seeds(need, helps[2:])}" if need else ""))
+    return ClaimVerdict(claim_id, claim, status, concluded(" ".join(parts), why), tuple(arms), need)
 
 
-def seed_cures_verdict(data: StudyData, df: pd.DataFrame, claim_id: str = "seed_cures") -> ClaimVerdict:
+def seed_cures_verdict(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     """The seed's own three cures, each removed from the readings that have it: is each one needed?
     Supported when removing one makes runs fail more often; contradicted when removing one makes them
     fail less often (the cure was hurting); otherwise inconclusive."""
@@ -189,7 +187,7 @@ def seed_cures_verdict(data: StudyData, df: pd.DataFrame, claim_id: str = "seed_
         status = "inconclusive"
         why = "no removal changes the failure rate beyond chance at this budget"
     need = max((s[2] for _, _, s in decided if s[2]), default=None) if status == "inconclusive" else None
-    return ClaimVerdict(claim_id, claim, status, " ".join(parts) + f" So {why}.", tuple(arms), need)
+    return ClaimVerdict(claim_id, claim, status, concluded(" ".join(parts), why), tuple(arms), need)
 
 
 JUDGES: dict[str, Callable[[StudyData, pd.DataFrame, str], ClaimVerdict]] = {

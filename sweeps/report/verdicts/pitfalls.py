@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from gan_core.outcome import FAILURES
+from gan_core.judge.labels import FAILURES
 from sweeps.report.data import StudyData, level_column, numeric
 from sweeps.report.stats import fmt_ci, wilson
 from sweeps.report.tables import baseline_value
@@ -23,7 +23,9 @@ from sweeps.report.verdicts.arms import (
     ClaimVerdict,
     arm,
     by_other_keys,
+    concluded,
     decide,
+    not_swept,
     verdict,
 )
 from sweeps.study.claims import BY_ID
@@ -34,9 +36,11 @@ def _levels(data: StudyData, key: str) -> pd.Series:
 
 
 def _clamp(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
+    """Runs without the clamp against runs with the seed's clamp, on how often they diverge (and how
+    often the clamp stalls them instead)."""
     claim = BY_ID[claim_id].text
     if "clamp" not in data.swept:
-        return ClaimVerdict("1", claim, "not tested", "This study does not sweep clamp.")
+        return not_swept(claim_id, claim, "clamp")
     lv = _levels(data, "clamp")
     bad = arm(df, "Without clamping", lv == "none", ("diverged",))
     good = arm(df, "with the seed's clamp", lv == "clamp", ("diverged",))
@@ -48,14 +52,16 @@ def _clamp(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     if (lv == "logits").any():
         text += " " + arm(df, "With stable logits", lv == "logits", ("diverged",)).text("diverged") + "."
     cond = by_other_keys(data, df, "clamp", "none", "clamp", ("diverged",), "diverged")
-    return verdict("1", claim, bad, good, f"{text} {cond}")
+    return verdict(claim_id, claim, bad, good, f"{text} {cond}")
 
 
 def _clip(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
+    """Runs without gradient clipping against clipped runs, on how often they diverge, with D's peak
+    gradient norm in each."""
     claim = BY_ID[claim_id].text
     key = next((k for k in ("clip_d", "clip_g") if k in data.swept), None)
     if key is None:
-        return ClaimVerdict("2", claim, "not tested", "This study does not sweep clipping.")
+        return not_swept(claim_id, claim, "clipping")
     lv = _levels(data, key)
     off = lv == "off"
     bad = arm(df, "Without clipping", off, ("diverged",))
@@ -67,7 +73,7 @@ def _clip(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
                  f"{peak[~off].median():.3g} clipped.")
     base = str(baseline_value(data, key)) if key in data.swept else "1.0"
     cond = by_other_keys(data, df, key, "off", base, ("diverged",), "diverged")
-    return verdict("2", claim, bad, good, f"{text} {cond}")
+    return verdict(claim_id, claim, bad, good, f"{text} {cond}")
 
 
 def _schedule_arms(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
@@ -80,12 +86,12 @@ def _schedule_arms(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
 
 
 def _overpowered(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
-    claim = BY_ID[claim_id].text
     """D trained k > 1 times per G update against once: how often D wins (loss ~0, D(G(z)) ~0,
     sealed), which is what the seed says then stays and kills training."""
+    claim = BY_ID[claim_id].text
     faster, even, adaptive = _schedule_arms(df)
     if not faster.any():
-        return ClaimVerdict("3", claim, "not tested", "This study has no arm where D trains faster (a fixed d_steps > 1).")
+        return ClaimVerdict(claim_id, claim, "not tested", "This study has no arm where D trains faster (a fixed d_steps > 1).")
     k = int(numeric(df, "d_steps")[faster].max())
     label = ("d_overpowered",)
     bad = arm(df, f"With D trained {k} times per G update", faster, label)
@@ -97,16 +103,16 @@ def _overpowered(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdi
     lost = df[faster & df["outcome"].isin(FAILURES)]
     if len(lost):
         text += f" Outcomes with D faster: {', '.join(f'{o} {c}' for o, c in lost['outcome'].value_counts().items())}."
-    return verdict("3", claim, bad, good, text)
+    return verdict(claim_id, claim, bad, good, text)
 
 
 def _adaptive(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
-    claim = BY_ID[claim_id].text
     """The seed's adaptive D/G rule (capped inner G loop) against one D and one G update per batch,
     on how many runs fail."""
+    claim = BY_ID[claim_id].text
     faster, even, adaptive = _schedule_arms(df)
     if not adaptive.any() or not even.any():
-        return ClaimVerdict("adaptive", claim, "not tested", "This study does not run the adaptive rule beside a fixed k = 1.")
+        return ClaimVerdict(claim_id, claim, "not tested", "This study does not run the adaptive rule beside a fixed k = 1.")
     cap = numeric(df, "g_loop_cap")
     seed_rule = adaptive & (cap == cap[adaptive].min())  # the tightest cap stands in for the seed's bounded loop
     bad = arm(df, "With a fixed schedule (k = 1)", even, FAILURES)
@@ -120,23 +126,23 @@ def _adaptive(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     capped = numeric(df, "g_capped")[seed_rule]
     if capped.notna().any():
         text += f" The inner G loop hit its cap on {int(capped.sum())} batches in all (the seed's loop has no cap)."
-    return verdict("adaptive", claim, bad, good, text)
+    return verdict(claim_id, claim, bad, good, text)
 
 
 def _lr(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
-    claim = BY_ID[claim_id].text
     """Results poor at the smallest lr (runs that did not succeed, against the best lr), and the
     losses' magnitudes there against the best lr's."""
+    claim = BY_ID[claim_id].text
     key = next((k for k in ("lr_d", "lr_g") if k in data.swept), None)
     if key is None:
-        return ClaimVerdict("4", claim, "not tested", "This study does not sweep the learning rate.")
+        return not_swept(claim_id, claim, "the learning rate")
     lv = _levels(data, key)
     numeric_lr = pd.to_numeric(df[key])
     smallest = lv[numeric_lr == numeric_lr.min()].iloc[0]
     success = df.groupby(lv)["outcome"].apply(lambda s: (s == "success").mean())
     best = success.drop(smallest, errors="ignore").idxmax() if len(success) > 1 else None
     if best is None:
-        return ClaimVerdict("4", claim, "not tested", "Only one learning rate was run.")
+        return ClaimVerdict(claim_id, claim, "not tested", "Only one learning rate was run.")
     bad = arm(df, f"At the smallest lr ({smallest})", lv == smallest, FAILURES)
     good = arm(df, f"at the best lr ({best})", lv == best, FAILURES)
     status, why, need = decide(bad, good)
@@ -156,13 +162,15 @@ def _lr(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
         status, why = "inconclusive", why + (", but the losses are not higher at the small lr, as the seed says they "
                                              "are (the poor results are supported, the high losses are not)")
         open_ = "half: the results are poor, the losses not higher"
-    return ClaimVerdict("4", claim, status, f"{text} So {why}.", (bad, good), need, open_)
+    return ClaimVerdict(claim_id, claim, status, concluded(text, why), (bad, good), need, open_)
 
 
 def _freeze(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
+    """Runs that freeze G with eval() only against requires_grad_(False), on how many still computed
+    gradients for the frozen G, with their speed and the stale gradient that leaked into G's update."""
     claim = BY_ID[claim_id].text
     if "freeze" not in data.swept:
-        return ClaimVerdict("5", claim, "not tested", "This study does not sweep freeze.")
+        return not_swept(claim_id, claim, "freeze")
     lv = _levels(data, "freeze")
     ev, rg = lv == "eval_only", lv == "requires_grad"
     wasted = numeric(df, "last_frozen_grad_g")
@@ -184,7 +192,7 @@ def _freeze(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
                      f"{int((leak[mask] > 0).sum())} of {int(mask.sum())} runs; their success rate was "
                      f"{(df.loc[mask, 'outcome'] == 'success').mean():.0%} vs "
                      f"{(df.loc[~mask, 'outcome'] == 'success').mean():.0%} otherwise.")
-    return ClaimVerdict("5", claim, status, f"{text} So {why}.", (bad, good), need)
+    return ClaimVerdict(claim_id, claim, status, concluded(text, why), (bad, good), need)
 
 
 def _span(values: pd.Series) -> str:
@@ -217,7 +225,6 @@ def _arm_detail(df: pd.DataFrame, mask: pd.Series) -> str:
 
 
 def _headline(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
-    claim = BY_ID[claim_id].text
     """The headline under the declared readings (gan_core.readings): the most literal reading of every
     swept choice, and each single change from it. The literal reading reproduces the headline when its
     success rate's 95% interval lies above one half, and fails to when below; each other reading is named
@@ -225,6 +232,7 @@ def _headline(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     study did not vary are named as not run."""
     from gan_core.readings import LITERAL, READINGS
 
+    claim = BY_ID[claim_id].text
     swept = [k for k in data.swept if k in df]
     literal = {k: LITERAL.get(k) for k in swept}
 
@@ -238,8 +246,8 @@ def _headline(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     not_run = [r.key for r in READINGS if r.literal is not None and r.key not in swept]
     untried = f" Not varied here (each run in one reading only): {', '.join(not_run)}." if not_run else ""
     if not runs.n:
-        return ClaimVerdict("headline", claim, "not tested",
-                       "The most literal reading (gan_core/readings.py) has no finished runs yet." + untried)
+        return ClaimVerdict(claim_id, claim, "not tested",
+                            "The most literal reading (gan_core/readings.py) has no finished runs yet." + untried)
     low, high = wilson(runs.n - runs.k, runs.n)  # the success rate's interval
     trained = numeric(df, "epochs_trained")[lit_mask]
     budget = numeric(df, "epochs")[lit_mask].max() if "epochs" in df else trained.max()
@@ -269,9 +277,9 @@ def _headline(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     named = ([f"readings that hold the headline: {'; '.join(holds)}"] if holds else []) + (
         [f"readings that refute it: {'; '.join(refutes)}"] if refutes else []) + (
         [f"readings split: {'; '.join(split)}"] if split else [])
-    return ClaimVerdict("headline", claim, status, f"{text} So {why} (95% CI of the literal reading's success rate "
-                                              f"{fmt_ci(low, high)})" + (f"; {'; '.join(named)}" if named else "")
-                   + "." + untried, tuple(arms), need)
+    why += f" (95% CI of the literal reading's success rate {fmt_ci(low, high)})" + (
+        f"; {'; '.join(named)}" if named else "")
+    return ClaimVerdict(claim_id, claim, status, concluded(text, why) + untried, tuple(arms), need)
 
 
 JUDGES: dict[str, Callable[[StudyData, pd.DataFrame, str], ClaimVerdict]] = {

@@ -26,8 +26,8 @@ from types import ModuleType
 
 import torch
 
-from .data import cache_dir
-from .files import make_dir, read_plain, write_atomic
+from ..data import cache_dir
+from ..files import make_dir, read_plain, write_atomic
 
 SIDE = ("features", "mu", "cov", "radii", "duplicate_radius", "spread")
 """The tensors a kept side holds, by name (`Evaluator._real_side` makes them)."""

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .config import ModelConfig
-from .models import build_models
+from ..config import ModelConfig
+from ..models import build_models
 from .outcome import label_quality
 
 SIZE = 2000

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from .config import KNN_K
+from ..config import KNN_K
 
 
 def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor) -> float:

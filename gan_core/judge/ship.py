@@ -1,4 +1,4 @@
-"""Rebuild the MNIST evaluator that ships in the package: `python -m gan_core.ship_evaluator`.
+"""Rebuild the MNIST evaluator that ships in the package: `python -m gan_core.judge.ship`.
 
 Retrains the classifier deterministically on the bundled split, writes its weights and record
 (accuracy, SHA-256, torch version, machine, the calibration of every constructed set) into
@@ -17,16 +17,16 @@ import time
 
 import torch
 
+from ..data import bundled_mnist
+from ..files import write_atomic
 from .classifier import CLASSIFIER_VERSION
-from .data import bundled_mnist
 from .evaluator import Evaluator
-from .evaluator_weights import sha256, shipped_paths, train_weights
-from .files import write_atomic
+from .weights import sha256, shipped_paths, train_weights
 
 
 def main(argv: list[str] | None = None) -> None:
     """Rebuild the shipped MNIST evaluator (weights and record) in the source tree."""
-    parser = argparse.ArgumentParser(prog="python -m gan_core.ship_evaluator", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m gan_core.judge.ship", description=main.__doc__)
     parser.add_argument("--calibrate", action="store_true", help="keep the weights, recompute the calibration")
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))

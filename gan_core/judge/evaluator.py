@@ -1,6 +1,6 @@
 """Sample quality from the evaluator's classifier, on two separate axes.
 
-The classifier (`gan_core.classifier`) gives each image 128 features and class probabilities
+The classifier (`gan_core.judge.classifier`) gives each image 128 features and class probabilities
 (the data's K classes and "not data"). From them, for a set of generated images:
 
 - fidelity, do the samples look like data: `legible` (share read as one class with probability
@@ -14,7 +14,7 @@ The classifier (`gan_core.classifier`) gives each image 128 features and class p
 
 For MNIST the weights, the FLD reference (2,000 held-out digits of the bundled split) and the
 calibration ship with the package, so every machine scores on one fixed scale
-(`gan_core.evaluator_weights`); other data sets train a classifier once and cache it.
+(`gan_core.judge.weights`); other data sets train a classifier once and cache it.
 """
 
 from __future__ import annotations
@@ -26,37 +26,36 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ..data import Dataset, DataError
+from ..records import Quality
 from . import classifier, metrics, reference_cache
+from . import thresholds as judge_thresholds
 from .classifier import as_images, uint8_to_unit
 from .constructed import SIZE as CONSTRUCTED_SIZE
 from .constructed import build, untrained_generator
-from .data import Dataset, DataError
-from .evaluator_weights import SHIPPED_DATASETS, load_weights, reference_images
-from .records import Quality, Thresholds
+from .thresholds import (
+    DUPLICATE_QUANTILE,
+    LEGIBLE_PROB,
+    MIN_SHARE_FACTOR,
+    PRESENT_SHARE_FACTOR,
+    SUCCESS_SET,
+    Thresholds,
+)
+from .weights import SHIPPED_DATASETS, load_weights, reference_images
 
 REFERENCE_SIZE = 2000
 """Real held-out images used as FLD's reference (generated sets are compared at this size)."""
-MIN_SHARE_FACTOR = 0.5
-"""`coverage` (the hard count) counts a class with at least half of its uniform share."""
-PRESENT_SHARE_FACTOR = 0.25
-"""`classes` (the soft count) counts a class fully from a quarter of its uniform share (2.5% of MNIST)."""
-LEGIBLE_PROB = 0.9
-"""A sample is legible when the classifier gives one data class at least this probability."""
 DIVERSITY_SAMPLES = 1000
 """Samples used for `distinct` and `spread` (pairwise measures: O(n^2))."""
-DUPLICATE_QUANTILE = 0.01
-"""Two samples are one mode when closer in features than this quantile of real data's nearest-neighbour
-distances (1% of real digits have a neighbour that close)."""
 CPU_CHUNK = 128
 """Images per classifier pass on a CPU. The first convolution's output for 128 images (11 MB) stays in
 the caches and for 1000 (86 MB) it does not: a pass over 2,000 images took about a third of the time
 (one thread), the features the same bit for bit."""
 GPU_CHUNK = 1000
 """Images per classifier pass on a GPU, where bigger passes only fill it better."""
-SIDE_CODE = (classifier, metrics, sys.modules[__name__])
-"""The modules whose source computes the real side (`reference_cache` names a kept side by them)."""
-SUCCESS_SET = "real_noise_0.3"
-"""success_fld is the FLD of this constructed set: real digits under Gaussian pixel noise of std 0.3."""
+SIDE_CODE = (classifier, metrics, judge_thresholds, sys.modules[__name__])
+"""The modules whose source computes the real side (`reference_cache` names a kept side by them): the
+classifier, the metrics, the thresholds (the near-duplicate distance's quantile) and this one."""
 
 
 def check_data(dataset: Dataset) -> None:
@@ -117,7 +116,7 @@ class Evaluator:
         return self._weights.save_calibration(self.calibrate(self._dataset))
 
     def calibrate(self, dataset: Dataset) -> dict[str, dict[str, float]]:
-        """Quality of every constructed set (`gan_core.constructed`): the scale's landmarks."""
+        """Quality of every constructed set (`gan_core.judge.constructed`): the scale's landmarks."""
         sets = build(dataset.clf_images, dataset.clf_labels, untrained_generator(dataset))
         return {s.name: self.quality(s.images).as_dict() for s in sets}
 

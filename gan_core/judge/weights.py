@@ -7,8 +7,8 @@ constructed set, which fixes the scale). The checksum is verified on every load,
 does not match is a one-line EvaluatorError. As FID ships one Inception network, every user, CI
 and GPU machine then scores on one scale, and the first run starts at once.
 
-    python -m gan_core.ship_evaluator              # retrain (deterministic) and rewrite both files
-    python -m gan_core.ship_evaluator --calibrate  # recompute only the record's calibration
+    python -m gan_core.judge.ship              # retrain (deterministic) and rewrite both files
+    python -m gan_core.judge.ship --calibrate  # recompute only the record's calibration
 
 Other data sets train the classifier on first use and cache it under `cache_dir()/evaluator`,
 keyed by the data's fingerprint; concurrent processes train it once (a file lock) and a cached file
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import torch
 
+from ..data import DataError, Dataset, bundled_mnist, cache_dir
+from ..files import make_dir, open_lock, write_atomic
 from .classifier import CLASSIFIER_VERSION, Classifier, new_classifier, train_classifier
-from .data import DataError, Dataset, bundled_mnist, cache_dir
-from .files import make_dir, open_lock, write_atomic
 
 SHIPPED_DIR = resources.files("gan_core") / "data_files" / "evaluator"
 SHIPPED_DATASETS = ("mnist",)
@@ -105,7 +105,7 @@ def load_shipped(name: str, num_classes: int) -> Weights:
     if actual != record.get("sha256"):
         raise EvaluatorError(f"the shipped evaluator {weights} is corrupt (SHA-256 {actual[:12]}..., its record says "
                              f"{str(record.get('sha256'))[:12]}...); reinstall gan-sweep or run "
-                             f"python -m gan_core.ship_evaluator")
+                             f"python -m gan_core.judge.ship")
     clf = new_classifier(num_classes)
     clf.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return Weights(clf, float(record["accuracy"]), f"shipped weights {weights.name} (SHA-256 {actual[:12]})",

@@ -1,4 +1,5 @@
-"""Every run gets exactly one label, the epoch it was decided, and the evidence for it.
+"""Every run gets exactly one label, the epoch it was decided, and the evidence for it (the labels
+are declared in `gan_core.judge.labels`; here, how a run earns each):
 
 diverged       a non-finite loss, gradient norm or weight (sealed at once).
 d_overpowered  D's loss ~0 and D(G(z)) ~0 for a sustained window: the seed's pitfall 3 (sealed).
@@ -14,30 +15,24 @@ poor_quality   diverse, but not digit-like (too few legible samples, low precisi
 success        diverse, digit-like, at most about a quarter of the samples illegible, and FLD at or below
                the success threshold.
 
-Diversity and fidelity are separate axes (see `gan_core.evaluator`). The class histogram counts
+Diversity and fidelity are separate axes (see `gan_core.judge.evaluator`). The class histogram counts
 as diversity only for digit-like samples (the classes a classifier assigns to smudges say nothing
 about what a generator covers), and recall only for samples close to the data (any set far from
 the data has low recall, however varied). Near a threshold a label holds until its
 measure crosses the threshold by more than a band (hysteresis), so near-identical grids at
 successive evaluations keep their label.
 
-The thresholds come from the constructed sets of `gan_core.constructed`, scored by the shipped
-evaluator (the README's table): real digits are legible at 0.94, precise at 0.91 and distinct at
-0.99; a quarter of scribbles among real digits brings legibility to 0.75; ten real images repeated
-are 1% distinct; success_fld is the FLD of real digits under Gaussian pixel noise of std 0.3.
+The thresholds (`gan_core.judge.thresholds`) come from the constructed sets of
+`gan_core.judge.constructed`, scored by the shipped evaluator (the README's table).
 """
 
 from __future__ import annotations
 
 import math
 
-from .records import EpochRecord, Quality, Thresholds, Verdict
-from .schedule import HUNG_BOUND, HUNG_ZERO, ZERO_GRADIENT_STEPS
-
-LABELS = ("diverged", "d_overpowered", "stalled", "hung", "mode_collapse", "poor_quality", "success")
-FAILURES = LABELS[:-1]
-SEALED_LABELS = ("diverged", "d_overpowered", "stalled", "hung")
-"""Labels decided during training: nothing later can change them, so the run may stop."""
+from ..records import EpochRecord, Quality, Verdict
+from ..schedule import HUNG_BOUND, HUNG_ZERO, ZERO_GRADIENT_STEPS
+from .thresholds import Thresholds
 
 
 def _clears(value: float, minimum: float, band: float, held: bool) -> bool:

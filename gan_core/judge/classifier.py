@@ -6,7 +6,7 @@ it a small CNN maps noise confidently onto some digit, and noise then looks like
 metric; with it, "how much of this is not data at all" is one honest number.
 
 Training is a pure function of the data and the constants below (fixed seeds, counter-based batch
-order), so rerunning it reproduces the shipped weights' accuracy (`gan_core.ship_evaluator`).
+order), so rerunning it reproduces the shipped weights' accuracy (`gan_core.judge.ship`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import rng
-from .data import Dataset
+from .. import rng
+from ..data import Dataset
 
 CLASSIFIER_VERSION = 5
 """Bumped whenever the network or its training changes: weights of another version are never loaded."""
