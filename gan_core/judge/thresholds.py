@@ -16,6 +16,7 @@ are 1% distinct; success_fld is the FLD of real digits under Gaussian pixel nois
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 
@@ -64,6 +65,21 @@ class Thresholds:
     """... or D(x) and D(G(z)) both within this of 1 (D calls everything real; G learns nothing) ..."""
     dead_window: int = 2
     """... for this many consecutive epochs."""
+
+    def moved(self, stricter: bool) -> Thresholds:
+        """The success bar moved by its own band, stricter or looser (a verdict that holds at both holds
+        "whatever the bar"): FLD by fld_band, legibility by fidelity_band."""
+        sign = 1 if stricter else -1
+        return dataclasses.replace(self, success_fld=self.success_fld * (1 - sign * self.fld_band),
+                                   success_legible=self.success_legible + sign * self.fidelity_band)
+
+    @classmethod
+    def from_stored(cls, stored: dict | None) -> Thresholds | None:
+        """Thresholds as a study stored them (fields this version lacks are left out; None when none were)."""
+        if not isinstance(stored, dict):
+            return None
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in stored.items() if k in known})
 
 
 # -- the evaluator's measures ---------------------------------------------------------------------

@@ -10,6 +10,7 @@ parent whose process died (kill -9) is closed by the next invocation: its heartb
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 
 import typer
@@ -85,6 +86,8 @@ def execute(opts: RunOptions, create: bool) -> None:
         with interrupt_on_sigterm():
             stale = StaleTrials()
             handle, added = open_study_for(r, opts, create, stale, log=err.print)
+            if create:  # what the study's runs are labelled with: its report moves the success bar from here
+                handle.study.set_user_attr("thresholds", dataclasses.asdict(evaluator.thresholds()))
             tracker = Tracker(opts.tracking_uri, r.name, r.spec.description)
             stale.tracker = tracker
             heartbeat_s = handle.heartbeat_s

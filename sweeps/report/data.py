@@ -38,6 +38,8 @@ class StudyData:
     """The objective's metric (a final_<metric> column)."""
     direction: str
     """minimize or maximize."""
+    thresholds: dict[str, Any] | None = None
+    """The judge's thresholds the study's runs were labelled with (None for studies stored without them)."""
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -94,7 +96,7 @@ def load_study_data(study: optuna.Study) -> StudyData:
                 df[col] = converted
     direction = study.direction.name.lower()
     return StudyData(study.study_name, df.sort_values("trial").reset_index(drop=True), swept, spec,
-                     spec.get("metric", "fld"), direction)
+                     spec.get("metric", "fld"), direction, study.user_attrs.get("thresholds"))
 
 
 def numeric(df: pd.DataFrame, column: str) -> pd.Series:

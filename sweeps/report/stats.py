@@ -76,6 +76,17 @@ def welch_diff(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, fl
     return d, d - half, d + half
 
 
+def mean_ci(a: Sequence[float]) -> tuple[float, float, float]:
+    """The mean of `a` with its 95% t interval ((mean, nan, nan) for fewer than two finite values)."""
+    from scipy.special import stdtrit
+
+    a = np.asarray([x for x in a if math.isfinite(x)], dtype=float)
+    if len(a) < 2:
+        return (float(a.mean()) if len(a) else math.nan), math.nan, math.nan
+    half = float(stdtrit(len(a) - 1, 0.975)) * a.std(ddof=1) / math.sqrt(len(a))
+    return float(a.mean()), float(a.mean() - half), float(a.mean() + half)
+
+
 def mean_diff(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float, str]:
     """mean(a) - mean(b), its 95% interval and the method: Welch's t for small arms, else the bootstrap."""
     n = min(sum(math.isfinite(x) for x in a), sum(math.isfinite(x) for x in b))

@@ -4,9 +4,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+from gan_core.judge.thresholds import Thresholds
 from sweeps.report.data import StudyData
 from sweeps.report.verdicts import cures, pitfalls
 from sweeps.report.verdicts.arms import MIN_RUNS, STATUSES, Arm, ClaimVerdict
+from sweeps.report.verdicts.evidence import BAR_DEPENDS, BAR_HOLDS, relabelled
 from sweeps.study.claims import BY_ID, CLAIMS
 
 __all__ = ["JUDGES", "MIN_RUNS", "STATUSES", "Arm", "ClaimVerdict", "claim_verdict", "study_claims", "verdicts"]
@@ -33,9 +37,20 @@ def verdicts(data: StudyData) -> list[ClaimVerdict]:
 
 
 def claim_verdict(data: StudyData, claim_id: str) -> ClaimVerdict:
-    """The verdict on one claim from one study's trials."""
+    """The verdict on one claim from one study's trials, and whether it holds when the success bar moves
+    by its band either way (the runs not sealed during training labelled again from their final quality)."""
     df = data.finished
     claim = BY_ID[claim_id].text
     if df.empty:
         return ClaimVerdict(claim_id, claim, "not tested", "No finished runs yet.")
-    return JUDGES[claim_id](data, df, claim_id)
+    found = JUDGES[claim_id](data, df, claim_id)
+    th = Thresholds.from_stored(data.thresholds)
+    if th is None or found.status == "not tested":
+        return found
+    stricter, looser = (JUDGES[claim_id](dataclasses.replace(data, thresholds=dataclasses.asdict(th.moved(s))),
+                                         relabelled(df, th.moved(s)), claim_id).status for s in (True, False))
+    if stricter == looser == found.status:
+        return dataclasses.replace(found, bar=BAR_HOLDS, sentence=f"{found.sentence} This {BAR_HOLDS} (the success "
+                                                                  f"bar moved by its band either way).")
+    return dataclasses.replace(found, bar=BAR_DEPENDS, sentence=f"{found.sentence} This {BAR_DEPENDS}: {stricter} "
+                                                                 f"with a stricter success bar, {looser} with a looser one.")

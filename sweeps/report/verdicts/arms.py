@@ -60,6 +60,9 @@ class ClaimVerdict:
     """When inconclusive: about how many seeds per arm would settle it (None: unknown or settled)."""
     why_open: str = ""
     """When inconclusive for a reason more seeds would not change: that reason, in a few words."""
+    bar: str = ""
+    """Whether the status holds when the success bar moves by its band either way ("holds whatever the bar",
+    "depends on the bar"), or "" where the study stored no thresholds to move."""
 
 
 def arm(df: pd.DataFrame, name: str, mask: pd.Series, labels: tuple[str, ...]) -> Arm:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from gan_core.judge.labels import FAILURES
+from gan_core.judge.thresholds import Thresholds
 from sweeps.report.data import StudyData, level_column, numeric
 from sweeps.report.stats import fmt_ci, wilson
 from sweeps.report.tables import baseline_value
@@ -26,8 +27,10 @@ from sweeps.report.verdicts.arms import (
     concluded,
     decide,
     not_swept,
+    same,
     verdict,
 )
+from sweeps.report.verdicts.evidence import against_bar, combine, differences
 from sweeps.study.claims import BY_ID
 
 
@@ -130,8 +133,8 @@ def _adaptive(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
 
 
 def _lr(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
-    """Results poor at the smallest lr (runs that did not succeed, against the best lr), and the
-    losses' magnitudes there against the best lr's."""
+    """Results poor at the smallest lr (runs that did not succeed, and their FLD and legibility, against the
+    best lr measured), and the losses' magnitudes there against the best lr's."""
     claim = BY_ID[claim_id].text
     key = next((k for k in ("lr_d", "lr_g") if k in data.swept), None)
     if key is None:
@@ -139,13 +142,19 @@ def _lr(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     lv = _levels(data, key)
     numeric_lr = pd.to_numeric(df[key])
     smallest = lv[numeric_lr == numeric_lr.min()].iloc[0]
-    success = df.groupby(lv)["outcome"].apply(lambda s: (s == "success").mean())
-    best = success.drop(smallest, errors="ignore").idxmax() if len(success) > 1 else None
-    if best is None:
+    others = lv[lv != smallest]
+    if others.empty:
         return ClaimVerdict(claim_id, claim, "not tested", "Only one learning rate was run.")
+    # best measured: the most successes, then the lowest median FLD (never simply the first level)
+    ranked = df[lv != smallest].assign(_lv=others, _ok=df["outcome"] == "success",
+                                        _fld=numeric(df, "final_fld")).groupby("_lv")
+    best = min(ranked.groups, key=lambda level: (-ranked.get_group(level)["_ok"].mean(),
+                                                 ranked.get_group(level)["_fld"].median()))
+    seed_lr = baseline_value(data, key)
+    named = f"{best}, the seed's own" if seed_lr is not None and same(best, seed_lr) else best
     bad = arm(df, f"At the smallest lr ({smallest})", lv == smallest, FAILURES)
-    good = arm(df, f"at the best lr ({best})", lv == best, FAILURES)
-    status, why, need = decide(bad, good)
+    good = arm(df, f"at the best lr measured ({named})", lv == best, FAILURES)
+    status, why, need, carried = combine(bad, good, differences(df, lv == smallest, lv == best))
 
     def absmean(col: str, mask) -> float:
         return numeric(df, col)[mask].abs().mean()
@@ -162,7 +171,8 @@ def _lr(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
         status, why = "inconclusive", why + (", but the losses are not higher at the small lr, as the seed says they "
                                              "are (the poor results are supported, the high losses are not)")
         open_ = "half: the results are poor, the losses not higher"
-    return ClaimVerdict(claim_id, claim, status, concluded(text, why), (bad, good), need, open_)
+    return ClaimVerdict(claim_id, claim, status, concluded(text, f"{why} (carried by {carried})"), (bad, good),
+                        need, open_)
 
 
 def _freeze(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
@@ -265,15 +275,22 @@ def _headline(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
         ok = other.n - other.k
         (holds if other.k == 0 else refutes if ok == 0 else split).append(f"{name} ({ok} of {other.n} succeeded)")
         text += f" {other.name}: {_arm_detail(df, mask)}."
+    measured, on_bar = against_bar(df, lit_mask, Thresholds.from_stored(data.thresholds))
     if runs.n < MIN_RUNS:
         status, why, need = ("inconclusive", f"too few runs of the most literal reading for a verdict: at least "
                              f"{MIN_RUNS} seeds (the full profile runs 4)", MIN_RUNS)
-    elif low > 0.5:
+    elif low > 0.5 and measured != "contradicted":
         status, why, need = "supported", "the most literal reading reproduces the headline at its budget", None
-    elif high < 0.5:
+    elif high < 0.5 and measured != "supported":
         status, why, need = "contradicted", "the most literal reading does not reproduce the headline at its budget", None
+    elif measured is not None and 0.5 <= high and low <= 0.5:  # the rates cannot tell: the measures can
+        status, need = measured, None
+        why = (f"the success rate cannot tell, but the measures say the most literal reading "
+               f"{'reproduces' if measured == 'supported' else 'does not reproduce'} the headline at its budget")
     else:
         status, why, need = "inconclusive", "cannot tell yet whether most runs of the literal reading succeed", None
+    if on_bar:
+        why += f" ({on_bar})"
     named = ([f"readings that hold the headline: {'; '.join(holds)}"] if holds else []) + (
         [f"readings that refute it: {'; '.join(refutes)}"] if refutes else []) + (
         [f"readings split: {'; '.join(split)}"] if split else [])
