@@ -25,7 +25,9 @@ Optimiser = Literal["adam", "sgd"]
 GOutput = Literal["sigmoid", "tanh", "none"]
 DOutput = Literal["sigmoid", "raw"]
 RestKCountdown = Literal["untrained_batches", "every_batch"]
-TmpLoss = Literal["batch", "epoch_mean"]
+TmpLoss = Literal["batch", "epoch_mean", "previous_epoch"]
+RestKEpoch = Literal["carry", "reset"]
+LastBatch = Literal["drop", "keep"]
 DType = Literal["float32", "float64"]
 Precision = Literal["fp32", "bf16", "tf32"]
 CLAMP_MODES = typing.get_args(ClampMode)
@@ -38,6 +40,8 @@ G_OUTPUTS = typing.get_args(GOutput)
 D_OUTPUTS = typing.get_args(DOutput)
 REST_K_COUNTDOWNS = typing.get_args(RestKCountdown)
 TMP_LOSSES = typing.get_args(TmpLoss)
+REST_K_EPOCHS = typing.get_args(RestKEpoch)
+LAST_BATCHES = typing.get_args(LastBatch)
 DTYPES = typing.get_args(DType)
 PRECISIONS = typing.get_args(Precision)
 OFF = "off"
@@ -48,6 +52,10 @@ _OFF_TYPES = (float | None, int | None)
 DATA_LAYOUT = 2
 """Bumped when what a data set's name trains the GAN on changes (2: the judge's reference, a fifth of the
 bundled split, is held out from the GAN): a study or checkpoint made under another layout is not resumed."""
+
+TMP_LOSS_START = 0.0
+"""What `tmp_loss = previous_epoch` reads in the first epoch, before any epoch has a mean: 0, as a caller
+that starts its running loss at 0 would pass it (the rule then lets G train from the first batch)."""
 
 POPULATION_SHARED = "shared"
 """A field every member of one population shares (its structure: shapes, data, device, batch counter)."""
@@ -221,7 +229,9 @@ class ScheduleConfig:
     rest_k_countdown: RestKCountdown = MEMBER("untrained_batches")
     """adaptive: rest_K goes down by one on each batch where G did not train, or on every batch (the seed elides it)."""
     tmp_loss: TmpLoss = MEMBER("batch")
-    """adaptive: the D loss the rule compares with 1.75: this batch's (real + fake), or the epoch's running mean so far."""
+    """adaptive: the D loss the rule compares with 1.75: this batch's (real + fake), the epoch's running mean so far, or the previous epoch's mean (the current_loss the seed's train_epoch receives; TMP_LOSS_START in the first epoch)."""
+    rest_k_epoch: RestKEpoch = MEMBER("carry")
+    """adaptive: rest_K carried over from one epoch to the next, or reset to 0 at each epoch's start (the seed assigns it inside train_epoch, which makes it a local)."""
     d_loss_threshold: float = MEMBER(1.75)
     """adaptive: G may train only while D's batch loss is below this (log 4 = 1.386 at equilibrium)."""
     g_loss_threshold: float = MEMBER(0.1)
@@ -239,6 +249,7 @@ class ScheduleConfig:
         _at_most("g_loop_bound", self.g_loop_bound, MAX_G_LOOP)
         _choice("rest_k_countdown", self.rest_k_countdown, REST_K_COUNTDOWNS)
         _choice("tmp_loss", self.tmp_loss, TMP_LOSSES)
+        _choice("rest_k_epoch", self.rest_k_epoch, REST_K_EPOCHS)
         _positive("d_loss_threshold", self.d_loss_threshold)
         _positive("g_loss_threshold", self.g_loss_threshold)
         if not (self.rest_k_scale >= 0 and math.isfinite(self.rest_k_scale)):
@@ -284,12 +295,15 @@ class DataConfig:
     """A folder of IDX files (…-images-idx3-ubyte[.gz], …-labels-idx1-ubyte[.gz]) to use instead."""
     batch_size: int = SHARED(64)
     """Images per batch (the seed does not give it)."""
+    last_batch: LastBatch = SHARED("drop")
+    """An epoch's last, smaller batch (the images left over after the full batches): dropped, or kept (the seed's batch_size = X.shape[0] serves it)."""
 
     def __post_init__(self) -> None:
         if not self.dataset:
             raise ConfigError("dataset must not be empty")
         _positive("batch_size", self.batch_size)
         _at_most("batch_size", self.batch_size, MAX_WIDTH)
+        _choice("last_batch", self.last_batch, LAST_BATCHES)
 
 
 @dataclass(frozen=True)
@@ -389,6 +403,15 @@ class RunConfig:
     def replace(self, **flat: Any) -> RunConfig:
         """A copy with some flat keys changed (validated and coerced like `from_flat`)."""
         return RunConfig.from_flat(flat, base=self)
+
+
+def steps_per_epoch(cfg: RunConfig, images: int) -> int:
+    """Batches in one epoch of `images` training images: the full ones, and a last smaller one where the
+    `last_batch` reading keeps it; at most the budget's `steps_per_epoch`."""
+    full, left = divmod(images, cfg.data.batch_size)
+    n = full + (1 if left and cfg.data.last_batch == "keep" else 0)
+    cap = cfg.budget.steps_per_epoch
+    return min(n, cap) if cap else n
 
 
 _SECTIONS: dict[str, type] = {

@@ -8,17 +8,17 @@ import math
 import torch
 
 
-def new_accumulator() -> dict[str, list[torch.Tensor]]:
-    """Per-step [P] signals that `batch` appends to and `summarise` reads once."""
-    return {k: [] for k in ("loss_d", "loss_g", "loss_g_bad", "d_real", "d_fake", "grad_d", "grad_g", "grad_g_max",
+def new_accumulator() -> dict[str, list]:
+    """Per-step [P] signals that `batch` appends to and `summarise` reads once (and `rows`: each batch's size,
+    a number on the host)."""
+    return {k: [] for k in ("rows", "loss_d", "loss_g", "loss_g_bad", "d_real", "d_fake", "grad_d", "grad_g", "grad_g_max",
                             "clamp_hits", "clamp_hits_g", "bad", "g_steps", "g_batches", "g_capped", "updated",
                             "g_hung_bound", "g_hung_zero", "g_phase",
                             "leak_d", "leak_g", "frozen_grad_g", "frozen_grad_d", "r1")}
 
 
-def summarise(acc: dict, P: int, B: int, device: torch.device) -> dict[str, list]:
-    """Per-member epoch statistics of a population of P (batches of B) from its accumulated signals, in
-    one device read."""
+def summarise(acc: dict, P: int, device: torch.device) -> dict[str, list]:
+    """Per-member epoch statistics of a population of P from its accumulated signals, in one device read."""
 
     def stack(k):
         return torch.stack(acc[k]).double() if acc[k] else torch.zeros(1, P, dtype=torch.float64,
@@ -39,7 +39,8 @@ def summarise(acc: dict, P: int, B: int, device: torch.device) -> dict[str, list
 
     bad = stack("bad").sum(0) + ((~torch.isfinite(loss_d)) & (upd > 0)).double().sum(0)
     hits = (stack("clamp_hits") * upd2).sum(0) + stack("clamp_hits_g").sum(0)
-    total = (2 * n + g_steps) * B
+    rows = torch.tensor(acc["rows"] or [0], dtype=torch.float64, device=device)[:, None]  # each batch's size
+    total = ((2 * upd + stack("g_steps")) * rows).sum(0) if acc["rows"] else torch.zeros_like(n)
     zeros = torch.zeros_like(n)
     out = {
         "loss_d": torch.where(((~torch.isfinite(loss_d)) & (upd > 0)).any(0), torch.full_like(n, math.nan),

@@ -43,7 +43,7 @@ from .records import EpochEvent, EpochRecord, Quality, RunResult, Verdict
 
 GRID_SAMPLES = 64
 """Samples in the image grid saved at each evaluation (fixed noise, so grids are comparable)."""
-CHECKPOINT_FORMAT = 3
+CHECKPOINT_FORMAT = 4
 """Bumped when the checkpoint layout changes: a file of another format is moved aside, not misread."""
 
 MemberCallback = Callable[[int, EpochEvent], "bool | None"]
@@ -206,8 +206,9 @@ def evaluate(stepper: Stepper, p: int, evaluator: Evaluator | None) -> tuple[Qua
 
 
 def _ends(sealed: Verdict | None, cfg: RunConfig) -> bool:
-    """A sealed run stops when its config says so; a hung one always (its literal loop never returned)."""
-    return sealed is not None and (cfg.budget.stop_early or sealed.label == "hung")
+    """A sealed run stops when its config says so; a hung one (its literal loop never returned) or one over the
+    loop's stated budget always."""
+    return sealed is not None and (cfg.budget.stop_early or sealed.label in ("hung", "over_budget"))
 
 
 def run(stepper: Stepper, evaluator: Evaluator | None, thresholds: Thresholds, engine: str,

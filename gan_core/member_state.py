@@ -21,6 +21,8 @@ class RuleState(TypedDict):
     """Batches G still rests."""
     batches: int | None
     """Batches the rule has seen."""
+    tmp_prev: float
+    """The previous epoch's mean D loss, which `tmp_loss = previous_epoch` reads next (TMP_LOSS_START at first)."""
 
 
 class SpectralState(TypedDict):
@@ -139,8 +141,11 @@ def check(state: Any, fresh: MemberState, max_batches: int) -> MemberState:
             if name == "exp_avg_sq" and any(v is not None and bool((v < 0).any()) for v in values):
                 raise StateError(f"opt_{net}.exp_avg_sq holds a negative second moment")
     rule = state["rule"]
-    if not isinstance(rule, dict) or set(rule) != {"rest_k", "batches"}:
-        raise StateError(f"rule holds {rule!r}, expected rest_k and batches")
+    if not isinstance(rule, dict) or set(rule) != set(RuleState.__annotations__):
+        raise StateError(f"rule holds {rule!r}, expected {', '.join(RuleState.__annotations__)}")
+    if not isinstance(rule["tmp_prev"], (int, float)) or isinstance(rule["tmp_prev"], bool) \
+            or not math.isfinite(rule["tmp_prev"]):
+        raise StateError(f"rule.tmp_prev is {rule['tmp_prev']!r}, expected a finite number")
     if rule["rest_k"] is not None:
         _count(rule["rest_k"], 0, REST_K_MAX, "rule.rest_k")
     if rule["batches"] is not None:

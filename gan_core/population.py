@@ -49,7 +49,14 @@ from . import (
     precision,
     rng,
 )
-from .config import POPULATION_CLASS, POPULATION_MEMBER, POPULATION_SHARED, RunConfig
+from .config import (
+    POPULATION_CLASS,
+    POPULATION_MEMBER,
+    POPULATION_SHARED,
+    TMP_LOSS_START,
+    RunConfig,
+    steps_per_epoch,
+)
 from .data import Dataset, to_training_tensor
 from .device import TORCH_DTYPES, resolve_device
 from .judge.evaluator import Evaluator
@@ -242,7 +249,11 @@ class PopulationTrainer:
         self.bound = col(lambda c: c.schedule.g_loop_bound, torch.int64)
         self.every_batch = col(lambda c: c.schedule.rest_k_countdown == "every_batch", torch.bool)
         self.epoch_mean = col(lambda c: c.schedule.tmp_loss == "epoch_mean", torch.bool)
+        self.prev_epoch = col(lambda c: c.schedule.tmp_loss == "previous_epoch", torch.bool)
         self.any_epoch_mean, self.any_every_batch = bool(self.epoch_mean.any()), bool(self.every_batch.any())
+        self.any_loss_sum = self.any_epoch_mean or bool(self.prev_epoch.any())
+        self.reset_k = col(lambda c: c.schedule.rest_k_epoch == "reset", torch.bool)
+        self.tmp_prev = torch.full((self.P,), TMP_LOSS_START, device=dev, dtype=dt)  # tmp_loss = previous_epoch
         self.hung = torch.zeros(self.P, device=dev, dtype=torch.bool)  # its inner loop never returned this epoch
         self.d_loss_sum = torch.zeros(self.P, device=dev, dtype=dt)  # the epoch's running D loss (tmp_loss reading)
         self.d_loss_n = torch.zeros(self.P, device=dev, dtype=torch.int64)
@@ -254,8 +265,8 @@ class PopulationTrainer:
         self.alive = torch.ones(self.P, device=dev, dtype=torch.bool)  # finite so far
         self.training = torch.ones(self.P, device=dev, dtype=torch.bool)  # active this epoch
         self.B, self.z_dim = c0.data.batch_size, c0.model.z_dim
-        n = len(self.data) // self.B
-        self.steps_per_epoch = min(n, c0.budget.steps_per_epoch) if c0.budget.steps_per_epoch else n
+        self.rows = self.B  # the batch in hand's size (an epoch's last batch may be smaller: last_batch = keep)
+        self.steps_per_epoch = steps_per_epoch(c0, len(self.data))
 
     # -- networks ---------------------------------------------------------------------------------
     def gen(self, z: torch.Tensor, G: StackedMLP | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -332,7 +343,7 @@ class PopulationTrainer:
             seeds, std = (self.seeds, self.noise_std) if members is None else \
                 (self.seeds[members], self.noise_std[members])
             return x + std.view(-1, 1, 1) * rng.normal(seeds, (rng.STREAM_INSTANCE, step, slot),
-                                                       (self.B, self.image_dim), self.dtype)
+                                                       (self.rows, self.image_dim), self.dtype)
 
         if rows is None and self.noisy is not None:  # only the noisy members' draws (the epoch's list, on the host)
             return t.index_put((self.noisy,), noised(t[self.noisy], self.noisy)) if len(self.noisy) else t
@@ -340,7 +351,7 @@ class PopulationTrainer:
 
     def noise(self, step: int, draw: int, seeds: torch.Tensor | None = None) -> torch.Tensor:
         return rng.normal(self.seeds if seeds is None else seeds, (rng.STREAM_NOISE, step, draw),
-                          (self.B, self.z_dim), self.dtype)
+                          (self.rows, self.z_dim), self.dtype)
 
     # -- updates ----------------------------------------------------------------------------------
     def _optimise(self, params, grads, state: OptimState, mask, lr) -> None:
@@ -514,7 +525,10 @@ class PopulationTrainer:
         return sat, norms
 
     def batch(self, x: torch.Tensor, step: int, acc: dict) -> None:
-        """One batch: D on real, D on fake, then each member's G phase (masks for the schedule)."""
+        """One batch: D on real, D on fake, then each member's G phase (masks for the schedule). `x` is
+        [P, rows, pixels]: the seed's batch_size = X.shape[0], so an epoch's last batch may be smaller."""
+        self.rows = x.shape[1]
+        acc["rows"].append(self.rows)
         upd = self.training & ~self.hung
         z0 = self.noise(step, 0)
         if self.buffered and self.any_eval_only:  # G's gradient from D's fake step is kept for some members
@@ -529,10 +543,11 @@ class PopulationTrainer:
         acc["loss_d"].append(tmp)
         # The schedule's readings, per member (gan_core.schedule.AdaptiveRule is the reference).
         read = tmp
-        if self.any_epoch_mean:  # the work only where some member reads the epoch's running mean
+        if self.any_loss_sum:  # the work only where some member reads a mean of D's losses
             self.d_loss_sum = torch.where(upd, self.d_loss_sum + tmp, self.d_loss_sum)
             self.d_loss_n += upd.long()
-            read = torch.where(self.epoch_mean, self.d_loss_sum / self.d_loss_n.clamp(min=1), tmp)
+            read = torch.where(self.epoch_mean, self.d_loss_sum / self.d_loss_n.clamp(min=1),
+                               torch.where(self.prev_epoch, self.tmp_prev, tmp))
         counting = self.adaptive & upd
         if self.any_every_batch:
             self.rest_k = torch.where(counting & self.every_batch, (self.rest_k - 1).clamp(min=0), self.rest_k)
@@ -596,12 +611,16 @@ class PopulationTrainer:
         acc = self.new_accumulator()
         self.hung = torch.zeros_like(self.hung)
         self.d_loss_sum, self.d_loss_n = torch.zeros_like(self.d_loss_sum), torch.zeros_like(self.d_loss_n)
+        self.rest_k = torch.where(self.reset_k & self.adaptive & self.training, torch.zeros_like(self.rest_k), self.rest_k)
         perm = rng.permutation(self.seeds, (rng.STREAM_DATA, epoch), len(self.data))
         t0 = time.perf_counter()
         with precision.matmuls(self.configs[0].precision, self.device):
             for b in range(self.steps_per_epoch):
-                x = self._pixels(self.data[perm[:, b * self.B:(b + 1) * self.B]])
-                self.batch(x, global_step + b, acc)
+                self.batch(self._pixels(self.data[perm[:, b * self.B:(b + 1) * self.B]]), global_step + b, acc)
+        self.rows = self.B
+        if self.any_loss_sum:  # the epoch's mean D loss: what the next epoch reads (tmp_loss = previous_epoch)
+            self.tmp_prev = torch.where(self.prev_epoch & (self.d_loss_n > 0), self.d_loss_sum / self.d_loss_n.clamp(min=1),
+                                        self.tmp_prev)
         stats = self.summarise(acc)  # the epoch's one device read
         stats |= self.cure_probes()
         finite = self._weights_finite()
@@ -621,7 +640,7 @@ class PopulationTrainer:
 
     def summarise(self, acc: dict) -> dict[str, list]:
         """Per-member epoch statistics from the accumulated signals, in one device read."""
-        return epoch_signals.summarise(acc, self.P, self.B, self.device)
+        return epoch_signals.summarise(acc, self.P, self.device)
 
     @torch.no_grad()
     def _update_ema(self, stepped: torch.Tensor) -> None:
@@ -694,6 +713,7 @@ class PopulationTrainer:
             for g in grads or []:
                 g[p] = 0.0
         self.rest_k[p], self.batch_count[p], self.alive[p], self.hung[p] = 0.0, 0, True, False
+        self.tmp_prev[p] = TMP_LOSS_START
 
     @torch.no_grad()
     def subset(self, keep: Sequence[int]) -> PopulationTrainer:

@@ -32,7 +32,8 @@ def member_state(pop, p: int) -> MemberState:
         state[f"opt_{name}"] = _slots(pop, opt, p)
         state[f"grad_{name}"] = [to_module_layout(g[p]) for g in grads] if grads is not None else \
             [None] * len(net.params)
-    state["rule"] = {"rest_k": float(pop.rest_k[p]), "batches": int(pop.batch_count[p])}
+    state["rule"] = {"rest_k": float(pop.rest_k[p]), "batches": int(pop.batch_count[p]),
+                     "tmp_prev": float(pop.tmp_prev[p])}
     state["sn"] = ({"u": [u[p].clone() for u in pop.sn_u], "v": [v[p].clone() for v in pop.sn_v]}
                    if pop.any_sn and bool(pop.sn_on[p]) else None)
     state["ema"] = ({"G": [to_module_layout(e[p]) for e in pop.ema_g], "updates": int(pop.ema_updates[p])}
@@ -69,6 +70,7 @@ def load_member_state(pop, p: int, state: MemberState) -> None:
             for g, s in zip(grads, state[f"grad_{name}"]):
                 g[p] = 0.0 if s is None else from_module_layout(s).to(g)
     pop.rest_k[p] = float(state["rule"].get("rest_k") or 0.0)
+    pop.tmp_prev[p] = state["rule"]["tmp_prev"]
     pop.batch_count[p] = int(state["rule"].get("batches") or 0)
     if pop.any_sn and bool(pop.sn_on[p]):
         if not state.get("sn"):

@@ -59,7 +59,13 @@ READINGS: tuple[Reading, ...] = (
             "our default counts only batches where G rested (G trains at most every other batch)"),
     Reading("tmp_loss", "what tmp_loss is", "while (tmp_loss < 1.75 and rest_K <= 0) ...  (never assigned)",
             "batch", "likely D's loss on the batch, real + fake term (log 4 = 1.386 at equilibrium, hence 1.75); "
-            "the epoch's running mean (the elided sum_loss_D / num_tests_D) is the other reading"),
+            "the epoch's running mean (the elided sum_loss_D / num_tests_D) is another reading, and the previous "
+            "epoch's mean, the current_loss train_epoch receives and never uses in the visible code, a third "
+            "(0 in the first epoch, as a running loss started at 0 would be)"),
+    Reading("rest_k_epoch", "rest_K across epochs", "rest_K = int(1 + abs(float(l)) * 6)  (inside train_epoch)",
+            "reset", "assigned inside train_epoch, rest_K is a local: it starts afresh each epoch, at a value the "
+            "elision hides (0: G may train on an epoch's first batch); our default carries it over, as the "
+            "rule's state of the run"),
     Reading("d_output", "what the clamp receives",
             "y = torch.clamp(y, 1e-3, 1)  ...  y = torch.clamp(y, 0, 1 - 1e-3)", "sigmoid",
             "the text says D outputs a probability in [0, 1]; the clamp's outer bounds (1, 0) act only on a "
@@ -81,6 +87,10 @@ READINGS: tuple[Reading, ...] = (
             "mnist (60k, falls back to the 10k split offline), mnist-10k"),
     Reading("batch_size", "the batch size", "batch_size = X.shape[0]", None,
             "not given; 64 is our default", "a positive integer"),
+    Reading("last_batch", "an epoch's last, smaller batch", "batch_size = X.shape[0]", "keep",
+            "the line exists to serve a last batch smaller than the rest, so the seed keeps it; our default drops "
+            "it (every batch the same size; the bundled split's 8,000 training images make 125 full batches of "
+            "64 and none left over, the 60k split 937 and one of 32)"),
     Reading("d_hidden", "D's width", "D: 2 linear layers and 1 LeakyReLU", None,
             "not given; 256 is our default", "a positive integer"),
     Reading("g_hidden", "G's widths", "G: 3 linear layers and 2 ReLU", None,

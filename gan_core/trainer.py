@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from . import allocator, cures, loop, losses, precision, rng
-from .config import ConfigError, RunConfig
+from .config import TMP_LOSS_START, ConfigError, RunConfig, steps_per_epoch
 from .data import Dataset, load_dataset, to_training_tensor
 from .device import TORCH_DTYPES, resolve_device
 from .judge.evaluator import Evaluator
@@ -66,11 +66,20 @@ class SeedStep:
         self.ema_updates = 0
         self.out = cfg.model.d_output  # what the clamp receives: sigmoid(D's last layer), or the layer raw
         self.last_g_norm = self.zero  # G's pre-clip gradient norm at the last G step (the hang detector's)
+        self.tmp_prev = self.zero + TMP_LOSS_START  # the previous epoch's mean D loss (tmp_loss = previous_epoch)
         self.start_epoch()
 
     def start_epoch(self) -> None:
-        """The epoch's running D-loss sum, for the `tmp_loss = epoch_mean` reading."""
+        """The epoch's running D-loss sum (for the `tmp_loss` readings epoch_mean and previous_epoch), and
+        rest_K afresh where the `rest_k_epoch` reading makes it a local of the epoch."""
         self.d_loss_sum, self.d_loss_n = self.zero, 0
+        if self.cfg.schedule.rest_k_epoch == "reset" and hasattr(self.rule, "rest_k"):
+            self.rule.rest_k = 0
+
+    def end_epoch(self) -> None:
+        """The epoch's mean D loss becomes what the next epoch's rule reads (tmp_loss = previous_epoch)."""
+        if self.d_loss_n and self.cfg.schedule.tmp_loss == "previous_epoch":
+            self.tmp_prev = self.d_loss_sum / self.d_loss_n
 
     # -- helpers --------------------------------------------------------------------------
     def _zero_both(self) -> None:
@@ -200,9 +209,9 @@ class SeedStep:
         tmp_loss = loss_real + loss_fake
         probes.add(loss_d=tmp_loss)
         read = tmp_loss
-        if self.cfg.schedule.tmp_loss == "epoch_mean":
+        if self.cfg.schedule.tmp_loss != "batch":
             self.d_loss_sum, self.d_loss_n = self.d_loss_sum + tmp_loss, self.d_loss_n + 1
-            read = self.d_loss_sum / self.d_loss_n
+            read = self.d_loss_sum / self.d_loss_n if self.cfg.schedule.tmp_loss == "epoch_mean" else self.tmp_prev
         draws = iter(range(1, 1 << 30))
         watch = self.cfg.schedule.g_loop_cap is None  # the hang detector reads G's gradient norm
 
@@ -287,17 +296,16 @@ class Trainer:
 
     @property
     def steps_per_epoch(self) -> int:
-        n = len(self.data) // self.cfg.data.batch_size
-        cap = self.cfg.budget.steps_per_epoch
-        return min(n, cap) if cap else n
+        return steps_per_epoch(self.cfg, len(self.data))
 
     def noise(self, step: int, draw: int, n: int | None = None) -> torch.Tensor:
         n = n or self.cfg.data.batch_size
         return rng.normal(self.seed, (rng.STREAM_NOISE, step, draw), (n, self.cfg.model.z_dim), self.dtype)[0]
 
-    def instance_noise(self, step: int, slot: int) -> torch.Tensor:
-        """Unit Gaussian noise for D's `slot`-th input of batch `step` (scaled by the epoch's std)."""
-        return rng.normal(self.seed, (rng.STREAM_INSTANCE, step, slot), (self.cfg.data.batch_size, self.image_dim),
+    def instance_noise(self, step: int, slot: int, n: int | None = None) -> torch.Tensor:
+        """Unit Gaussian noise for D's `slot`-th input of batch `step` (scaled by the epoch's std); `n` rows, the
+        batch's own size (an epoch's last batch may be smaller)."""
+        return rng.normal(self.seed, (rng.STREAM_INSTANCE, step, slot), (n or self.cfg.data.batch_size, self.image_dim),
                           self.dtype)[0]
 
     @torch.no_grad()
@@ -324,12 +332,13 @@ class Trainer:
         t0 = time.perf_counter()
         with precision.matmuls(cfg.precision, self.device):
             for b in range(self.steps_per_epoch):
-                x = self.data[perm[b * B:(b + 1) * B]]
-                step = global_step + b
-                phase = self.step.batch(x, lambda draw, step=step: self.noise(step, draw), probes,
-                                        lambda slot, step=step: self.instance_noise(step, slot))
+                x = self.data[perm[b * B:(b + 1) * B]]  # the seed's batch_size = X.shape[0]: the last may be smaller
+                step, n = global_step + b, len(x)
+                phase = self.step.batch(x, lambda draw, step=step, n=n: self.noise(step, draw, n), probes,
+                                        lambda slot, step=step, n=n: self.instance_noise(step, slot, n))
                 if phase.hung:  # the literal loop never returns: nothing after it runs
                     break
+        self.step.end_epoch()
         s = probes.summary()  # the epoch's one device read (it also waits for the device)
         finite = bool(weights_finite(self.G, self.D))
         seconds = time.perf_counter() - t0
@@ -360,7 +369,8 @@ class Trainer:
             state[name] = [t.detach().clone() for t in params]
             state[f"opt_{name}"] = optimiser_state(opt, params)
             state[f"grad_{name}"] = [None if t.grad is None else t.grad.detach().clone() for t in params]
-        state["rule"] = {"rest_k": getattr(rule, "rest_k", None), "batches": getattr(rule, "batches", None)}
+        state["rule"] = {"rest_k": getattr(rule, "rest_k", None), "batches": getattr(rule, "batches", None),
+                         "tmp_prev": float(self.step.tmp_prev)}
         state["sn"] = ({"u": [u.clone() for u, _ in self.D.sn_vectors()], "v": [v.clone() for _, v in self.D.sn_vectors()]}
                        if self.D.spectral_norm else None)
         state["ema"] = ({"G": [t.detach().clone() for t in self.step.G_ema.parameters()],
@@ -378,9 +388,11 @@ class Trainer:
             load_optimiser_state(opt, params, state[f"opt_{name}"])
             for t, g in zip(params, state[f"grad_{name}"]):
                 t.grad = None if g is None else g.to(device=t.device, dtype=t.dtype).clone()
-        for k, v in state["rule"].items():
+        for k in ("rest_k", "batches"):
+            v = state["rule"][k]
             if v is not None and hasattr(self.step.rule, k):  # a population keeps both rules' state
                 setattr(self.step.rule, k, int(v))
+        self.step.tmp_prev = self.step.zero + state["rule"]["tmp_prev"]
         if self.D.spectral_norm:
             if not state.get("sn"):
                 raise ValueError("the checkpoint has no spectral-norm vectors")

@@ -290,7 +290,8 @@ def assert_matches_reference(pop, results, configs, mnist):
         for a, b in zip(results[p].history, ref.history):
             assert (a.g_steps, a.g_batches, a.g_capped) == (b.g_steps, b.g_batches, b.g_capped), p
             for key in KEYS:
-                assert getattr(a, key) == pytest.approx(getattr(b, key), rel=1e-10, abs=1e-10), (p, key)
+                # nan_ok: an epoch without a G step has no G loss on either engine (NaN == NaN is agreement)
+                assert getattr(a, key) == pytest.approx(getattr(b, key), rel=1e-10, abs=1e-10, nan_ok=True), (p, key)
         for mine, theirs in zip(g_params(pop, p), ref_params):
             assert (mine - theirs).abs().max().item() < 1e-10, p
         assert results[p].verdict.label == ref.verdict.label

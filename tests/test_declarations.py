@@ -112,7 +112,7 @@ def test_every_label_is_declared_whole_and_the_report_covers_exactly_the_labels(
 
     from matplotlib.colors import is_color_like
 
-    from gan_core.judge.labels import FAILURES, LABELS, LABELS_DECLARED, SEALED_LABELS, Label
+    from gan_core.judge.labels import FAILURES, LABELS, LABELS_DECLARED, SEALED_LABELS, UNDECIDED, Label
     from sweeps.report.atlas import COVERED
     from sweeps.report.data import FAIL
     from sweeps.report.figures import COLORS
@@ -133,5 +133,6 @@ def test_every_label_is_declared_whole_and_the_report_covers_exactly_the_labels(
     assert len(set(COLORS.values())) == len(COLORS)  # no two outcomes share a colour
     assert tuple(SHORT) == LABELS  # the terminal's columns, in the labels' order
     assert set(COLORS) == set(LABELS) | {FAIL}
-    assert set(SEALED_LABELS) <= set(FAILURES)
+    assert set(SEALED_LABELS) <= set(FAILURES) | set(UNDECIDED)  # a sealed run is a failure or counted apart
+    assert "success" not in UNDECIDED and not set(UNDECIDED) & set(FAILURES)
     assert all(set(covered) <= set(FAILURES) for covered in COVERED.values())

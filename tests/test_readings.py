@@ -24,13 +24,16 @@ ROOT = Path(__file__).resolve().parent.parent
 def reading_configs():
     base = RunConfig().replace(**(SMALL | dict(epochs=2, steps_per_epoch=20)))
     return [
-        base.replace(seed=0, g_loop_cap="off", lr_d=3e-3, g_loop_bound=30),           # runs to its bound: hung
+        base.replace(seed=0, g_loop_cap="off", lr_d=3e-3, g_loop_bound=30),           # to its bound: over budget
         base.replace(seed=1, rest_k_countdown="every_batch", lr_d=3e-3),
         base.replace(seed=2, tmp_loss="epoch_mean", lr_d=3e-3),
         base.replace(seed=3, g_loop_cap="off", rest_k_countdown="every_batch", tmp_loss="epoch_mean", lr_d=1e-3),
         base.replace(seed=4, beta1=0.5, g_loop_cap="off"),
         base.replace(seed=5, tmp_loss="epoch_mean", g_loss="non_saturating", lr_d=3e-3, lr_g=1e-3),
         base.replace(seed=0, g_loop_cap=20, lr_d=3e-3),                                # config 0, capped at 20
+        base.replace(seed=6, tmp_loss="previous_epoch", lr_d=3e-3),                    # epoch 1 reads 0
+        base.replace(seed=7, rest_k_epoch="reset", rest_k_countdown="untrained_batches", lr_d=3e-3, lr_g=1e-3),
+        base.replace(seed=8, tmp_loss="previous_epoch", rest_k_epoch="reset", g_loop_cap="off", g_loop_bound=50),
     ]
 
 
@@ -41,10 +44,10 @@ def test_both_engines_agree_on_every_reading(mnist, adam_impl):
     pop = PopulationTrainer(configs, mnist, adam_impl=adam_impl)
     results = pop.run()
     assert_matches_reference(pop, results, configs, mnist)
-    assert results[0].verdict.label == "hung" and len(results[0].history) == 1  # stop_early=False: hung ends it
-    assert {r.verdict.label for r in results[1:]} != {"hung"}
+    assert results[0].verdict.label == "over_budget" and len(results[0].history) == 1  # stop_early off: it ends
+    assert {r.verdict.label for r in results[1:]} != {"over_budget"}
     # The probe shows the reading: uncapped, a G phase ran past 20 steps (to the bound, 30); capped, it stopped at 20.
-    hung, capped = results[0].history[0], results[-1].history[0]
+    hung, capped = results[0].history[0], results[6].history[0]
     assert (hung.g_phase_max, hung.g_hung_bound, hung.g_capped) == (30, 1, 0)
     assert capped.g_phase_max == 20 and capped.g_capped >= 1 and capped.g_hung_bound == 0
 
@@ -106,6 +109,71 @@ def test_rest_k_counts_down_as_its_reading_says(countdown, expected):
     assert seen == expected
 
 
+@pytest.mark.slow
+def test_an_epoch_s_last_smaller_batch_is_kept_alike_by_both_engines(mnist):
+    """last_batch = keep: 8,000 images in batches of 3,000 are two full batches and one of 2,000, on both
+    engines, each member as its own single run (a noise draw and instance noise of the batch's own size)."""
+    base = RunConfig().replace(**(SMALL | dict(epochs=2, steps_per_epoch=None, batch_size=3000, last_batch="keep")))
+    configs = [base.replace(seed=0), base.replace(seed=1, instance_noise=0.1, lr_d=1e-3),
+               base.replace(seed=2, tmp_loss="previous_epoch", rest_k_epoch="reset", g_loop_cap="off")]
+    pop = PopulationTrainer(configs, mnist)
+    assert pop.steps_per_epoch == 3
+    assert_matches_reference(pop, pop.run(), configs, mnist)
+
+
+@pytest.mark.parametrize("last_batch,sizes", [("keep", [3000, 3000, 2000]), ("drop", [3000, 3000])])
+def test_last_batch_keeps_or_drops_the_images_left_over(mnist, last_batch, sizes):
+    cfg = RunConfig().replace(**(SMALL | dict(epochs=1, steps_per_epoch=None, batch_size=3000)), last_batch=last_batch)
+    trainer = Trainer(cfg, mnist)
+    seen, batch = [], trainer.step.batch
+    trainer.step.batch = lambda x, noise, probes, inst=None: (seen.append((len(x), len(noise(0)))), batch(
+        x, noise, probes, inst))[1]
+    trainer.train_one_epoch(0, 0)
+    assert seen == [(n, n) for n in sizes]  # the latent batch is the batch's own size (Z = randn(batch_size, ...))
+    pop = PopulationTrainer([cfg], mnist)
+    acc, batch_p = [], pop.batch
+    pop.batch = lambda x, step, a: (acc.append(x.shape[1]), batch_p(x, step, a))[1]
+    pop.train_epoch(0, 0, [True])
+    assert acc == sizes and pop.steps_per_epoch == len(sizes)
+
+
+@pytest.mark.parametrize("reading", ["carry", "reset"])
+def test_rest_k_at_an_epoch_s_first_batch_is_carried_or_reset(mnist, reading):
+    """The seed assigns rest_K inside train_epoch: a local, afresh (0) each epoch; carried, it keeps where the
+    last epoch left it. Both engines, at the first batch of epoch 2."""
+    cfg = RunConfig().replace(**(SMALL | dict(epochs=2, steps_per_epoch=3)), rest_k_epoch=reading)
+    trainer, pop = Trainer(cfg, mnist), PopulationTrainer([cfg], mnist)
+    trainer.step.rule.rest_k = 5  # as the end of epoch 1 might leave it
+    pop.rest_k[0] = 5.0
+    first, batch, batch_p = [], trainer.step.batch, pop.batch
+    trainer.step.batch = lambda *a, **k: (first.append(trainer.step.rule.rest_k), batch(*a, **k))[1]
+    pop.batch = lambda *a, **k: (first.append(float(pop.rest_k[0])), batch_p(*a, **k))[1]
+    trainer.train_one_epoch(1, 3)
+    pop.train_epoch(1, 3, [True])
+    assert first[0] == (0 if reading == "reset" else 5) and first[3] == first[0]
+
+
+def test_tmp_loss_previous_epoch_reads_the_last_epoch_s_mean_and_zero_at_first(mnist):
+    """The current_loss the seed's train_epoch receives: epoch 1 reads TMP_LOSS_START (0), epoch 2 the mean of
+    epoch 1's D losses, on every batch; both engines agree, and a checkpoint carries it."""
+    from gan_core.config import TMP_LOSS_START
+
+    cfg = RunConfig().replace(**(SMALL | dict(epochs=2, steps_per_epoch=4)), tmp_loss="previous_epoch")
+    trainer = Trainer(cfg, mnist)
+    calls, run = [], trainer.step.rule.run
+    trainer.step.rule.run = lambda tmp, g: (calls.append(float(tmp())), run(tmp, g))[1]
+    first = trainer.train_one_epoch(0, 0)
+    trainer.train_one_epoch(1, 4)
+    assert calls[:4] == [TMP_LOSS_START] * 4
+    assert calls[4:] == pytest.approx([first.loss_d] * 4, rel=1e-12)
+    pop = PopulationTrainer([cfg], mnist)
+    pop.train_epoch(0, 0, [True])
+    assert float(pop.tmp_prev[0]) == pytest.approx(first.loss_d, rel=1e-12)
+    pop.train_epoch(1, 4, [True])  # after epoch 2 both hold epoch 2's mean, as a checkpoint keeps it
+    assert pop.member_state(0)["rule"]["tmp_prev"] == pytest.approx(trainer.member_state(0)["rule"]["tmp_prev"],
+                                                                   rel=1e-12)
+
+
 def test_tmp_loss_is_this_batch_s_d_loss_or_the_epoch_s_running_mean(mnist):
     for reading in ("batch", "epoch_mean"):
         cfg = RunConfig().replace(**(SMALL | dict(epochs=1, steps_per_epoch=6)), tmp_loss=reading)
@@ -147,9 +215,9 @@ def test_a_raw_output_run_whose_g_gradient_vanishes_is_sealed_hung(mnist):
     assert "exactly zero" in v.evidence and f"{ZERO_GRADIENT_STEPS} steps" in v.evidence
 
 
-def test_the_judge_seals_a_hung_epoch_before_anything_else():
+def test_the_judge_seals_a_hung_or_over_budget_epoch_before_anything_else():
     v = Judge().observe(epoch_record(3, g_hung_bound=1, g_phase_max=1000, loss_d=0.01, d_fake=0.001))
-    assert v.label == "hung" and v.epoch == 3 and "1000 G steps" in v.evidence
+    assert v.label == "over_budget" and v.epoch == 3 and "1000 G steps" in v.evidence
 
 
 def test_g_output_none_is_g_s_last_layer_scored_clipped(mnist):
@@ -207,3 +275,37 @@ def test_show_lists_the_readings_of_a_study(capsys):
     text = " ".join(out.split())
     assert "readings of what the seed leaves open" in text
     assert "g_loop_cap off off, 20" in text and "rest_k_countdown every_batch every_batch, untrained_batches" in text
+
+
+def test_a_run_past_the_stated_bound_is_over_budget_and_counted_apart(mnist):
+    """A G phase that reaches g_loop_bound ran past what the study follows the literal loop for: not a
+    failure of the seed's loop (it might have come back), so the run is over budget, and tables and verdicts
+    count it apart; only a zero gradient inside the loop (it would never return) is hung."""
+    import dataclasses
+
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from sweeps.report.data import load_study_data
+    from sweeps.report.tables import outcome_table
+    from sweeps.report.verdicts import claim_verdict
+
+    v = Judge().observe(epoch_record(3, g_hung_bound=1, g_phase_max=1000))
+    assert v.label == "over_budget" and v.sealed and "ran past its stated bound" in v.evidence
+    v = Judge().observe(epoch_record(3, g_hung_zero=1, g_phase_max=60))
+    assert v.label == "hung" and "would never return" in v.evidence
+    s = optuna.create_study()
+    s.set_user_attr("spec", {"source": "fixture", "metric": "fld", "claims": ["headline"], "fixed": {}})
+    for seed, (g_output, outcome) in enumerate([("none", "success"), ("none", "success"), ("none", "success"),
+                                                ("none", "over_budget"), ("tanh", "poor_quality")]):
+        s.add_trial(create_trial(params={"g_output": g_output}, distributions={"g_output": CategoricalDistribution(
+            ["none", "tanh"])}, value=60.0, state=TrialState.COMPLETE, user_attrs={
+            "seed": seed, "outcome": outcome, "sealed": outcome == "over_budget", "final_fld": 60.0,
+            "epochs_trained": 8, "config": {"g_output": g_output}}))
+    data = load_study_data(s)
+    table = outcome_table(data, "g_output").set_index("g_output")
+    assert table.loc["none", "runs"] == 3 and table.loc["none", "over_budget"] == 1
+    assert table.loc["none", "success_rate"] == 1.0  # 3 of 3 decided runs, not 3 of 4
+    verdict = claim_verdict(data, "headline")
+    assert "3 of 3 runs succeeded" in verdict.sentence and "1 run(s) ran past" in verdict.sentence

@@ -31,6 +31,9 @@ class Label:
     foreseen: bool
     """Some claim of the seed speaks of it. A run sealed with a label no claim foresees is a finding in the
     atlas wherever a study of the seed's claims shows it (the cures' verdicts name every failure they see)."""
+    counted: bool = True
+    """Counted in success and failure rates; False: undecided (a run that ran past a budget this project
+    states, not the seed), counted apart in every table and verdict."""
 
 
 LABELS_DECLARED = (
@@ -40,8 +43,11 @@ LABELS_DECLARED = (
           "and G had nothing left to learn from.", "D win", "#1f77b4", seals=True, foreseen=True),
     Label("stalled", "Training died without a NaN: no gradient reached G any more (D saturated, or every "
           "gradient exactly zero), and the grid froze.", "stall", "#8c564b", seals=True, foreseen=False),
-    Label("hung", "The seed's uncapped inner G loop never returned: the literal program would still be running.",
-          "hung", "#e377c2", seals=True, foreseen=True),
+    Label("hung", "The seed's uncapped inner G loop would never return: G's gradient stayed exactly zero inside "
+          "it, so the literal program would still be running.", "hung", "#e377c2", seals=True, foreseen=True),
+    Label("over_budget", "The seed's uncapped inner G loop ran past the bound this study follows it for "
+          "(g_loop_bound): whether the literal program would have come back is not known, so the run is "
+          "neither a success nor a failure.", "over", "#17becf", seals=True, foreseen=False, counted=False),
     Label("mode_collapse", "The grid repeats itself: few distinct samples, or digits of only some classes, however "
           "good each one looks.", "coll", "#9467bd", seals=False, foreseen=True),
     Label("poor_quality", "The grid varies but shows no digits, or too few: smudges, noise, scribbles, samples "
@@ -52,7 +58,9 @@ LABELS_DECLARED = (
 """Every label, in the order the report lists them: the sealed failures, the final ones, success."""
 
 LABELS = tuple(label.name for label in LABELS_DECLARED)
-FAILURES = tuple(name for name in LABELS if name != "success")
+UNDECIDED = tuple(label.name for label in LABELS_DECLARED if not label.counted)
+"""Labels counted apart: neither success nor failure."""
+FAILURES = tuple(name for name in LABELS if name != "success" and name not in UNDECIDED)
 SEALED_LABELS = tuple(label.name for label in LABELS_DECLARED if label.seals)
 """Labels decided during training: nothing later can change them, so the run may stop."""
 FORESEEN_FAILURES = tuple(label.name for label in LABELS_DECLARED if label.foreseen and label.name in FAILURES)

@@ -165,9 +165,10 @@ class Judge:
                f"below the loop's threshold" if rec.g_hung_bound else
                f"G's gradient stayed exactly zero inside it for {ZERO_GRADIENT_STEPS} steps in a row "
                f"({rec.g_phase_max} steps on that batch), so G could no longer change what D sees")
-        # A bound is a stated budget, not a proof: only a zero gradient shows the loop could never return.
+        # A bound is a stated budget, not a proof: only a zero gradient shows the loop could never return. A run
+        # past the bound is over budget (undecided, counted apart), not a failure of the seed's loop.
         what = "ran past its stated bound" if rec.g_hung_bound else "would never return"
-        return Verdict("hung", rec.epoch,
+        return Verdict("over_budget" if rec.g_hung_bound else "hung", rec.epoch,
                        f"the uncapped inner G loop {what} at epoch {rec.epoch}: {why} "
                        f"(D(x) {rec.d_real:.3f}, D(G(z)) {rec.d_fake:.3f}, clamp zone {rec.clamp_rate:.0%})", True,
                        {"mechanism": HUNG_BOUND if rec.g_hung_bound else HUNG_ZERO, "g_phase_max": rec.g_phase_max,

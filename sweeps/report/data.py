@@ -12,7 +12,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from gan_core.config import RunConfig
-from gan_core.judge.labels import LABELS
+from gan_core.judge.labels import LABELS, UNDECIDED
 from gan_core.records import TRIAL_REDUCTIONS
 from sweeps.errors import UserError
 
@@ -44,6 +44,11 @@ class StudyData:
     @property
     def finished(self) -> pd.DataFrame:
         return self.trials[self.trials["outcome"].isin(LABELS)]
+
+    @property
+    def decided(self) -> pd.DataFrame:
+        """The finished runs success and failure rates count: all but those counted apart (over budget)."""
+        return self.trials[self.trials["outcome"].isin(LABELS) & ~self.trials["outcome"].isin(UNDECIDED)]
 
     @property
     def partial(self) -> bool:

@@ -9,19 +9,19 @@ import math
 import pandas as pd
 
 from gan_core.config import RunConfig
-from gan_core.judge.labels import LABELS
+from gan_core.judge.labels import LABELS, UNDECIDED
 from sweeps.report.data import FAIL, StudyData, is_log_scale, level_column, numeric
 from sweeps.report.stats import mean_diff, newcombe, wilson
 
 
 def outcome_table(data: StudyData, key: str) -> pd.DataFrame:
     """Per level of `key`: runs, count per outcome (crashes counted as FAIL), success rate and its
-    95% Wilson interval over the finished runs."""
+    95% Wilson interval over the finished runs that are decided (a run over budget is counted apart)."""
     df = data.trials[data.trials["outcome"].isin(LABELS + (FAIL,))].copy()
     df["level"] = level_column(df, key)
     rows = []
     for level, g in _ordered_groups(df, key):
-        finished = g[g["outcome"] != FAIL]
+        finished = g[(g["outcome"] != FAIL) & ~g["outcome"].isin(UNDECIDED)]
         k, n = int((finished["outcome"] == "success").sum()), len(finished)
         low, high = wilson(k, n)
         row = {key: level, "runs": n}
@@ -55,7 +55,7 @@ def config_table(data: StudyData) -> pd.DataFrame:
         row = dict(zip(data.swept, values))
         q = numeric(g, metric)
         row |= {"seeds": len(g), "outcomes": _outcome_summary(g["outcome"]),
-                "success": f"{int((g['outcome'] == 'success').sum())}/{len(g)}",
+                "success": f"{int((g['outcome'] == 'success').sum())}/{int((~g['outcome'].isin(UNDECIDED)).sum())}",
                 f"{data.metric}_mean": q.mean(), f"{data.metric}_std": q.std(ddof=1) if q.notna().sum() > 1 else math.nan,
                 "classes_mean": numeric(g, "final_classes").mean()}
         rows.append(row)
@@ -79,7 +79,7 @@ def effect_table(data: StudyData) -> pd.DataFrame:
     """Each swept key's levels against its baseline level: difference in success rate (Newcombe
     95% interval) and in the objective metric (Welch's t 95% interval over seeds for up to 10 runs per
     arm, a bootstrap beyond)."""
-    df = data.finished
+    df = data.decided
     metric = f"final_{data.metric}"
     rows = []
     for key in data.swept:

@@ -39,11 +39,17 @@ def verdicts(data: StudyData) -> list[ClaimVerdict]:
 def claim_verdict(data: StudyData, claim_id: str) -> ClaimVerdict:
     """The verdict on one claim from one study's trials, and whether it holds when the success bar moves
     by its band either way (the runs not sealed during training labelled again from their final quality)."""
-    df = data.finished
+    df = data.decided  # runs over a stated budget are neither success nor failure: counted apart
+    apart = len(data.finished) - len(df)
     claim = BY_ID[claim_id].text
     if df.empty:
-        return ClaimVerdict(claim_id, claim, "not tested", "No finished runs yet.")
+        return ClaimVerdict(claim_id, claim, "not tested", "No finished runs yet" + (
+            f" ({apart} over budget, counted apart)." if apart else "."))
     found = JUDGES[claim_id](data, df, claim_id)
+    if apart:
+        found = dataclasses.replace(found, sentence=f"{found.sentence} {apart} run(s) ran past the uncapped inner "
+                                                   f"loop's stated bound: over budget, neither success nor failure, "
+                                                   f"counted apart.")
     th = Thresholds.from_stored(data.thresholds)
     if th is None or found.status == "not tested":
         return found

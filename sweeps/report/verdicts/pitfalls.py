@@ -34,8 +34,9 @@ from sweeps.report.verdicts.evidence import against_bar, combine, differences
 from sweeps.study.claims import BY_ID
 
 
-def _levels(data: StudyData, key: str) -> pd.Series:
-    return level_column(data.finished, key)
+def _levels(df: pd.DataFrame, key: str) -> pd.Series:
+    """The levels of `key` over the runs a judge was given (a verdict's runs, or them relabelled)."""
+    return level_column(df, key)
 
 
 def _clamp(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
@@ -44,7 +45,7 @@ def _clamp(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     claim = BY_ID[claim_id].text
     if "clamp" not in data.swept:
         return not_swept(claim_id, claim, "clamp")
-    lv = _levels(data, "clamp")
+    lv = _levels(df, "clamp")
     bad = arm(df, "Without clamping", lv == "none", ("diverged",))
     good = arm(df, "with the seed's clamp", lv == "clamp", ("diverged",))
     text = f"{bad.text('diverged')}; {good.text('diverged')}."
@@ -65,7 +66,7 @@ def _clip(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     key = next((k for k in ("clip_d", "clip_g") if k in data.swept), None)
     if key is None:
         return not_swept(claim_id, claim, "clipping")
-    lv = _levels(data, key)
+    lv = _levels(df, key)
     off = lv == "off"
     bad = arm(df, "Without clipping", off, ("diverged",))
     good = arm(df, "with clipping", ~off, ("diverged",))
@@ -139,7 +140,7 @@ def _lr(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     key = next((k for k in ("lr_d", "lr_g") if k in data.swept), None)
     if key is None:
         return not_swept(claim_id, claim, "the learning rate")
-    lv = _levels(data, key)
+    lv = _levels(df, key)
     numeric_lr = pd.to_numeric(df[key])
     smallest = lv[numeric_lr == numeric_lr.min()].iloc[0]
     others = lv[lv != smallest]
@@ -181,7 +182,7 @@ def _freeze(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     claim = BY_ID[claim_id].text
     if "freeze" not in data.swept:
         return not_swept(claim_id, claim, "freeze")
-    lv = _levels(data, "freeze")
+    lv = _levels(df, "freeze")
     ev, rg = lv == "eval_only", lv == "requires_grad"
     wasted = numeric(df, "last_frozen_grad_g")
     speed = numeric(df, "samples_per_s")
@@ -194,7 +195,7 @@ def _freeze(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     if ratio is not None and abs(ratio - 1) > 1e-9:  # equal when both arms trained in one population
         text += f" Training speed: {ratio:.2f}x of the requires_grad_(False) runs."
     if "zero_grad" in data.swept:
-        z = _levels(data, "zero_grad")
+        z = _levels(df, "zero_grad")
         leak = numeric(df, "last_leak_g")
         mask = ev & (z == "own_after_step")
         if mask.any():
