@@ -17,6 +17,12 @@ member's epoch and trains only the members whose history has reached the current
 others sit masked (a masked member's parameters, optimiser state and counters stay exactly as
 they were) until the laggards catch up, then all go on together. A member never trains an epoch
 twice and never skips one.
+
+Stopping members from outside (a pruner): a `Stopper` is asked once per epoch, after every member that
+trained in it has been called back, which of those that go on stop now; it decides for all of them at
+once, so a decision never depends on the order the members were called back in. A member it stops ends
+at that epoch's end (its compute goes to the others at once, through `subset`) and its result is handed
+to the stopper there, not when the population ends.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import io
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,6 +54,21 @@ CHECKPOINT_FORMAT = 4
 
 MemberCallback = Callable[[int, EpochEvent], "bool | None"]
 """Called after every epoch of member p; returning True stops that member (e.g. an Optuna pruner)."""
+
+
+class Stopper(Protocol):
+    """Stops members from outside the run (e.g. a study's pruner), once per epoch: told what was restored,
+    asked after every member's callbacks, told each result of a member it stopped at once."""
+
+    def restored(self, p: int, history: list[EpochRecord]) -> None:
+        """Member p resumed from its checkpoint with these epochs (called before any training)."""
+
+    def decide(self, epoch: int, members: list[int]) -> Collection[int]:
+        """Of `members` (by index in the configs, ascending), which trained `epoch` (1-based) and go on,
+        those to stop now."""
+
+    def ended(self, p: int, result: RunResult) -> None:
+        """Member p, stopped by `decide`, has ended: its result (the one `run` returns for it)."""
 
 
 class Stepper(Protocol):
@@ -213,9 +234,10 @@ def _ends(sealed: Verdict | None, cfg: RunConfig) -> bool:
 
 def run(stepper: Stepper, evaluator: Evaluator | None, thresholds: Thresholds, engine: str,
         callbacks: Sequence[MemberCallback] = (), checkpoints: Sequence[Path | None] | None = None,
-        checkpoint_every: int = 2, log: Callable[[str], None] | None = None) -> list[RunResult]:
-    """Train every member to the end of its budget (or its sealed fate), evaluating, judging, calling
-    back and checkpointing as it goes; one result per member."""
+        checkpoint_every: int = 2, log: Callable[[str], None] | None = None,
+        stopper: Stopper | None = None) -> list[RunResult]:
+    """Train every member to the end of its budget (or its sealed fate, or until `stopper` stops it),
+    evaluating, judging, calling back and checkpointing as it goes; one result per member."""
     cfgs = stepper.configs
     P = len(cfgs)
     paths = list(checkpoints) if checkpoints is not None else [None] * P
@@ -227,6 +249,8 @@ def run(stepper: Stepper, evaluator: Evaluator | None, thresholds: Thresholds, e
         for rec in history:
             judges[p].observe(rec)
         histories.append(history)
+        if history and stopper is not None:
+            stopper.restored(p, history)
     resumed = [len(h) for h in histories]
     quality: list[Quality | None] = [next((r.quality for r in reversed(h) if r.quality), None) for h in histories]
     samples: list[torch.Tensor | None] = [None] * P
@@ -249,6 +273,14 @@ def run(stepper: Stepper, evaluator: Evaluator | None, thresholds: Thresholds, e
             first.load_member_state(p, stepper.member_state(i))
 
     t0 = time.perf_counter()
+    handed: dict[int, RunResult] = {}  # results already given to the stopper: `run` returns the same
+
+    def result(p: int, seconds: float) -> RunResult:
+        if p in handed:
+            return handed[p]
+        return RunResult(cfgs[p], histories[p], judges[p].final(), quality[p], samples[p], seconds,
+                         str(stepper.device), stepper.dataset_source, stopped[p], resumed[p])
+
     start = min((len(h) for h, d in zip(histories, done) if not d), default=0)
     for epoch in range(start, max(c.budget.epochs for c in cfgs)):
         if all(done):
@@ -257,6 +289,7 @@ def run(stepper: Stepper, evaluator: Evaluator | None, thresholds: Thresholds, e
         if not any(active):
             continue
         records = stepper.train_epoch(epoch, epoch * stepper.steps_per_epoch, [active[p] for p in live])
+        saves = []  # checkpoints are written once the stopper has decided: a stopped member's would be stale
         for i, p in ((i, p) for i, p in enumerate(live) if active[p]):
             cfg, rec, judge = cfgs[p], records[i], judges[p]
             last = epoch + 1 == cfg.budget.epochs
@@ -273,6 +306,18 @@ def run(stepper: Stepper, evaluator: Evaluator | None, thresholds: Thresholds, e
             if final or stop:
                 done[p], stopped[p] = True, not last
             elif paths[p] is not None and (epoch + 1) % checkpoint_every == 0:
+                saves.append((i, p))
+        going = [p for p in live if active[p] and not done[p]]
+        if stopper is not None and going:
+            halted = set(stopper.decide(epoch + 1, going)) & set(going)
+            for i, p in enumerate(live):
+                if p in halted:
+                    done[p] = stopped[p] = True
+                    finish(p, i)
+                    handed[p] = result(p, time.perf_counter() - t0)
+                    stopper.ended(p, handed[p])
+        for i, p in saves:
+            if not done[p]:
                 save_checkpoint(stepper, i, paths[p], histories[p], engine)
         keep = [i for i, p in enumerate(live) if not done[p]]
         if keep and len(keep) < len(live):  # a masked member costs what a live one does: drop the ended
@@ -285,8 +330,4 @@ def run(stepper: Stepper, evaluator: Evaluator | None, thresholds: Thresholds, e
     for i, p in enumerate(live):
         finish(p, i)
         give_back(p, i)
-    results = []
-    for p in range(P):
-        results.append(RunResult(cfgs[p], histories[p], judges[p].final(), quality[p], samples[p], seconds,
-                                 str(stepper.device), stepper.dataset_source, stopped[p], resumed[p]))
-    return results
+    return [result(p, seconds) for p in range(P)]

@@ -727,8 +727,9 @@ class PopulationTrainer:
         return sub
 
     # -- the whole run --------------------------------------------------------------------------------
-    def run(self, checkpoints: Sequence | None = None, checkpoint_every: int = 2) -> list[RunResult]:
+    def run(self, checkpoints: Sequence | None = None, checkpoint_every: int = 2,
+            stopper: loop.Stopper | None = None) -> list[RunResult]:
         return loop.run(self, self.evaluator, self.thresholds, "population", self.callbacks, checkpoints,
-                        checkpoint_every, self.log)
+                        checkpoint_every, self.log, stopper)
 
 

@@ -419,10 +419,11 @@ class Trainer:
     def save_checkpoint(self, path: Path, history: list[EpochRecord]) -> None:
         loop.save_checkpoint(self, 0, path, history, "reference")
 
-    def run(self, checkpoint: Path | None = None, checkpoint_every: int = 2) -> RunResult:
-        """Train to the end (or a sealed fate); with `checkpoint`, resume from it if it exists and
-        save to it every `checkpoint_every` epochs."""
+    def run(self, checkpoint: Path | None = None, checkpoint_every: int = 2,
+            stopper: loop.Stopper | None = None) -> RunResult:
+        """Train to the end (or a sealed fate, or until `stopper` stops it); with `checkpoint`, resume from it
+        if it exists and save to it every `checkpoint_every` epochs."""
         callbacks = [lambda p, ev, cb=cb: cb(ev) for cb in self.callbacks]
         result, = loop.run(self, self.evaluator, self.thresholds, "reference", callbacks, [checkpoint],
-                           checkpoint_every, self.log)
+                           checkpoint_every, self.log, stopper)
         return result

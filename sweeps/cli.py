@@ -14,7 +14,7 @@ import warnings
 import typer
 import typer.main
 
-from sweeps.commands import atlas, bench, calibrate, report, run, study, train
+from sweeps.commands import atlas, bench, calibrate, compare, report, run, study, train
 from sweeps.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, interrupt_told
 
 # Library chatter that says nothing to a user: schema creation notices, experimental-API warnings.
@@ -45,7 +45,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """Sweep and ablate the training pitfalls of the seed's MNIST GAN, with evidence."""
 
 
-for _module in (study, run, report, atlas, train, bench, calibrate):
+for _module in (study, run, report, compare, atlas, train, bench, calibrate):
     _module.register(app)
 
 

@@ -110,7 +110,8 @@ def execute(opts: RunOptions, create: bool) -> None:
                 display = RunDisplay(handle, r.planned, r.profile.epochs)
                 ctx = RunContext(handle, data, evaluator, tracker, parent, r.overrides, display.on_epoch,
                                  engine=r.engine, population_size=r.population_size,
-                                 checkpoint_dir=opts.checkpoint_dir, heartbeat_s=heartbeat_s, log=display.say)
+                                 checkpoint_dir=opts.checkpoint_dir, heartbeat_s=heartbeat_s, log=display.say,
+                                 on_pruned=display.on_pruned)
                 with display:
                     ran = run_trials(ctx, limit=opts.trials, on_trial=display.on_trial, on_start=display.on_start)
                 # once more at the end: an invocation that died just before this one started (its heartbeat
@@ -136,10 +137,14 @@ def execute(opts: RunOptions, create: bool) -> None:
 
 
 def summarize(handle, ctx, ran: int) -> None:
+    from sweeps.stores.ends import COUNT_KEY
     from sweeps.stores.storage import counts
 
     c = counts(handle.study)
     states = ", ".join(f"{k} {c[k]}" for k in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING") if c.get(k))
+    if c.get(COUNT_KEY):  # PRUNED holds both: runs the judge sealed and runs the pruner stopped
+        states = states.replace(f"PRUNED {c['PRUNED']}", f"PRUNED {c['PRUNED']} ({c[COUNT_KEY]} by the study's pruner, "
+                                                         f"{c['PRUNED'] - c[COUNT_KEY]} sealed by the judge)")
     labels = ", ".join(f"{k} {v}" for k, v in sorted(c.items()) if k.islower())
     o = ctx.overhead
     out.print(f"ran {ran} trials now; study {handle.name!r}: {states or 'empty'}")

@@ -8,6 +8,7 @@ from rich.table import Table
 from sweeps.commands.guard import guarded
 from sweeps.console import out
 from sweeps.running.plan import trial_count
+from sweeps.study.pruners import PRUNERS, SAMPLER_NOTES
 from sweeps.study.spec import builtin_names, load_spec
 
 
@@ -33,12 +34,17 @@ def show(study: str) -> None:
         from sweeps.study.claims import BY_ID
 
         out.print("tests the claims: " + "; ".join(f"{i}. {BY_ID[i].title}" for i in spec.claims))
-    out.print(f"objective: {spec.direction} {spec.metric} of the last evaluation; sampler: {spec.sampler}")
+    out.print(f"objective: {spec.direction} {spec.metric} of the last evaluation")
+    seeded = f", seed {spec.sampler_seed}" if spec.sampler != "grid" else ""
+    out.print(f"sampler: {spec.sampler} ({SAMPLER_NOTES[spec.sampler]}){seeded}", highlight=False)
+    out.print(pruner_line(spec), highlight=False)
     for pname in spec.profiles:
         pspec, prof = spec.for_profile(pname)
         out.print(f"\n[bold]profile {pname}[/bold]: {trial_count(pspec, prof)} trials, {prof.epochs} epochs each"
                   + (f", at most {prof.steps_per_epoch} batches per epoch" if prof.steps_per_epoch else "")
                   + f", seeds {', '.join(map(str, pspec.seeds))}")
+        if pspec.pruner is not None:
+            out.print(f"  pruner {pspec.pruner.settings(prof.epochs)}", highlight=False)
         for line in pspec.describe_space():
             out.print(f"  {line}" if line.startswith("config") else f"  sweeps {line}")
         for k, v in pspec.fixed.items():
@@ -52,6 +58,19 @@ def show(study: str) -> None:
     for key, literal, here in study_readings(spec):
         table.add_row(key, literal, here if here != literal else f"{here} (literal)")
     out.print(table)
+
+
+def pruner_line(spec) -> str:
+    """What `show` says of a study's pruner: none (and why, for a study of the seed's claims), or which of Optuna's
+    it is and how it decides (its parameters are shown per profile)."""
+    if spec.pruner is None:
+        if spec.claims:
+            return ("pruner: none (a study of the seed's claims keeps none: a verdict needs every run to its end "
+                    "or its sealed fate)")
+        return "pruner: none (every run trains to its end or its sealed fate)"
+    kind = PRUNERS[spec.pruner.kind]
+    return (f"pruner: {kind.name} (Optuna's {kind.optuna}): {kind.how}, at each evaluated epoch; a run it prunes "
+            f"stops there and has no outcome of the judge")
 
 
 def study_readings(spec) -> list[tuple[str, str, str]]:

@@ -15,11 +15,15 @@ from gan_core.config import RunConfig
 from gan_core.judge.labels import LABELS, UNDECIDED
 from gan_core.records import TRIAL_REDUCTIONS
 from sweeps.errors import UserError
+from sweeps.stores import ends
 
 STATE_COLUMNS = ["trial", "state", "outcome", "seed", "value", "outcome_epoch", "epochs_trained", "sealed",
-                 "mechanism", "seconds", "samples_per_s"]
+                 "mechanism", "seconds", "samples_per_s", ends.ENDED_BY, ends.PRUNED_EPOCH]
 FAIL = "FAIL"
 """The outcome column's value for a trial our code crashed on (or that was interrupted)."""
+PRUNED = "pruned"
+"""The outcome column's value for a run the study's pruner stopped: it has no outcome of the judge (not a label;
+Optuna's state PRUNED also holds runs the judge sealed, which keep theirs: `ended_by` tells them apart)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,11 @@ class StudyData:
         return self.trials[self.trials["outcome"].isin(LABELS) & ~self.trials["outcome"].isin(UNDECIDED)]
 
     @property
+    def pruned(self) -> pd.DataFrame:
+        """The runs the study's pruner stopped: in no rate, table of outcomes or verdict."""
+        return self.trials[self.trials["outcome"] == PRUNED]
+
+    @property
     def partial(self) -> bool:
         return bool(self.trials["state"].isin(["RUNNING", "WAITING"]).any())
 
@@ -66,7 +75,11 @@ def trial_row(t: optuna.trial.FrozenTrial, base: dict[str, Any]) -> dict[str, An
     ua = {k: _num(v) for k, v in t.user_attrs.items()}
     params = t.params or t.system_attrs.get("fixed_params", {})
     config = dict(base) | dict(ua.get("config") or {}) | params
-    if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+    finished = t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    ended_by = ends.ended_by(ua, finished)
+    if ended_by == ends.PRUNER:
+        outcome = PRUNED
+    elif finished:
         outcome = ua.get("outcome", "?")
     else:
         outcome = FAIL if t.state == TrialState.FAIL else t.state.name
@@ -76,6 +89,7 @@ def trial_row(t: optuna.trial.FrozenTrial, base: dict[str, Any]) -> dict[str, An
         "sealed": ua.get("sealed"), "mechanism": ua.get("mechanism"), "seconds": ua.get("seconds"),
         "samples_per_s": ua.get("samples_per_s"), "evidence": ua.get("evidence") or ua.get("fail_reason"),
         "mlflow_run_id": ua.get("mlflow_run_id"), "git_commit": ua.get("git_commit"),
+        ends.ENDED_BY: ended_by, ends.PRUNED_EPOCH: ua.get(ends.PRUNED_EPOCH),
     }
     row |= {k: v for k, v in ua.items() if k.startswith(("final_", "best_")) or k in TRIAL_REDUCTIONS}
     row |= {f"cfg_{k}" if k in row else k: v for k, v in config.items()}
@@ -95,10 +109,12 @@ def load_study_data(study: optuna.Study) -> StudyData:
         df = pd.DataFrame(columns=STATE_COLUMNS)
     swept = list(dict.fromkeys(k for t in trials for k in (t.params or t.system_attrs.get("fixed_params", {}))))
     for col in df.columns:  # attributes stored inf/NaN as strings: numeric columns become numeric again
-        if df[col].dtype == object and col not in ("evidence", "mechanism", "outcome", "state"):
+        if df[col].dtype == object and col not in ("evidence", "mechanism", "outcome", "state", ends.ENDED_BY):
             converted = pd.to_numeric(df[col], errors="coerce")
             if converted.notna().sum() == df[col].notna().sum():
                 df[col] = converted
+    if ends.PRUNED_EPOCH in df:  # an epoch, blank where no pruner stopped the run (not 3.0 beside NaN)
+        df[ends.PRUNED_EPOCH] = pd.to_numeric(df[ends.PRUNED_EPOCH], errors="coerce").astype("Int64")
     direction = study.direction.name.lower()
     return StudyData(study.study_name, df.sort_values("trial").reset_index(drop=True), swept, spec,
                      spec.get("metric", "fld"), direction, study.user_attrs.get("thresholds"))

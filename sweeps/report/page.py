@@ -21,6 +21,7 @@ from gan_core.judge.labels import LABELS, LABELS_DECLARED
 from sweeps.console import out
 from sweeps.report.data import (
     FAIL,
+    PRUNED,
     StudyData,
     median_trial,
     numeric,
@@ -30,6 +31,7 @@ from sweeps.report.tables import (
     config_table,
     effect_table,
     outcome_table,
+    pruned_table,
 )
 from sweeps.report.verdicts import ClaimVerdict, verdicts
 from sweeps.stores.reading import TrackedRuns
@@ -54,6 +56,8 @@ class Report:
     """Worst configurations."""
     verdicts: list[ClaimVerdict]
     """A verdict per claim of the seed the study tests (none for a study that tests none)."""
+    pruned: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """The runs the study's pruner stopped, with the epoch each was pruned at (no outcome of the judge)."""
     figures: dict[str, object] = field(default_factory=dict)
     """name -> matplotlib figure."""
     notes: list[str] = field(default_factory=list)
@@ -66,12 +70,16 @@ def build(data: StudyData, runs: TrackedRuns | None) -> Report:
 
     tables = {k: outcome_table(data, k) for k in data.swept}
     best, worst = best_worst(data)
-    rep = Report(data, tables, config_table(data), effect_table(data), best, worst, verdicts(data))
+    rep = Report(data, tables, config_table(data), effect_table(data), best, worst, verdicts(data), pruned_table(data))
     n = len(data.trials)
     done = len(data.finished)
     if data.partial:
         rep.notes.append(f"Partial: {done} of {n} trials finished; the study is still running or was stopped "
                          f"(rerun `gan-sweep run` to finish it).")
+    if not rep.pruned.empty:
+        rep.notes.append(f"{len(rep.pruned)} run(s) were stopped by the study's pruner ({data.spec.get('pruner')}): "
+                         f"they carry no outcome of the judge, are counted in no rate, table of outcomes or verdict, "
+                         f"and are listed apart with the epoch each was pruned at.")
     fails = int((data.trials["outcome"] == FAIL).sum())
     if fails:
         rep.notes.append(f"{fails} trial(s) failed (a crash or an interrupt): counted in the FAIL column, "
@@ -209,9 +217,11 @@ def _sections(rep: Report) -> list[tuple[str, pd.DataFrame | str]]:
     d = rep.data
     spec = d.spec
     counts = d.trials["outcome"].value_counts()
-    summary = ", ".join(f"{k} {counts[k]}" for k in LABELS + (FAIL, "RUNNING", "WAITING") if k in counts)
+    summary = ", ".join(f"{k} {counts[k]}" for k in LABELS + (PRUNED, FAIL, "RUNNING", "WAITING") if k in counts)
+    search = "".join(f" {what}: {spec[key]}." for key, what in (("sampler", "Sampler"), ("pruner", "Pruner"))
+                     if spec.get(key))
     head = (f"{spec.get('description', '')}\n\nSource: {spec.get('source', '?')}; profile {spec.get('profile', '?')}; "
-            f"objective: {d.direction} {d.metric}. Trials: {len(d.trials)} ({summary or 'none'}).")
+            f"objective: {d.direction} {d.metric}.{search} Trials: {len(d.trials)} ({summary or 'none'}).")
     sections: list[tuple[str, pd.DataFrame | str]] = [("Study", head)]
     if rep.notes:
         sections.append(("Notes", "\n".join(f"- {n}" for n in rep.notes)))
@@ -219,6 +229,8 @@ def _sections(rep: Report) -> list[tuple[str, pd.DataFrame | str]]:
         sections.append((f"Verdict on {claim_name(v.claim_id)}: {v.status}", f'{BY_ID[v.claim_id].source}: "{v.claim}"\n\n{v.sentence}'))
     for key, t in rep.outcome_tables.items():
         sections.append((f"Outcomes by {key}", t))
+    if not rep.pruned.empty:
+        sections.append(("Stopped by the study's pruner (no outcome of the judge)", rep.pruned))
     sections.append(("Quality per configuration (over seeds)", rep.configs))
     if not rep.effects.empty:
         sections.append(("Effect of each setting against the seed's baseline", rep.effects))
@@ -310,6 +322,10 @@ def print_summary(rep: Report) -> None:
         out.print(table)
     if any(not t.empty for t in rep.outcome_tables.values()):
         out.print("  " + ", ".join(f"{v} = {k}" for k, v in SHORT.items() if k != v) + "; rate = success rate")
+    if not rep.pruned.empty:
+        epochs = rep.pruned["pruned_at_epoch"].astype(int).value_counts().sort_index()
+        out.print(f"pruned by the study's pruner: {len(rep.pruned)} run(s), no outcome of the judge ("
+                  + ", ".join(f"{n} at epoch {e}" for e, n in epochs.items()) + ")")
     for v in rep.verdicts:
         name = claim_name(v.claim_id)
         out.print(f"[bold]{name[:1].upper() + name[1:]} ({v.status})[/bold]: {escape(v.sentence)}", highlight=False)

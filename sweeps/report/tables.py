@@ -11,6 +11,7 @@ import pandas as pd
 from gan_core.config import RunConfig
 from gan_core.judge.labels import LABELS, UNDECIDED
 from sweeps.report.data import FAIL, StudyData, is_log_scale, level_column, numeric
+from sweeps.stores import ends
 from sweeps.report.stats import mean_diff, newcombe, wilson
 
 
@@ -122,3 +123,18 @@ def best_worst(data: StudyData, n: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]
     worst = rest.sort_values(["_rate", "_m"], ascending=[True, False], na_position="first").head(n)
     drop = ["_rate", "_m"]
     return best.drop(columns=drop).reset_index(drop=True), worst.drop(columns=drop).reset_index(drop=True)
+
+
+def pruned_table(data: StudyData) -> pd.DataFrame:
+    """The runs the study's pruner stopped, apart from the judge's labels: each one's swept values, seed, the
+    epoch it was pruned at, its objective then (the last value it reported) and its best FLD so far."""
+    df = data.pruned
+    if df.empty:
+        return pd.DataFrame()
+    rows = []
+    for _, r in df.sort_values("trial").iterrows():
+        row = {"trial": int(r["trial"])} | {k: r[k] for k in data.swept if k in r} | {"seed": r["seed"]}
+        row |= {"pruned_at_epoch": r[ends.PRUNED_EPOCH], f"{data.metric}_then": r.get(f"final_{data.metric}", math.nan),
+                "best_fld": r.get("best_fld", math.nan)}
+        rows.append(row)
+    return pd.DataFrame(rows)

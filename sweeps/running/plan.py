@@ -187,7 +187,8 @@ def resolve(opts: RunOptions) -> Resolved:
     urls.check_not_swapped(opts.storage, opts.tracking_uri)
     from gan_core.device import resolve_device
     from gan_core.population import MAX_MEMBERS
-    from sweeps.stores.storage import make_sampler
+    from sweeps.stores.storage import make_pruner, make_sampler
+    from sweeps.study.spec import check_pruner_budget
 
     spec = load_spec(opts.study)
     profile_name = opts.profile if opts.profile is not None else default_profile(opts.device)  # '' is a typo
@@ -198,6 +199,8 @@ def resolve(opts: RunOptions) -> Resolved:
         if opts.epochs <= 0:
             raise UserError(f"--epochs must be > 0, got {opts.epochs}")
         prof = dataclasses.replace(prof, epochs=opts.epochs)
+        if spec.pruner is not None:
+            check_pruner_budget(spec.source, spec.pruner, prof.epochs, f"--epochs {opts.epochs}")
     if opts.seeds is not None:
         spec = dataclasses.replace(spec, seeds=_seeds(opts.seeds))
     for flag, value, low, high in (("--trials", opts.trials, 1, MAX_TRIALS),
@@ -225,6 +228,10 @@ def resolve(opts: RunOptions) -> Resolved:
     paths.check_writable_dir(opts.out_dir / name, "--out", inside=paths.REPORT_FOLDERS)
     paths.check_writable_dir(opts.checkpoint_dir, "--checkpoint-dir")
     make_sampler(spec)
+    try:  # Optuna's own checks of its pruner's parameters, should one pass ours: one line, before any store
+        make_pruner(spec.pruner, prof)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{spec.source}: pruner: {exc}") from None
     return Resolved(spec, prof, overrides, base, device, engine, name, max_batch, by_memory, planned, size)
 
 

@@ -166,6 +166,12 @@ class RunDisplay(_Display):
             _plain(f"  #{number} epoch {ev.record.epoch}/{ev.epochs}: {epoch_line(ev, markup=False)}; "
                    f"study ETA {self._eta()}")
 
+    def on_pruned(self, number: int, epoch: int) -> None:
+        """The study's pruner stopped trial `number` at `epoch` (its line comes with its population's end)."""
+        self.clock.epoch(number, epoch, final=True)
+        if not self.live:
+            _plain(f"  #{number} pruned at epoch {epoch} by the study's pruner; study ETA {self._eta()}")
+
     def on_trial(self, number: int, label: str, fld: float | None = None) -> None:
         counted = label not in ("FAIL", "superseded")
         if counted:

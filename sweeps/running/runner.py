@@ -1,10 +1,11 @@
 """Running a study: trials from Optuna, training by gan_core, tracking in MLflow.
 
 Trial states: a normal end is COMPLETE with the objective; a run whose fate was sealed early
-(diverged, d_overpowered, stalled, hung) is stopped and PRUNED, its outcome kept; an
-exception in our code is FAIL with the error stored; Ctrl-C (or SIGTERM) marks the trial
-in hand FAIL with reason "interrupted", ends its MLflow run as KILLED, and the next `run`
-finishes exactly the missing trials.
+(diverged, d_overpowered, stalled, hung) is stopped and PRUNED, its outcome kept; a run the
+study's pruner stopped is PRUNED too, with no outcome (`ended_by` tells the two apart:
+sweeps/stores/ends.py); an exception in our code is FAIL with the error stored; Ctrl-C (or
+SIGTERM) marks the trial in hand FAIL with reason "interrupted", ends its MLflow run as KILLED,
+and the next `run` finishes exactly the missing trials.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from gan_core.population import PopulationTrainer, split_into_populations
 from gan_core.records import EpochEvent, RunResult, trial_attributes
 from gan_core.trainer import Trainer
 from sweeps import signals, urls
+from sweeps.running.pruning import TrialPruning
+from sweeps.stores import ends
 from sweeps.stores.storage import (
     HEARTBEAT_S,
     StudyHandle,
@@ -104,6 +107,8 @@ class RunContext:
     """Trial number -> its final FLD, for this invocation's trials (progress lines)."""
     unrecorded: set[str] = field(default_factory=set)
     """Stores that could not take a trial's end (said once each in the log)."""
+    on_pruned: Callable[[int, int], None] | None = None
+    """Told when the study's pruner stops a trial (its number, the epoch), the moment it is recorded."""
 
 
 class _timed:
@@ -120,7 +125,7 @@ class _timed:
 
 
 def next_trial(ctx: RunContext, wait: bool = True) -> optuna.Trial | None:
-    """The next trial to run: an enqueued one, else (tpe / random) a newly sampled configuration.
+    """The next trial to run: an enqueued one, else (a sampled study) a newly sampled configuration.
 
     With `wait`, and while another worker's trials are still running, keep looking: such a trial
     may die, go stale and come back as a retry. None means the study is done."""
@@ -150,6 +155,8 @@ class Prepared:
     params: dict[str, Any]
     child: str | None = None
     checkpoint: Any = None
+    recorded: str | None = None
+    """Its label once recorded in both stores (a pruned trial is, at its epoch's end, before its population's)."""
 
 
 def prepare(ctx: RunContext, trial: optuna.Trial) -> Prepared:
@@ -182,35 +189,62 @@ def run_name(params: dict[str, Any], seed: int) -> str:
     return " ".join(f"{k}={v}" for k, v in params.items()) + f" s{seed}"
 
 
-def observer(ctx: RunContext, prep: Prepared) -> Callable[[EpochEvent], None]:
-    """Per epoch: metrics and samples to MLflow, quality to Optuna, a line to the progress display."""
+def observer(ctx: RunContext, prep: Prepared, pruning: TrialPruning | None = None,
+             member: int = 0) -> Callable[[EpochEvent], None]:
+    """Per epoch: metrics and samples to MLflow, quality to Optuna (through `pruning`, which then decides once
+    every member has reported), a line to the progress display."""
     h, o = ctx.handle, ctx.overhead
 
     def observe(ev: EpochEvent) -> None:
         raise_if_interrupted()
         with _timed(o, "mlflow_s"):
             ctx.tracker.log_epoch(prep.child, ev)
-        q = ev.record.quality
-        if q is not None and math.isfinite(getattr(q, h.spec.metric)):
-            with _timed(o, "optuna_s"):
-                prep.trial.report(getattr(q, h.spec.metric), ev.record.epoch)
+        if pruning is not None:
+            pruning.report(member, ev.record)
+        else:
+            q = ev.record.quality
+            if q is not None and math.isfinite(getattr(q, h.spec.metric)):
+                with _timed(o, "optuna_s"):
+                    prep.trial.report(getattr(q, h.spec.metric), ev.record.epoch)
         if ctx.on_epoch:
             ctx.on_epoch(prep.trial.number, ev)
 
     return observe
 
 
-def finish(ctx: RunContext, prep: Prepared, result: RunResult) -> str:
+def pruning_for(ctx: RunContext, preps: list[Prepared]) -> TrialPruning | None:
+    """The study's pruner over these trials (None when the study has none)."""
+    if ctx.handle.spec.pruner is None:
+        return None
+
+    def record(p: int, result: RunResult, epoch: int) -> None:
+        finish(ctx, preps[p], result, pruned_epoch=epoch)
+        if ctx.on_pruned:
+            ctx.on_pruned(preps[p].trial.number, epoch)
+
+    return TrialPruning([p.trial for p in preps], ctx.handle.spec.metric, record,
+                        lambda: _timed(ctx.overhead, "optuna_s"))
+
+
+PRUNED_LABEL = "pruned"
+"""What `tell` returns (and progress lines say) for a trial the study's pruner stopped: not a judge's label."""
+
+
+def finish(ctx: RunContext, prep: Prepared, result: RunResult, pruned_epoch: int | None = None) -> str:
+    """Record a trial's end in both stores (once: a pruned trial is recorded when it is pruned)."""
+    if prep.recorded is not None:
+        return prep.recorded
     with _timed(ctx.overhead, "mlflow_s"):
         if result.resumed_from:
             ctx.tracker.log_history(prep.child, result.history[:result.resumed_from])
-        ctx.tracker.log_result(prep.child, result)
-    label = tell(ctx, prep.trial, result)
+        ctx.tracker.log_result(prep.child, result, pruned_epoch=pruned_epoch)
+    label = tell(ctx, prep.trial, result, pruned_epoch)
     with _timed(ctx.overhead, "mlflow_s"):
         extra = {"superseded": "failed as stale by another worker; its retry records this configuration"}
         ctx.tracker.end(prep.child, "FINISHED", **(extra if label == "superseded" else {}))
     if prep.checkpoint is not None:
         prep.checkpoint.unlink(missing_ok=True)
+    prep.recorded = label
     return label
 
 
@@ -234,21 +268,24 @@ def run_trial(ctx: RunContext, trial: optuna.Trial) -> str:
     prep = None
     try:
         prep = prepare(ctx, trial)
-        trainer = Trainer(prep.cfg, ctx.dataset, ctx.evaluator, [observer(ctx, prep)], log=ctx.log)
+        pruning = pruning_for(ctx, [prep])
+        trainer = Trainer(prep.cfg, ctx.dataset, ctx.evaluator, [observer(ctx, prep, pruning)], log=ctx.log)
         with heartbeat(ctx.handle.storage, _trial_ids(ctx, [trial]), ctx.heartbeat_s):
-            result = _training(ctx, lambda: trainer.run(prep.checkpoint, ctx.checkpoint_every))
+            result = _training(ctx, lambda: trainer.run(prep.checkpoint, ctx.checkpoint_every, pruning))
         return finish(ctx, prep, result)
     except KeyboardInterrupt:
         with sigint_ignored():  # a second Ctrl-C must not leave the MLflow run RUNNING
             recover(ctx)
-            fail(ctx, trial, prep.child if prep else None, "interrupted", "KILLED")
+            if prep is None or prep.recorded is None:
+                fail(ctx, trial, prep.child if prep else None, "interrupted", "KILLED")
         raise
     except Exception as exc:  # noqa: BLE001 - a crash of our code: FAIL with the error, keep sweeping
-        fail(ctx, trial, prep.child if prep else None, f"{type(exc).__name__}: {exc}", "FAILED",
-             traceback.format_exc())
+        if prep is None or prep.recorded is None:
+            fail(ctx, trial, prep.child if prep else None, f"{type(exc).__name__}: {exc}", "FAILED",
+                 traceback.format_exc())
         if is_fault(exc):
             raise
-        return "FAIL"
+        return prep.recorded if prep is not None and prep.recorded is not None else "FAIL"
 
 
 def run_population(ctx: RunContext, trials: list[optuna.Trial]) -> list[tuple[int, str]]:
@@ -257,34 +294,45 @@ def run_population(ctx: RunContext, trials: list[optuna.Trial]) -> list[tuple[in
     try:
         for t in trials:  # one by one: an interrupt between two still closes the runs already opened
             preps.append(prepare(ctx, t))
-        observers = [observer(ctx, p) for p in preps]
+        pruning = pruning_for(ctx, preps)
+        observers = [observer(ctx, p, pruning, i) for i, p in enumerate(preps)]
         trainer = PopulationTrainer([p.cfg for p in preps], ctx.dataset, ctx.evaluator,
                                     [lambda i, ev: observers[i](ev)], log=ctx.log)
         checkpoints = [p.checkpoint for p in preps]
         with heartbeat(ctx.handle.storage, _trial_ids(ctx, trials), ctx.heartbeat_s):
-            results = _training(ctx, lambda: trainer.run(checkpoints, ctx.checkpoint_every))
+            results = _training(ctx, lambda: trainer.run(checkpoints, ctx.checkpoint_every, pruning))
         return [(p.trial.number, finish(ctx, p, r)) for p, r in zip(preps, results)]
     except KeyboardInterrupt:
         with sigint_ignored():
             recover(ctx)
             for t, p in zip(trials, preps + [None] * len(trials)):
-                fail(ctx, t, p.child if p else None, "interrupted", "KILLED")
+                if p is None or p.recorded is None:  # a pruned trial was recorded at its epoch's end
+                    fail(ctx, t, p.child if p else None, "interrupted", "KILLED")
         raise
     except Exception as exc:  # noqa: BLE001
         for t, p in zip(trials, preps + [None] * len(trials)):
-            fail(ctx, t, p.child if p else None, f"{type(exc).__name__}: {exc}", "FAILED", traceback.format_exc())
+            if p is None or p.recorded is None:
+                fail(ctx, t, p.child if p else None, f"{type(exc).__name__}: {exc}", "FAILED", traceback.format_exc())
         if is_fault(exc):
             raise
-        return [(t.number, "FAIL") for t in trials]
+        return [(t.number, p.recorded if p is not None and p.recorded is not None else "FAIL")
+                for t, p in zip(trials, preps + [None] * len(trials))]
 
 
-def tell(ctx: RunContext, trial: optuna.Trial, result: RunResult) -> str:
+def tell(ctx: RunContext, trial: optuna.Trial, result: RunResult, pruned_epoch: int | None = None) -> str:
+    """Tell Optuna a trial's end with its attributes; returns its label (PRUNED_LABEL when the pruner stopped it,
+    'superseded' when another worker had already failed it as stale). A pruned run carries no outcome of the
+    judge (the judge's reading of an unfinished run is no verdict): `ended_by` pruner and `pruned_epoch`."""
     h, v = ctx.handle, result.verdict
-    attrs = {"outcome": v.label, "outcome_epoch": v.epoch, "evidence": v.evidence, "sealed": v.sealed,
-             "resumed_from_epoch": result.resumed_from,
-             "mechanism": v.signals.get("mechanism", v.label), "epochs_trained": len(result.history),
+    attrs = {"resumed_from_epoch": result.resumed_from, "epochs_trained": len(result.history),
              "seconds": round(result.seconds, 3), "device": result.device, "dataset": result.dataset_source,
              "samples_per_s": round(sum(r.samples_per_s for r in result.history) / len(result.history), 1)}
+    if pruned_epoch is None:
+        attrs |= {"outcome": v.label, "outcome_epoch": v.epoch, "evidence": v.evidence, "sealed": v.sealed,
+                  "mechanism": v.signals.get("mechanism", v.label),
+                  ends.ENDED_BY: ends.JUDGE if v.sealed else ends.BUDGET}
+    else:
+        attrs |= {ends.ENDED_BY: ends.PRUNER, ends.PRUNED_EPOCH: pruned_epoch}
     if result.quality is not None:
         attrs |= {f"final_{k}": val for k, val in result.quality.as_dict().items()}
         ctx.final_fld[trial.number] = result.quality.fld
@@ -299,8 +347,8 @@ def tell(ctx: RunContext, trial: optuna.Trial, result: RunResult) -> str:
             for k, val in attrs.items():
                 trial.set_user_attr(k, val)
             value = getattr(result.quality, h.spec.metric) if result.quality is not None else math.nan
-            if v.sealed or not math.isfinite(value):
-                h.study.tell(trial, state=TrialState.PRUNED)
+            if pruned_epoch is not None or v.sealed or not math.isfinite(value):
+                h.study.tell(trial, state=TrialState.PRUNED)  # Optuna keeps the last reported value as its value
             else:
                 h.study.tell(trial, value)
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -308,8 +356,9 @@ def tell(ctx: RunContext, trial: optuna.Trial, result: RunResult) -> str:
             # enqueued a retry, which will record this configuration; this result is dropped.
             ctx.outcomes["superseded"] += 1
             return "superseded"
-    ctx.outcomes[v.label] += 1
-    return v.label
+    label = v.label if pruned_epoch is None else PRUNED_LABEL
+    ctx.outcomes[label] += 1
+    return label
 
 
 def _finite(x: float) -> float | str:

@@ -3,7 +3,9 @@
 Grids are enqueued trial by trial (never GridSampler, which can run a point twice across
 workers) and every worker takes work with `pop_waiting`, which claims a WAITING trial through
 the storage's own state transition (WAITING -> RUNNING succeeds for exactly one worker; on
-PostgreSQL it runs under a row lock).
+PostgreSQL it runs under a row lock). Sampled studies (tpe, random, gp, cmaes, qmc) ask under the
+study's planning lock with the sampler seeded by the study's seed and the trial's number, so that
+concurrent runs and workers never ask the same configuration twice (`ask_sampled`).
 """
 
 from __future__ import annotations
@@ -20,14 +22,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
 from sweeps import urls
 from sweeps.errors import UserError
 from sweeps.stores import deadline
+from sweeps.stores import ends
 from sweeps.stores.beats import beating
 from sweeps.stores.locks import check_lock_paths, sqlite_lock
+from sweeps.study.pruners import PrunerSpec
 from sweeps.study.spec import Profile, StudySpec
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -49,6 +54,8 @@ class StaleTrials:
 
     def __init__(self) -> None:
         self.tracker = None  # set once the MLflow tracker is open
+        # a retry inherits the dead trial's system attributes, successive halving's rungs among them; the
+        # epochs its checkpoint restores are reported to it again when it resumes (runner.TrialPruning)
         self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -213,18 +220,47 @@ def git_commit() -> str:
 
 
 def make_sampler(spec: StudySpec, salt: int = 0) -> optuna.samplers.BaseSampler:
-    """The study's sampler; `salt` (the number of the trial about to be asked) varies its seed, so that
-    the seed and the trial's number, not the process that asks, decide what is sampled."""
-    seed = None if spec.sampler_seed is None else (spec.sampler_seed * 1_000_003 + salt) % 2**32
+    """The study's sampler, seeded from the study's seed; `salt` (the number of the trial about to be asked)
+    varies that seed, so that the seed and the trial's number, not the process that asks, decide what is
+    sampled: two processes asking in turn (under the planning lock) never draw alike. QMC is the exception:
+    its points are one scrambled sequence, which the study's seed alone must fix; each trial takes the next
+    index of it, counted in the study's storage (under the same lock: no index is taken twice)."""
+    # hashed, not added: Mersenne Twister streams of consecutive seeds start correlated (a study's lr_g came out
+    # rising with the trial's number)
+    seed = None if spec.sampler_seed is None else int(np.random.SeedSequence([spec.sampler_seed, salt]).generate_state(1)[0])
     if spec.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
+    if spec.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if spec.sampler == "cmaes":
+        try:
+            import cmaes  # noqa: F401 - a dependency; a broken install is said in one line, before any store
+        except ImportError:
+            raise UserError("the cmaes sampler needs the cmaes package: pip install cmaes") from None
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if spec.sampler == "qmc":
+        return optuna.samplers.QMCSampler(seed=spec.sampler_seed, scramble=True, warn_independent_sampling=False)
     # grid: every trial is enqueued, the sampler is never asked; random: as asked.
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+def make_pruner(pruner: PrunerSpec | None, profile: Profile) -> optuna.pruners.BasePruner:
+    """The study's pruner, one of Optuna's, built from its file's parameters ("auto" resources resolved from
+    the profile's epochs: every process builds the same one, before any trial has completed); none: NopPruner."""
+    if pruner is None:
+        return optuna.pruners.NopPruner()
+    from sweeps.study.pruners import PRUNERS
+
+    cls = getattr(optuna.pruners, PRUNERS[pruner.kind].optuna)
+    kwargs = pruner.resolved(profile.epochs)
+    if pruner.kind == "patient":
+        return cls(make_pruner(pruner.wrapped, profile) if pruner.wrapped is not None else None, **kwargs)
+    return cls(**kwargs)
+
+
 def ask_sampled(handle: StudyHandle) -> optuna.Trial | None:
-    """tpe / random: a newly sampled configuration with all its parameters, or None once the design has
-    its `trials` configurations. Counted, asked and suggested under the study's planning lock with the sampler
+    """A sampled study (tpe, random, gp, cmaes, qmc): a newly sampled configuration with all its parameters, or
+    None once the design has its `trials` configurations. Counted, asked and suggested under the study's planning lock with the sampler
     seeded by the trial's number: two processes can neither both ask the last configuration nor (seeded
     alike) both draw the same one; one process alone draws the same sequence every time."""
     study = handle.study
@@ -232,13 +268,19 @@ def ask_sampled(handle: StudyHandle) -> optuna.Trial | None:
         if sampled_trials(study) >= (handle.profile.trials or 0):
             return None
         study.sampler = make_sampler(handle.spec, salt=len(study.get_trials(deepcopy=False)))
-        trial = study.ask()
+        # ask() claims a WAITING trial (another configuration's seed) before it samples one, through the same
+        # WAITING -> RUNNING step as pop_waiting: on sqlite only the claim lock keeps two processes from both
+        # taking it. And scipy notes that a Sobol sequence is balanced at powers of two only: each trial takes one.
+        with sqlite_lock(handle.url, "claim"), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*balance properties of Sobol")
+            trial = study.ask()
+            if "seed" not in trial.user_attrs:
+                for p in handle.spec.space:  # every parameter now, under the lock (GP, CMA-ES and QMC sample
+                    p.suggest(trial)         # them all at once, when the first is asked)
         study_id = handle.storage.get_study_id_from_name(handle.name)
         beat_now(handle.storage, handle.storage.get_trial_id_from_study_id_trial_number(study_id, trial.number))
         if "seed" in trial.user_attrs:  # ask() hands out an enqueued trial first (another's seeds): run it as is
             return trial
-        for p in handle.spec.space:
-            p.suggest(trial)
         trial.set_user_attr("seed", handle.spec.seeds[0])
         trial.set_user_attr("sampled", True)
         enqueue_missing_seeds(handle)  # its other seeds, under the same lock: no other process enqueues them too
@@ -272,16 +314,17 @@ def open_study(spec: StudySpec, profile: Profile, storage: optuna.storages.BaseS
     direction, or one that gan-sweep did not make, is an error."""
     fingerprint = spec.fingerprint(profile, extra)
     made = False
+    sampler, pruner = make_sampler(spec), make_pruner(spec.pruner, profile)
     if create:
         try:
             study = optuna.create_study(storage=storage, study_name=name, direction=spec.direction,
-                                        sampler=make_sampler(spec))
+                                        sampler=sampler, pruner=pruner)
             made = True
         except optuna.exceptions.DuplicatedStudyError:
-            study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(spec))
+            study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     else:
         try:
-            study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(spec))
+            study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
         except KeyError:
             raise UserError(f"study {name!r} does not exist in this storage; start it with gan-sweep run") from None
     if made:  # under the planning lock, so no other process sees the study before these attributes
@@ -291,7 +334,9 @@ def open_study(spec: StudySpec, profile: Profile, storage: optuna.storages.BaseS
         study.set_user_attr("spec", {"source": spec.source, "description": spec.description,
                                      "profile": profile.name, "metric": spec.metric,
                                      "space": spec.describe_space(), "seeds": list(spec.seeds),
-                                     "claims": list(spec.claims), "baseline": spec.baseline, "fixed": spec.fixed})
+                                     "claims": list(spec.claims), "baseline": spec.baseline, "fixed": spec.fixed,
+                                     "sampler": spec.sampler, "epochs": profile.epochs,
+                                     "pruner": spec.pruner.describe(profile.epochs) if spec.pruner else None})
     attrs = study.user_attrs
     if "fingerprint" not in attrs:
         raise UserError(f"a study named {name!r} already exists in this storage but was not made by gan-sweep; "
@@ -354,7 +399,7 @@ def plan(handle: StudyHandle, log=None) -> int:
 
 
 def enqueue_missing_seeds(handle: StudyHandle) -> int:
-    """tpe / random: every sampled configuration runs once per seed; failed ones run again."""
+    """A sampled study: every sampled configuration runs once per seed; failed ones run again."""
     study, seeds = handle.study, handle.spec.seeds
     trials = study.get_trials(deepcopy=False)
     have = {trial_key(t) for t in trials if t.state in DONE + PENDING}
@@ -370,7 +415,7 @@ def enqueue_missing_seeds(handle: StudyHandle) -> int:
 
 
 def sampled_trials(study: optuna.Study) -> int:
-    """tpe / random: configurations sampled so far (failed ones included; a random draw may repeat one in
+    """A sampled study: configurations sampled so far (failed ones included; a random draw may repeat one in
     a small discrete space, as any random search does: a grid runs each exactly once)."""
     return sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("sampled"))
 
@@ -405,12 +450,13 @@ def beat_now(storage: optuna.storages.BaseStorage, trial_id: int) -> None:
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
-    """Trials per state, and per outcome among the finished."""
+    """Trials per state, per outcome among the finished, and (ends.COUNT_KEY) how many the pruner stopped."""
     out: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
         out[t.state.name] = out.get(t.state.name, 0) + 1
         if t.state in DONE:
-            label = t.user_attrs.get("outcome", "?")
+            by = ends.ended_by(t.user_attrs, True)
+            label = ends.COUNT_KEY if by == ends.PRUNER else t.user_attrs.get("outcome", "?")
             out[label] = out.get(label, 0) + 1
     return out
 

@@ -190,10 +190,13 @@ class Tracker:
         orchestration overhead as metrics; the report's files as artifacts."""
         from mlflow.entities import Metric
 
+        from sweeps.stores.ends import COUNT_KEY
+
         finished = sum(counts.get(k, 0) for k in ("COMPLETE", "PRUNED"))
+        judged = finished - counts.get(COUNT_KEY, 0)  # a run the pruner stopped is neither success nor failure
         values = {"trials_finished": finished, "trials_failed": counts.get("FAIL", 0), "wall_seconds": seconds,
-                  "overhead_share": overhead,
-                  "success_share": counts.get("success", 0) / finished if finished else float("nan")}
+                  "overhead_share": overhead, "trials_pruned_by_pruner": counts.get(COUNT_KEY, 0),
+                  "success_share": counts.get("success", 0) / judged if judged else float("nan")}
         values |= {f"outcome_{k}_count": v for k, v in counts.items() if k.islower()}
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), _now_ms(), 0) for k, v in values.items()])
         if files:
@@ -247,21 +250,29 @@ class Tracker:
         self._artifacts_plain()
         self.client.log_image(run_id, grid_pixels(samples), key="samples", step=step)
 
-    def log_result(self, run_id: str, result: RunResult, files: dict[str, Path] | None = None) -> None:
-        """Outcome tags, final quality metrics and the loss-curve figure of a finished run."""
+    def log_result(self, run_id: str, result: RunResult, files: dict[str, Path] | None = None,
+                   pruned_epoch: int | None = None) -> None:
+        """Outcome tags, final quality metrics and the loss-curve figure of a finished run. A run the study's
+        pruner stopped (`pruned_epoch`) has no outcome: tagged ended_by pruner and pruned_epoch instead."""
         import matplotlib.pyplot as plt
         from mlflow.entities import Metric, RunTag
 
+        from sweeps.stores import ends
         from sweeps.stores.artifacts import loss_figure
 
         v = result.verdict
-        tags = {"outcome": v.label, "outcome_epoch": v.epoch, "outcome_sealed": v.sealed,
-                "evidence": v.evidence[:4000], "device": result.device, "dataset": result.dataset_source[:4000]}
+        tags = {"device": result.device, "dataset": result.dataset_source[:4000]}
+        if pruned_epoch is None:
+            tags |= {"outcome": v.label, "outcome_epoch": v.epoch, "outcome_sealed": v.sealed,
+                     "evidence": v.evidence[:4000], ends.ENDED_BY: ends.JUDGE if v.sealed else ends.BUDGET}
+        else:
+            tags |= {ends.ENDED_BY: ends.PRUNER, ends.PRUNED_EPOCH: pruned_epoch}
         metrics = [Metric("seconds", result.seconds, _now_ms(), 0)]
         if result.quality is not None:
             metrics += [Metric(f"final_{k}", float(val), _now_ms(), 0) for k, val in result.quality.as_dict().items()]
         self.client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, str(val)) for k, val in tags.items()])
-        fig = loss_figure(result.history, f"{v.label} (epoch {v.epoch})")
+        fig = loss_figure(result.history, f"{v.label} (epoch {v.epoch})" if pruned_epoch is None
+                          else f"pruned at epoch {pruned_epoch} (no outcome)")
         self._artifacts_plain()
         self.client.log_figure(run_id, fig, "loss_curves.png")
         plt.close(fig)

@@ -8,13 +8,17 @@
     baseline = { lr_d = 1e-4 }                    # the seed's setting of the swept keys (for reports)
 
     [sampler]
-    kind = "grid"                                 # grid (every combination, enqueued) | tpe | random
-    seed = 0
+    kind = "grid"                                 # grid (every combination, enqueued) | tpe | random | gp | cmaes | qmc
+    seed = 0                                      # seeds the sampler (sweeps/study/pruners.py)
+
+    [pruner]                                      # optional, off by default: one of Optuna's pruners and its
+    kind = "hyperband"                            # parameters (sweeps/study/pruners.py); none in a study of claims
+    min_resource = 5
 
     [space]                                       # keys are run-config keys (gan-sweep train --help)
     lr_d = { values = [1e-5, 1e-4], tie = ["lr_g"] }   # grid axis / choice; tie: same value elsewhere
     clip_d = { values = ["off", 1.0] }
-    lr_g = { log_uniform = [1e-6, 1e-2] }         # tpe / random only
+    lr_g = { log_uniform = [1e-6, 1e-2] }         # sampled studies only (not grid)
     beta1 = { uniform = [0.0, 0.9] }
 
     # or, instead of [space], an explicit list of configurations (grid sampler), e.g. an ablation:
@@ -26,7 +30,7 @@
 
     [profiles.quick]                              # budget per profile; quick on a CPU, full on a GPU
     epochs = 20
-    trials = 12                                   # tpe / random: configurations to sample
+    trials = 12                                   # sampled studies: configurations to sample
     seeds = [0]                                   # optional overrides: seeds, fixed (merged), space (replaced)
 
 Every mistake is a SpecError naming the file and the key, in one line.
@@ -49,8 +53,10 @@ from gan_core.config import FLAT_KEYS, MAX_SEED, ConfigError, RunConfig
 from sweeps.errors import UserError
 from sweeps.paths import NAME
 from sweeps.study.claims import claim_ids
+from sweeps.study.pruners import SAMPLER_NOTES, PrunerSpec
+from sweeps.study.pruners import parse as parse_pruner
 
-SAMPLERS = ("grid", "tpe", "random")
+SAMPLERS = tuple(SAMPLER_NOTES)
 PROFILES = ("quick", "full")
 METRICS = ("fld", "score", "coverage", "class_kl", "junk", "precision", "recall", "confidence", "legible", "classes",
            "distinct", "spread")
@@ -109,7 +115,7 @@ class Profile:
     eval_samples: int = 2000
     """Samples per evaluation."""
     trials: int | None = None
-    """tpe / random: how many configurations to sample."""
+    """A sampled study (not grid): how many configurations to sample."""
 
 
 @dataclass(frozen=True)
@@ -129,9 +135,9 @@ class StudySpec:
     seeds: tuple[int, ...]
     """Seeds per configuration."""
     sampler: str
-    """grid, tpe or random."""
+    """A key of SAMPLER_NOTES (sweeps/study/pruners.py)."""
     sampler_seed: int
-    """Seed of a tpe / random sampler."""
+    """The seed every sampler is seeded from."""
     metric: str
     """The objective: a quality metric of the last evaluation."""
     direction: str
@@ -146,6 +152,8 @@ class StudySpec:
     """An explicit list of configurations (instead of the product of the values axes)."""
     config_seeds: tuple[tuple[int, ...] | None, ...] | None = None
     """Per explicit configuration, its own seeds (None: the study's)."""
+    pruner: PrunerSpec | None = None
+    """The study's pruner (None: every run trains to its end or its sealed fate)."""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     """The file as parsed (profiles may override its seeds, fixed and space)."""
 
@@ -233,10 +241,12 @@ class StudySpec:
         extends a study."""
         from gan_core.config import DATA_LAYOUT
 
-        blob = json.dumps({"space": [p.__dict__ for p in self.space], "fixed": self.fixed,
-                           "profile": profile.__dict__, "metric": self.metric, "direction": self.direction,
-                           "extra": extra or {}, "data_layout": DATA_LAYOUT},
-                          sort_keys=True, default=str)
+        what = {"space": [p.__dict__ for p in self.space], "fixed": self.fixed,
+                "profile": profile.__dict__, "metric": self.metric, "direction": self.direction,
+                "extra": extra or {}, "data_layout": DATA_LAYOUT}
+        if self.pruner is not None:  # only then: the studies stored before pruners keep their fingerprints
+            what["pruner"] = self.pruner.as_dict()
+        blob = json.dumps(what, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
     def describe_space(self) -> list[str]:
@@ -289,8 +299,8 @@ def load_spec(name_or_path: str) -> StudySpec:
         raise SpecError(f"{source}: nested too deeply to be a study file") from None
 
 
-_TOP_KEYS = {"name", "description", "claims", "seeds", "objective", "baseline", "sampler", "space", "configs",
-             "fixed", "profiles"}
+_TOP_KEYS = {"name", "description", "claims", "seeds", "objective", "baseline", "sampler", "pruner", "space",
+             "configs", "fixed", "profiles"}
 _PROFILE_KEYS = {"epochs", "steps_per_epoch", "eval_every", "eval_samples", "trials", "seeds", "fixed", "space",
                  "configs"}
 
@@ -427,7 +437,7 @@ def _build(source: str, raw: dict, validate_overrides: bool = True) -> StudySpec
         raise SpecError(f"{source}: space.{dup[0]} is swept twice (directly or through tie)")
     if kind == "grid" and any(p.kind != "values" for p in space):
         bad = next(p for p in space if p.kind != "values")
-        raise SpecError(f"{source}: space.{bad.name}: a grid needs values, not a {bad.kind} range (use tpe or random)")
+        raise SpecError(f"{source}: space.{bad.name}: a grid needs values, not a {bad.kind} range (use a sampler: tpe, random, gp, cmaes or qmc)")
 
     both = sorted(set(fixed) & set(swept))
     if both:
@@ -457,12 +467,37 @@ def _build(source: str, raw: dict, validate_overrides: bool = True) -> StudySpec
         if kind != "grid" and "trials" not in budget:
             raise SpecError(f"{source}: profiles.{pname}.trials is needed by the {kind} sampler")
         profiles[pname] = Profile(pname, **budget)
+    if kind == "cmaes" and all(p.kind == "values" for p in space):
+        raise SpecError(f"{source}: sampler.kind cmaes needs a log_uniform or uniform range in [space]: CMA-ES "
+                        f"samples only those (values would all be drawn at random)")
+    pruner = _pruner(source, raw, claims, profiles) if "pruner" in raw else None
     spec = StudySpec(name, description, source, space, dict(fixed), seeds, kind, sampler_seed, metric,
-                     direction, profiles, claims, dict(baseline), configs, config_seeds, raw)
+                     direction, profiles, claims, dict(baseline), configs, config_seeds, pruner, raw)
     if validate_overrides:  # a profile's overrides are checked now, not when that profile first runs
         for pname in profiles:
             spec.for_profile(pname)
     return spec
+
+
+def _pruner(source: str, raw: dict, claims: tuple[str, ...], profiles: dict[str, Profile]) -> PrunerSpec:
+    if claims:  # a verdict on a claim counts every run to its end (or its sealed fate)
+        raise SpecError(f"{source}: pruner: a study of the seed's claims (here {', '.join(claims)}) keeps none: a "
+                        f"verdict needs every run to its end")
+    try:
+        pruner = parse_pruner("pruner", raw["pruner"])
+    except ValueError as exc:
+        raise SpecError(f"{source}: {exc}") from None
+    for pname, prof in profiles.items():
+        check_pruner_budget(source, pruner, prof.epochs, f"profiles.{pname}'s {prof.epochs} epochs")
+    return pruner
+
+
+def check_pruner_budget(source: str, pruner: PrunerSpec, epochs: int, budget: str) -> None:
+    """A pruner that could first act after the last epoch would never act: refused, not run for nothing."""
+    first = pruner.first_epoch(epochs)
+    if first > epochs:
+        raise SpecError(f"{source}: pruner: it could first prune at epoch {first}, after {budget} (lower its "
+                        f"min_resource, warmup or patience)")
 
 
 def _configs(source: str, configs: Any, fixed: dict

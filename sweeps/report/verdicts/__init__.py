@@ -50,6 +50,9 @@ def claim_verdict(data: StudyData, claim_id: str) -> ClaimVerdict:
         found = dataclasses.replace(found, sentence=f"{found.sentence} {apart} run(s) ran past the uncapped inner "
                                                    f"loop's stated bound: over budget, neither success nor failure, "
                                                    f"counted apart.")
+    if not data.pruned.empty:  # stopped for being behind, not judged: neither success nor failure
+        found = dataclasses.replace(found, sentence=f"{found.sentence} {len(data.pruned)} run(s) stopped by the "
+                                                   f"study's pruner: no outcome, counted apart.")
     th = Thresholds.from_stored(data.thresholds)
     if th is None or found.status == "not tested":
         return found
