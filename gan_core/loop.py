@@ -53,7 +53,8 @@ CHECKPOINT_FORMAT = 4
 """Bumped when the checkpoint layout changes: a file of another format is moved aside, not misread."""
 
 MemberCallback = Callable[[int, EpochEvent], "bool | None"]
-"""Called after every epoch of member p; returning True stops that member (e.g. an Optuna pruner)."""
+"""Called after every epoch of member p; returning True stops that member at once (a rule that must see
+every member's epoch before it decides, such as a study's pruner, is a `Stopper`)."""
 
 
 class Stopper(Protocol):

@@ -195,7 +195,7 @@ class EpochEvent:
 
 
 Callback = Callable[[EpochEvent], "bool | None"]
-"""Called after every epoch; returning True stops the run (e.g. an Optuna pruner)."""
+"""Called after every epoch; returning True stops the run (a study's pruner acts through `gan_core.loop.Stopper`)."""
 
 
 @dataclass(frozen=True)

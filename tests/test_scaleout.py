@@ -75,6 +75,34 @@ def test_four_workers_run_twenty_trials_each_exactly_once(tmp_path, evaluator, c
 
 
 @needs_servers
+def test_workers_on_postgresql_prune_through_their_trials_and_run_each_configuration_once(tmp_path, evaluator, capsys):
+    """A pruned study across processes: the run that creates it trains one trial, two workers the rest; each
+    process's pruner decides through its trials and the shared store (successive halving, asynchronous)."""
+    storage = fresh_pg_database()
+    spec = study_file(tmp_path, lrs=1, seeds=1, epochs=3, steps=4)
+    spec.write_text(spec.read_text().replace("lr_d = { values = [0.0001] }",  # falling lrs: later ones do worse early
+                                             "lr_d = { values = [3e-3, 2e-3, 1e-3, 5e-4, 2e-4, 1e-4] }")
+                    .replace("[space]", '[pruner]\nkind = "successive_halving"\nmin_resource = 1\nreduction_factor = 2\n'
+                                        "[space]"))
+    name = f"prune-{uuid.uuid4().hex[:6]}"
+    common = ["--storage", storage, "--tracking-uri", MLFLOW, "--study-name", name, "--device", "cpu",
+              "--checkpoint-dir", tmp_path / "ckpt", "--population-size", 3]
+    finish_here(capsys, "run", spec, "--trials", 1, *common, "--out", tmp_path / "r")  # creates and enqueues
+    for w in [gan_sweep("worker", spec, *common) for _ in range(2)]:
+        finish(w)
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert len(exactly_once(study)) == 6 and len(study.trials) == 6
+    pruned = [t for t in study.trials if t.user_attrs.get("ended_by") == "pruner"]
+    assert pruned, [(t.number, t.params, dict(t.intermediate_values)) for t in study.trials]
+    for t in study.trials:
+        assert (t.user_attrs["ended_by"] == "pruner") == ("outcome" not in t.user_attrs)
+    for t in pruned:
+        assert t.state == TrialState.PRUNED and t.user_attrs["pruned_epoch"] == max(t.intermediate_values) < 3
+        tags = MlflowClient(MLFLOW).get_run(t.user_attrs["mlflow_run_id"]).data.tags
+        assert tags["ended_by"] == "pruner" and "outcome" not in tags
+
+
+@needs_servers
 def test_a_worker_killed_mid_trial_is_retried_from_its_checkpoint(tmp_path, evaluator, capsys):
     storage = fresh_pg_database()
     spec = study_file(tmp_path, lrs=3, seeds=1, epochs=8, steps=40)

@@ -21,7 +21,7 @@ STATE_COLUMNS = ["trial", "state", "outcome", "seed", "value", "outcome_epoch", 
                  "mechanism", "seconds", "samples_per_s", ends.ENDED_BY, ends.PRUNED_EPOCH]
 FAIL = "FAIL"
 """The outcome column's value for a trial our code crashed on (or that was interrupted)."""
-PRUNED = "pruned"
+PRUNED = ends.SHOWN
 """The outcome column's value for a run the study's pruner stopped: it has no outcome of the judge (not a label;
 Optuna's state PRUNED also holds runs the judge sealed, which keep theirs: `ended_by` tells them apart)."""
 

@@ -226,10 +226,6 @@ def pruning_for(ctx: RunContext, preps: list[Prepared]) -> TrialPruning | None:
                         lambda: _timed(ctx.overhead, "optuna_s"))
 
 
-PRUNED_LABEL = "pruned"
-"""What `tell` returns (and progress lines say) for a trial the study's pruner stopped: not a judge's label."""
-
-
 def finish(ctx: RunContext, prep: Prepared, result: RunResult, pruned_epoch: int | None = None) -> str:
     """Record a trial's end in both stores (once: a pruned trial is recorded when it is pruned)."""
     if prep.recorded is not None:
@@ -320,7 +316,7 @@ def run_population(ctx: RunContext, trials: list[optuna.Trial]) -> list[tuple[in
 
 
 def tell(ctx: RunContext, trial: optuna.Trial, result: RunResult, pruned_epoch: int | None = None) -> str:
-    """Tell Optuna a trial's end with its attributes; returns its label (PRUNED_LABEL when the pruner stopped it,
+    """Tell Optuna a trial's end with its attributes; returns its label (ends.SHOWN when the pruner stopped it,
     'superseded' when another worker had already failed it as stale). A pruned run carries no outcome of the
     judge (the judge's reading of an unfinished run is no verdict): `ended_by` pruner and `pruned_epoch`."""
     h, v = ctx.handle, result.verdict
@@ -356,7 +352,7 @@ def tell(ctx: RunContext, trial: optuna.Trial, result: RunResult, pruned_epoch: 
             # enqueued a retry, which will record this configuration; this result is dropped.
             ctx.outcomes["superseded"] += 1
             return "superseded"
-    label = v.label if pruned_epoch is None else PRUNED_LABEL
+    label = v.label if pruned_epoch is None else ends.SHOWN
     ctx.outcomes[label] += 1
     return label
 

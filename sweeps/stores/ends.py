@@ -26,6 +26,9 @@ MEANINGS = {
             "or verdict)",
 }
 """Every value of ended_by and what it means."""
+SHOWN = "pruned"
+"""What stands where a run the pruner stopped has no outcome: the report's outcome column and progress lines (like
+FAIL for a crash, it is not one of the judge's labels)."""
 COUNT_KEY = "PRUNED_BY_PRUNER"
 """Where a study's counts (`storage.counts`) tally the runs its pruner stopped: upper case as Optuna's states,
 so that no list of outcome labels (lower case) takes it for one."""

@@ -270,9 +270,11 @@ def ask_sampled(handle: StudyHandle) -> optuna.Trial | None:
         study.sampler = make_sampler(handle.spec, salt=len(study.get_trials(deepcopy=False)))
         # ask() claims a WAITING trial (another configuration's seed) before it samples one, through the same
         # WAITING -> RUNNING step as pop_waiting: on sqlite only the claim lock keeps two processes from both
-        # taking it. And scipy notes that a Sobol sequence is balanced at powers of two only: each trial takes one.
+        # taking it. Two warnings say nothing here: scipy's, that a Sobol sequence is balanced at powers of two only
+        # (each trial takes one point), and Optuna's, that heartbeats belong to Study.optimize (ours beat them).
         with sqlite_lock(handle.url, "claim"), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*balance properties of Sobol")
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
             trial = study.ask()
             if "seed" not in trial.user_attrs:
                 for p in handle.spec.space:  # every parameter now, under the lock (GP, CMA-ES and QMC sample
