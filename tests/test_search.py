@@ -310,6 +310,37 @@ def test_a_pruned_member_leaves_and_the_others_still_equal_their_single_runs_flo
             assert (mine - theirs).abs().max().item() < 1e-10, p
 
 
+class FakeTrial:
+    """What TrialPruning uses of an optuna.Trial, recording the order it is asked in."""
+
+    def __init__(self, number: int, answer: bool, asked: list, user_attrs: dict | None = None) -> None:
+        self.number, self.answer, self.asked, self.user_attrs, self.written = number, answer, asked, user_attrs or {}, {}
+
+    def should_prune(self) -> bool:
+        self.asked.append(self.number)
+        return self.answer
+
+    def set_user_attr(self, key, value) -> None:
+        self.written[key] = value
+
+
+def test_the_pruner_decides_in_trial_order_writes_each_decision_at_once_and_a_retry_replays_its_own():
+    import contextlib
+
+    from sweeps.running.pruning import TrialPruning
+
+    asked: list = []
+    trials = [FakeTrial(7, True, asked), FakeTrial(3, False, asked), FakeTrial(5, True, asked, {"pruned_epoch": 2})]
+    pruning = TrialPruning(trials, "fld", lambda p, result, epoch: None, contextlib.nullcontext)
+    pruning.reported = [{1, 2}, {1, 2}, {1, 2}]  # every member reported epochs 1 and 2
+    assert pruning.decide(1, [0, 1, 2]) == [0] and asked == [3, 7]  # trial order, whatever the members' order
+    assert trials[0].written == {"pruned_epoch": 1}  # on the trial before any later decision
+    # trial 5 retries a trial pruned at epoch 2 whose process died before recording it: it is not asked (its
+    # rung is already recorded as passed) and stops at that epoch
+    assert pruning.decide(2, [1, 2]) == [2] and asked == [3, 7, 3] and trials[2].written == {"pruned_epoch": 2}
+    assert pruning.pruned == {0: 1, 2: 2}
+
+
 # -- pruning in a study: deterministic, apart from the judge's labels ----------------------------------------
 
 F64 = 'dtype = "float64"\nz_dim = 16\ng_hidden = "32,64"\nd_hidden = 32'

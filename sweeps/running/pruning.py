@@ -10,6 +10,12 @@ it through `subset`: its compute goes to the others at once) and is recorded the
 PRUNED, ended_by pruner), so a process killed later does not lose the decision. The reference engine runs
 the same class over one trial; across workers on PostgreSQL each process decides for its own trials,
 through the trial and the shared storage (Optuna's successive halving is asynchronous by design).
+
+A decision is written to its trial (`pruned_epoch`) the moment it is made, before the result is recorded:
+a process killed in between leaves a trial whose retry inherits the attribute, and the retry, resumed from
+its last checkpoint (never one past the decision), replays it: it trains on to that epoch and stops there,
+without asking the pruner again (which would find the rung already passed, successive halving having
+recorded it on the dead trial).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from collections.abc import Callable
 import optuna
 
 from gan_core.records import EpochRecord, RunResult
+from sweeps.stores import ends
 
 
 class TrialPruning:
@@ -37,6 +44,8 @@ class TrialPruning:
         """Per member, the epochs reported to its trial."""
         self.pruned: dict[int, int] = {}
         """Member -> the epoch the pruner stopped it at."""
+        self.decided = [t.user_attrs.get(ends.PRUNED_EPOCH) for t in trials]
+        """Per member, a decision its trial inherited from a dead trial it retries (None: none)."""
 
     def value(self, rec: EpochRecord) -> float | None:
         """The objective an epoch reports: its evaluation's metric, when there was one and it is finite."""
@@ -61,10 +70,14 @@ class TrialPruning:
 
     def decide(self, epoch: int, members: list[int]) -> list[int]:
         asked = sorted((p for p in members if epoch in self.reported[p]), key=lambda p: self.trials[p].number)
+        stop = []
         with self.timed():
-            stop = [p for p in asked if self.trials[p].should_prune()]
-        for p in stop:
-            self.pruned[p] = epoch
+            for p in asked:
+                replayed = self.decided[p] is not None
+                if (self.decided[p] == epoch) if replayed else self.trials[p].should_prune():
+                    self.trials[p].set_user_attr(ends.PRUNED_EPOCH, epoch)  # durable before the next decision
+                    self.pruned[p] = epoch
+                    stop.append(p)
         return stop
 
     def ended(self, p: int, result: RunResult) -> None:

@@ -227,7 +227,7 @@ def make_sampler(spec: StudySpec, salt: int = 0) -> optuna.samplers.BaseSampler:
     index of it, counted in the study's storage (under the same lock: no index is taken twice)."""
     # hashed, not added: Mersenne Twister streams of consecutive seeds start correlated (a study's lr_g came out
     # rising with the trial's number)
-    seed = None if spec.sampler_seed is None else int(np.random.SeedSequence([spec.sampler_seed, salt]).generate_state(1)[0])
+    seed = int(np.random.SeedSequence([spec.sampler_seed, salt]).generate_state(1)[0])
     if spec.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if spec.sampler == "gp":
@@ -260,9 +260,10 @@ def make_pruner(pruner: PrunerSpec | None, profile: Profile) -> optuna.pruners.B
 
 def ask_sampled(handle: StudyHandle) -> optuna.Trial | None:
     """A sampled study (tpe, random, gp, cmaes, qmc): a newly sampled configuration with all its parameters, or
-    None once the design has its `trials` configurations. Counted, asked and suggested under the study's planning lock with the sampler
-    seeded by the trial's number: two processes can neither both ask the last configuration nor (seeded
-    alike) both draw the same one; one process alone draws the same sequence every time."""
+    None once the design has its `trials` configurations. Counted, asked and suggested under the study's
+    planning lock with the sampler seeded by the trial's number: two processes can neither both ask the last
+    configuration nor (seeded alike) both draw the same one; one process alone draws the same sequence every
+    time."""
     study = handle.study
     with planning_lock(handle.storage, handle.url):
         if sampled_trials(study) >= (handle.profile.trials or 0):
