@@ -165,6 +165,20 @@ def watch_study(storage: str, name: str):
     if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
         return None  # connecting would create the file under the run that is about to
     try:
+        # Optuna's storage writes its version rows into a store that lacks them (even with
+        # skip_table_creation), which races the run's own (UNIQUE constraint failed: alembic_version):
+        # open it only once the run has written them and the study, read here without writing.
+        engine = sqlalchemy.create_engine(storage)
+        try:
+            with engine.connect() as con:
+                ready = (con.execute(sqlalchemy.text("SELECT count(*) FROM alembic_version")).scalar()
+                         and con.execute(sqlalchemy.text("SELECT count(*) FROM version_info")).scalar()
+                         and con.execute(sqlalchemy.text("SELECT count(*) FROM studies WHERE study_name = :n"),
+                                         {"n": name}).scalar())
+        finally:
+            engine.dispose()
+        if not ready:
+            return None
         store = optuna.storages.RDBStorage(storage, skip_table_creation=True, skip_compatibility_check=True)
         return optuna.load_study(study_name=name, storage=store)
     except (KeyError, sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError):
