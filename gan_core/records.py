@@ -47,6 +47,11 @@ class Quality:
     """Share of samples that are distinct modes (real ~0.99; m images repeated: m / 1000)."""
     spread: float = float("nan")
     """Mean pairwise pixel distance of the samples over that of real data (1 for data, 0 for one image)."""
+    brightness: float = float("nan")
+    """Mean pixel value (real digits ~0.13; a flat grey field ~0.5)."""
+    off_data: float = float("nan")
+    """Share of samples farther in pixels from every reference image than 99% of other real images are
+    (real ~0.01; a third of shapeless lumps among real digits ~0.23; noise 1)."""
 
     def as_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
@@ -55,7 +60,7 @@ class Quality:
 METRIC_NAMES = {
     "step": "batches_done", "clamp_rate": "clamp_share", "weights_finite": "weights_finite_flag",
     "coverage": "classes_covered_count", "classes": "classes_present_soft_count", "junk": "not_data_share",
-    "legible": "legible_share", "distinct": "distinct_share", "spread": "pixel_spread_ratio",
+    "legible": "legible_share", "distinct": "distinct_share", "off_data": "off_data_share", "spread": "pixel_spread_ratio",
     "class_kl": "class_kl_nats", "score": "classifier_score",
     "d_sv_1": "d_layer1_top_singular_value", "d_sv_2": "d_layer2_top_singular_value",
     "noise_std": "instance_noise_std", "ema_distance": "g_ema_relative_distance",

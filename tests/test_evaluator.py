@@ -225,22 +225,27 @@ def test_calibrate_exits_1_when_the_judge_disagrees_on_a_set_with_a_known_label(
             for name, expected in (("a", "success"), ("b", None))}
     rows = [constructed.Check(sets["a"], q, "success", "r"), constructed.Check(sets["b"], q, "poor_quality", "r")]
     monkeypatch.setattr("gan_core.judge.constructed.check", lambda ev, ds: rows)
-    res = CliRunner().invoke(app, ["calibrate"])
+    res = CliRunner().invoke(app, ["calibrate", "--no-panel"])
     assert res.exit_code == 0 and "agrees on 1 of 1" in res.stderr, res.output
     rows[0] = constructed.Check(sets["a"], q, "mode_collapse", "r")
-    res = CliRunner().invoke(app, ["calibrate", "--markdown"])
+    res = CliRunner().invoke(app, ["calibrate", "--markdown", "--no-panel"])
     assert res.exit_code == 1 and "disagrees on: a" in res.stderr and "| a |" in res.stdout
 
 
 def test_a_grid_a_third_or_half_of_which_is_not_digits_is_never_a_success(evaluator):
     th = evaluator.thresholds()
     for name in ("mix_scribbles_33", "mix_scribbles_50", "mix_noise_33", "mix_noise_50", "mix_blobs_33",
-                 "mix_blobs_50"):
+                 "mix_blobs_50", "mix_arcs_33", "mix_arcs_50", "mix_lumps_33", "mix_lumps_50"):
         label, why = label_quality(constructed_quality(evaluator, name), th)
         assert label == "poor_quality", (name, why)
     third = constructed_quality(evaluator, "mix_scribbles_33")
     assert third.fld < th.success_fld and third.precision > th.precision_min  # FLD and precision alone would pass it
-    assert "too many samples are not digits" in label_quality(third, th)[1]
+    assert third.legible > th.success_legible  # and so would legibility: a working GAN's digits are imperfect
+    assert "not digits at all" in label_quality(third, th)[1]  # the classifier's not-data share tells it
+    # the second junk family, never trained or tuned on: the classifier reads lumps as digits, their pixels do not
+    lumps = constructed_quality(evaluator, "mix_lumps_33")
+    assert lumps.junk < th.junk_max and lumps.legible > th.success_legible and lumps.fld < th.success_fld
+    assert "far from every real digit in pixels" in label_quality(lumps, th)[1]
     assert label_quality(constructed_quality(evaluator, "mix_scribbles_10"), th)[0] == "success"  # a tenth still does
 
 

@@ -6,6 +6,8 @@ The classifier (`gan_core.judge.classifier`) gives each image 128 features and c
 - fidelity, do the samples look like data: `legible` (share read as one class with probability
   >= 0.9), `confidence`, `junk` (share called "not data"), `precision` (share inside the real
   data's k-NN feature manifold);
+- realism against the data itself: `off_data` (share of samples farther, in pixels, from every reference
+  image than 99% of other real images are: ink a classifier reads as a digit is still far from every digit);
 - diversity, do they cover the data: `recall` (share of real data inside the samples' manifold),
   `classes` (classes present, counted softly), `class_kl` (the class histogram's distance from
   uniform), `distinct` (share of samples that are distinct modes at the real data's own
@@ -37,7 +39,9 @@ from .thresholds import (
     DUPLICATE_QUANTILE,
     LEGIBLE_PROB,
     MIN_SHARE_FACTOR,
+    OFF_DATA_QUANTILE,
     PRESENT_SHARE_FACTOR,
+    SUCCESS_FLD_FACTOR,
     SUCCESS_SET,
     Thresholds,
 )
@@ -86,26 +90,31 @@ class Evaluator:
         self.source, self.cache_path = weights.source, weights.path
         self.classifier.to(self.device).eval()
         images = reference_images(dataset)[:REFERENCE_SIZE]
-        compute = functools.partial(self._real_side, images, dataset.image_dim)
+        others = dataset.clf_images[:REFERENCE_SIZE]  # real images the reference does not hold
+        compute = functools.partial(self._real_side, images, others, dataset.image_dim)
         if use_cache:
-            key = reference_cache.digest(self.classifier, images, self.device, SIDE_CODE)
+            key = reference_cache.digest(self.classifier, torch.cat([images, others]), self.device, SIDE_CODE)
             side = reference_cache.kept(key, compute)
         else:
             side = compute()
         self.ref_features, self.ref_mu, self.ref_cov = side["features"], side["mu"], side["cov"]
         self.ref_radii = side["radii"]  # precision's k-NN balls: the same for every set
         self.duplicate_radius, self.ref_spread = float(side["duplicate_radius"]), float(side["spread"])
+        self.ref_pixels, self.off_data_radius = side["pixels"], float(side["off_data_radius"])
         self._weights, self._dataset = weights, dataset
 
-    def _real_side(self, images: torch.Tensor, image_dim: int) -> dict[str, torch.Tensor]:
-        """What every set is compared against (`reference_cache.SIDE`), computed from the reference images."""
+    def _real_side(self, images: torch.Tensor, others: torch.Tensor, image_dim: int) -> dict[str, torch.Tensor]:
+        """What every set is compared against (`reference_cache.SIDE`), computed from the reference images (and,
+        for `off_data`'s radius, other real images)."""
         ref = uint8_to_unit(images).reshape(-1, image_dim)
+        near = metrics.nearest_distances(uint8_to_unit(others).reshape(-1, image_dim), ref)
         features, _ = self._features_probs(ref)
         mu, cov = metrics.mean_cov(features)
         sub = features[:DIVERSITY_SAMPLES]
         return {"features": features, "mu": mu, "cov": cov, "radii": metrics.knn_radii(features),
                 "duplicate_radius": torch.quantile(metrics.nearest_neighbour_distances(sub), DUPLICATE_QUANTILE),
-                "spread": torch.tensor(metrics.mean_pairwise_distance(ref[:DIVERSITY_SAMPLES]), dtype=torch.float64)}
+                "spread": torch.tensor(metrics.mean_pairwise_distance(ref[:DIVERSITY_SAMPLES]), dtype=torch.float64),
+                "pixels": ref.double(), "off_data_radius": torch.quantile(near, OFF_DATA_QUANTILE)}
 
     @functools.cached_property
     def calibration(self) -> dict[str, dict[str, float]]:
@@ -122,7 +131,8 @@ class Evaluator:
 
     def thresholds(self) -> Thresholds:
         """Outcome thresholds on this evaluator's scale (success_fld from its calibration)."""
-        return Thresholds(success_fld=self.calibration[SUCCESS_SET]["fld"], num_classes=self.num_classes)
+        return Thresholds(success_fld=SUCCESS_FLD_FACTOR * self.calibration[SUCCESS_SET]["fld"],
+                          num_classes=self.num_classes)
 
     # -- scoring --------------------------------------------------------------------------
     @torch.no_grad()
@@ -163,4 +173,6 @@ class Evaluator:
             classes=metrics.soft_coverage(legible_hist, PRESENT_SHARE_FACTOR / k),
             distinct=metrics.distinct_share(feats[sub], self.duplicate_radius),
             spread=metrics.mean_pairwise_distance(images[sub]) / self.ref_spread,
+            brightness=float(images.double().mean()) if len(images) else 0.0,
+            off_data=metrics.off_data_share(images, self.ref_pixels, self.off_data_radius),
         )

@@ -48,11 +48,14 @@ LABELS_DECLARED = (
     Label("over_budget", "The seed's uncapped inner G loop ran past the bound this study follows it for "
           "(g_loop_bound): whether the literal program would have come back is not known, so the run is "
           "neither a success nor a failure.", "over", "#17becf", seals=True, foreseen=False, counted=False),
-    Label("mode_collapse", "The grid repeats itself: few distinct samples, or digits of only some classes, however "
-          "good each one looks.", "coll", "#9467bd", seals=False, foreseen=True),
-    Label("poor_quality", "The grid varies but shows no digits, or too few: smudges, noise, scribbles, samples "
-          "nobody could read.", "poor", "#ff7f0e", seals=False, foreseen=True),
-    Label("success", "A grid of varied, legible digits of every class, close to the real data.",
+    Label("untrained", "G has not started: every cell shows the same static, a fuzzy speckle cloud or a flat "
+          "grey tone, with no strokes anywhere.", "untr", "#bcbd22", seals=False, foreseen=True),
+    Label("mode_collapse", "The grid repeats itself: most cells show the same shape, or digits of only a few "
+          "classes, however well each one is drawn.", "coll", "#9467bd", seals=False, foreseen=True),
+    Label("poor_quality", "The grid varies, but too many cells are no readable digit: smudges, fragments, "
+          "blobs, scribbles, digits buried in speckle.", "poor", "#ff7f0e", seals=False, foreseen=True),
+    Label("success", "A working GAN: most cells are digits a person can read, many different ones, each drawn "
+          "its own way (some odd samples among them are normal).",
           "ok", "#2ca02c", seals=False, foreseen=True),
 )
 """Every label, in the order the report lists them: the sealed failures, the final ones, success."""

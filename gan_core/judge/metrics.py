@@ -97,6 +97,22 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = KNN_K,
     return float(inside.double().mean()), float(covered.double().mean())
 
 
+def nearest_distances(x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Each row of x's distance to its nearest row of real (float64), a block of rows at a time."""
+    x, real = x.double(), real.double()
+    out = torch.empty(len(x), dtype=torch.float64)
+    for rows in _blocks(len(x), len(real)):
+        out[rows] = torch.cdist(x[rows], real).min(1).values
+    return out
+
+
+def off_data_share(pixels: torch.Tensor, real_pixels: torch.Tensor, radius: float) -> float:
+    """Share of samples farther, in pixels, from every real image than `radius`: realism judged against the
+    data itself, not through the classifier (a network reads some shapeless ink as digits; the data's
+    own pixels do not)."""
+    return float((nearest_distances(pixels, real_pixels) > radius).double().mean()) if len(pixels) else 0.0
+
+
 def finite(x: float) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 

@@ -7,13 +7,15 @@ stalled        training died though nothing is NaN: G's gradient exactly zero an
                saturated at 1 on real and fake data (the clamp's dead zone), for a window (sealed).
 hung           the seed's uncapped inner G loop did not return: it reached its stated bound, or G's
                gradient stayed exactly zero inside it (sealed; the literal program never gets further).
+untrained      G has not started: one texture for every z (almost no distinct modes) in which the
+               classifier reads no digit, or a flat grey field.
 mode_collapse  low diversity, whatever the fidelity: few distinct modes, samples that barely
                differ, digit-like samples that miss classes, or samples close to the data that
                cover little of it (low recall).
-poor_quality   diverse, but not digit-like (too few legible samples, low precision) or far from
+poor_quality   varied, but not digit-like enough (too few legible samples, too many the classifier calls
+               not data or that lie far from every real digit in pixels, low precision) or far from
                the data (FLD above the success threshold).
-success        diverse, digit-like, at most about a quarter of the samples illegible, and FLD at or below
-               the success threshold.
+success        varied, digit-like, and FLD at or below the success threshold.
 
 Diversity and fidelity are separate axes (see `gan_core.judge.evaluator`). The class histogram counts
 as diversity only for digit-like samples (the classes a classifier assigns to smudges say nothing
@@ -22,8 +24,9 @@ the data has low recall, however varied). Near a threshold a label holds until i
 measure crosses the threshold by more than a band (hysteresis), so near-identical grids at
 successive evaluations keep their label.
 
-The thresholds (`gan_core.judge.thresholds`) come from the constructed sets of
-`gan_core.judge.constructed`, scored by the shipped evaluator (the README's table).
+The thresholds (`gan_core.judge.thresholds`) come from the panel of real runs labelled by eye
+(`gan_core.judge.panel`: tuned on one half, reported on the other) and the constructed sets of
+`gan_core.judge.constructed`, scored by the shipped evaluator (the README's tables).
 """
 
 from __future__ import annotations
@@ -40,57 +43,81 @@ def _clears(value: float, minimum: float, band: float, held: bool) -> bool:
     return value >= (minimum - band if held else minimum)
 
 
+def _passes(value: float, maximum: float, band: float, held: bool) -> bool:
+    """value <= maximum; a state already held keeps until value passes by more than band. NaN fails."""
+    return value <= (maximum + band if held else maximum)
+
+
 def _fidelity(q: Quality, th: Thresholds, held: bool) -> str | None:
-    """Why the samples are not digit-like, or None when they are."""
-    if not _clears(q.legible, th.legible_min, th.fidelity_band, held):
-        return (f"only {q.legible:.0%} of samples are legible (< {th.legible_min:.0%}; "
+    """Why the samples are not digit-like enough for a success, or None when they are."""
+    if not _clears(q.legible, th.success_legible, th.fidelity_band, held):
+        return (f"only {q.legible:.0%} of samples are legible (< {th.success_legible:.0%}; "
                 f"{q.junk:.0%} called not-data, mean confidence {q.confidence:.2f})")
+    if not _passes(q.junk, th.junk_max, th.fidelity_band, held):
+        return f"{q.junk:.0%} of samples are not digits at all (the classifier's not-data; > {th.junk_max:.0%})"
+    # NaN: a record made before the evaluator measured it (an older study relabelled), not a failure
+    if not math.isnan(q.off_data) and not _passes(q.off_data, th.off_data_max, th.fidelity_band, held):
+        return (f"{q.off_data:.0%} of samples are far from every real digit in pixels (> {th.off_data_max:.0%}; "
+                f"real digits 1%)")
     if not _clears(q.precision, th.precision_min, th.fidelity_band, held):
         return f"precision {q.precision:.2f} < {th.precision_min} (samples lie off the data's manifold)"
     return None
 
 
-def _diversity(q: Quality, th: Thresholds, held: bool, digit_like: bool) -> str | None:
-    """Why the samples lack diversity, or None when they are diverse."""
+def _diversity(q: Quality, th: Thresholds, held: bool) -> str | None:
+    """Why the samples barely vary, or None when they vary."""
     if not _clears(q.distinct, th.distinct_min, th.diversity_band, held):
         return f"only {q.distinct:.1%} of samples are distinct modes (< {th.distinct_min:.0%}; real data ~99%)"
     if not _clears(q.spread, th.spread_min, th.diversity_band, held):
         return f"samples barely differ (pixel spread {q.spread:.2f} of real data's, < {th.spread_min})"
-    need = th.num_classes - th.missing_classes
-    if digit_like and not _clears(q.classes, need, th.classes_band, held):
-        return (f"they cover {q.classes:.1f} of {th.num_classes} classes (< {need:g}; "
-                f"KL from uniform {q.class_kl:.2f})")
+    return None
+
+
+def _not_started(q: Quality, th: Thresholds) -> str | None:
+    """How the samples show a G that has not started (one texture, no digit in it), or None."""
+    if not q.distinct <= th.untrained_distinct:
+        return None
+    if q.confidence < th.untrained_confidence:
+        return f"the classifier reads no digit in them (mean confidence {q.confidence:.2f} < {th.untrained_confidence})"
+    if q.brightness >= th.untrained_grey:
+        return f"a grey field (mean pixel {q.brightness:.2f} >= {th.untrained_grey}; digits ~0.13)"
     return None
 
 
 def label_quality(q: Quality, th: Thresholds, previous: str | None = None) -> tuple[str, str]:
-    """success, mode_collapse or poor_quality for one quality measurement, with the reason.
+    """success, poor_quality, mode_collapse or untrained for one quality measurement, with the reason.
 
     `previous` is the label of the run's previous evaluation: the axes it had cleared keep
     clearing until a measure misses by more than its band (hysteresis)."""
     held_fid = previous == "success"
     held_div = previous in ("success", "poor_quality")
-    unlike = _fidelity(q, th, held_fid)
-    low = _diversity(q, th, held_div, unlike is None)
+    low = _diversity(q, th, held_div)
     if low:
-        look = ("the samples are digit-like" if unlike is None else f"the samples are not digit-like: {unlike}")
+        blank = _not_started(q, th)
+        if blank:
+            return "untrained", f"G has not started: one texture for every z ({low}) and {blank} (FLD {q.fld:.1f})"
+        unlike = _fidelity(q, th, held_fid)
+        look = "the samples are digit-like" if unlike is None else f"the samples are not digit-like: {unlike}"
         return "mode_collapse", f"low diversity: {low}; {look} (FLD {q.fld:.1f})"
+    unlike = _fidelity(q, th, held_fid)
+    need = th.num_classes - th.missing_classes
+    # The class count tells diversity only for digit-like samples: the class a classifier gives a smudge means nothing.
+    if unlike is None and not _clears(q.classes, need, th.classes_band, held_div):
+        return "mode_collapse", (f"low diversity: the samples are digit-like but cover {q.classes:.1f} of "
+                                 f"{th.num_classes} classes (< {need:g}; KL from uniform {q.class_kl:.2f}; FLD {q.fld:.1f})")
     if unlike:
-        return "poor_quality", f"diverse but not digit-like: {unlike} (FLD {q.fld:.1f})"
-    if not _clears(q.legible, th.success_legible, th.fidelity_band, held_fid):
-        return "poor_quality", (f"digit-like on the whole but too many samples are not digits: only {q.legible:.0%} "
-                                f"legible (< {th.success_legible:.0%}: a third of non-digits is no success; "
-                                f"FLD {q.fld:.1f})")
+        return "poor_quality", f"varied but not digit-like enough: {unlike} (FLD {q.fld:.1f})"
     limit = th.success_fld * (1 + th.fld_band) if held_fid else th.success_fld
     if not q.fld <= limit:
-        return "poor_quality", (f"diverse and digit-like but far from the data: FLD {q.fld:.1f} > {limit:.1f} "
+        return "poor_quality", (f"varied and digit-like but far from the data: FLD {q.fld:.1f} > {limit:.1f} "
                                 f"(legible {q.legible:.0%}, {q.classes:.1f} classes)")
     # Recall is low for any set far from the data, so it tells diversity only once the samples are close.
     if not _clears(q.recall, th.recall_min, th.diversity_band, held_div):
         return "mode_collapse", (f"low diversity: close to the data (FLD {q.fld:.1f}) and digit-like, but recall "
                                  f"{q.recall:.2f} < {th.recall_min}: they cover little of the real data")
-    return "success", (f"FLD {q.fld:.1f} <= {limit:.1f}, {q.legible:.0%} legible, {q.classes:.1f} classes, "
-                       f"{q.distinct:.0%} distinct, recall {q.recall:.2f}")
+    return "success", (f"FLD {q.fld:.1f} <= {limit:.1f}, {q.legible:.0%} legible, {q.junk:.0%} not data, "
+                       f"{q.off_data:.0%} off the data, {q.classes:.1f} classes, {q.distinct:.0%} distinct, "
+                       f"recall {q.recall:.2f}")
 
 
 class Judge:

@@ -29,7 +29,7 @@ import torch
 from ..data import cache_dir
 from ..files import make_dir, read_plain, write_atomic
 
-SIDE = ("features", "mu", "cov", "radii", "duplicate_radius", "spread")
+SIDE = ("features", "mu", "cov", "radii", "duplicate_radius", "spread", "pixels", "off_data_radius")
 """The tensors a kept side holds, by name (`Evaluator._real_side` makes them)."""
 
 
@@ -102,4 +102,5 @@ def well_formed(side) -> bool:
         return False
     n, d = f.shape
     return (side["mu"].shape == (d,) and side["cov"].shape == (d, d) and side["radii"].shape == (n,)
-            and side["duplicate_radius"].dim() == 0 and side["spread"].dim() == 0)
+            and side["duplicate_radius"].dim() == 0 and side["spread"].dim() == 0
+            and side["pixels"].dim() == 2 and len(side["pixels"]) == n and side["off_data_radius"].dim() == 0)

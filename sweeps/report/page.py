@@ -223,6 +223,9 @@ def _sections(rep: Report) -> list[tuple[str, pd.DataFrame | str]]:
     head = (f"{spec.get('description', '')}\n\nSource: {spec.get('source', '?')}; profile {spec.get('profile', '?')}; "
             f"objective: {d.direction} {d.metric}.{search} Trials: {len(d.trials)} ({summary or 'none'}).")
     sections: list[tuple[str, pd.DataFrame | str]] = [("Study", head)]
+    present = [label for label in LABELS_DECLARED if label.name in counts]
+    if present:  # in a researcher's words: what a grid with that label looks like, or what happened
+        sections.append(("What the labels mean", "\n".join(f"- {label.name}: {label.meaning}" for label in present)))
     if rep.notes:
         sections.append(("Notes", "\n".join(f"- {n}" for n in rep.notes)))
     for v in rep.verdicts:

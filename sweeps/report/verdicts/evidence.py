@@ -109,13 +109,16 @@ def relabelled(df: pd.DataFrame, th: Thresholds) -> pd.DataFrame:
     """The finished runs as the judge would label them under `th`: runs sealed during training keep their
     label; the others are labelled again from their final quality."""
     fields = [f.name for f in dataclasses.fields(Quality)]
-    if df.empty or not all(f"final_{f}" in df for f in fields):
+    required = [f.name for f in dataclasses.fields(Quality) if f.default is dataclasses.MISSING]
+    if df.empty or not all(f"final_{f}" in df for f in required):
         return df
+    # a measure added since the study ran keeps its default (NaN: not measured, which no rule counts against it)
+    kept = [f for f in fields if f"final_{f}" in df]
     out = df.copy()
     for i, row in df.iterrows():
         if row["outcome"] in SEALED_LABELS:
             continue
-        q = Quality(**{f: float(row[f"final_{f}"]) if f != "coverage" else int(row[f"final_{f}"]) for f in fields})
+        q = Quality(**{f: float(row[f"final_{f}"]) if f != "coverage" else int(row[f"final_{f}"]) for f in kept})
         out.at[i, "outcome"] = label_quality(q, th)[0]
     return out
 
