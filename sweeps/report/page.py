@@ -311,20 +311,27 @@ SHORT = {label.name: label.short for label in LABELS_DECLARED}
 
 
 def print_summary(rep: Report) -> None:
+    tables = [t for t in rep.outcome_tables.values() if not t.empty]
+    # Only the labels some run earned (and success) get a column: ten label columns and a setting's values
+    # do not fit 80 columns, and a column of zeros says nothing the legend does not.
+    shown = [lb for lb in LABELS if lb == "success" or any(t[lb].sum() > 0 for t in tables)]
+    fail = [FAIL] if any(t[FAIL].sum() > 0 for t in tables) else []
     for key, t in rep.outcome_tables.items():
         if t.empty:
             continue
         table = Table(title=f"outcomes by {key}", box=None, header_style="bold")
-        for col in (key, "runs", *SHORT.values(), FAIL, "rate", "95% CI"):
-            table.add_column(col, justify="right")
+        for col in (key, "runs", *(SHORT[lb] for lb in shown), *fail, "rate", "95% CI"):
+            table.add_column(col, justify="right", no_wrap=col in (key, "95% CI"))
         for r in t.itertuples(index=False):
             row = r._asdict()
             rate = "" if pd.isna(row["success_rate"]) else f"{100 * row['success_rate']:.0f}%"
             ci = "" if pd.isna(row["ci_low"]) else f"{100 * row['ci_low']:.0f}-{100 * row['ci_high']:.0f}%"
-            table.add_row(str(row[key]), str(row["runs"]), *(str(row[lb]) for lb in LABELS), str(row[FAIL]), rate, ci)
+            table.add_row(str(row[key]), str(row["runs"]), *(str(row[lb]) for lb in shown),
+                          *(str(row[FAIL]) for _ in fail), rate, ci)
         out.print(table)
-    if any(not t.empty for t in rep.outcome_tables.values()):
-        out.print("  " + ", ".join(f"{v} = {k}" for k, v in SHORT.items() if k != v) + "; rate = success rate")
+    if tables:
+        out.print("  " + ", ".join(f"{SHORT[k]} = {k}" for k in shown if SHORT[k] != k) + "; rate = success rate"
+                  + ("" if len(shown) == len(LABELS) else "; no run earned any other label"))
     if not rep.pruned.empty:
         epochs = rep.pruned["pruned_at_epoch"].astype(int).value_counts().sort_index()
         out.print(f"pruned by the study's pruner: {len(rep.pruned)} run(s), no outcome of the judge ("
