@@ -98,8 +98,7 @@ def pack(src: Path, labelled: Path, dst: Path) -> None:
     """The panel as the package keeps it (`gan_core/judge/panel.py`): every built set of `src` re-saved at 64
     grey levels into `dst`, its `index.json` (what made each set) and `labels.json` from `labelled`
     ({set id: {"eye": [labels], "how": "..."}})."""
-    import io
-    import lzma
+    from gan_core.judge.panel import read_pixels
 
     dst.mkdir(parents=True, exist_ok=True)
     labels = json.loads(labelled.read_text())
@@ -111,7 +110,7 @@ def pack(src: Path, labelled: Path, dst: Path) -> None:
         meta = src / f"{sid}.json"
         index[sid] = json.loads(meta.read_text()) if meta.exists() else json.loads(
             (src / "index.json").read_text())[sid]
-        save_set(dst / path.name, np.load(io.BytesIO(lzma.decompress(path.read_bytes())), allow_pickle=False))
+        save_set(dst / path.name, read_pixels(path))
     (dst / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
     (dst / "labels.json").write_text(json.dumps({k: labels[k] for k in sorted(index)}, indent=1) + "\n")
 

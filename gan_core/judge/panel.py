@@ -60,10 +60,13 @@ class PanelSet:
 
     def samples(self, folder: Path | None = None) -> torch.Tensor:
         """The 2,000 samples [N, 784] in [0, 1]."""
-        folder = folder or Path(str(PANEL_DIR))
-        blob = lzma.decompress((folder / f"{self.id}.npy.xz").read_bytes())
-        pixels = np.load(io.BytesIO(blob), allow_pickle=False)
+        pixels = read_pixels((folder or Path(str(PANEL_DIR))) / f"{self.id}.npy.xz")
         return torch.from_numpy(pixels).float().div(255).reshape(len(pixels), -1)
+
+
+def read_pixels(path: Path) -> np.ndarray:
+    """A set's uint8 pixels [N, 28, 28] from its LZMA-compressed .npy (never a pickle)."""
+    return np.load(io.BytesIO(lzma.decompress(path.read_bytes())), allow_pickle=False)
 
 
 def run_of(set_id: str) -> str:
