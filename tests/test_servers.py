@@ -263,3 +263,54 @@ def test_a_frozen_tracking_server_ends_the_run_in_one_line_within_the_stated_tim
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGCONT)
             os.killpg(server.pid, signal.SIGKILL)
+
+
+ROUND_TRIP_CHILD = """
+import sys, sqlalchemy
+from sweeps.stores import deadline
+url, what = sys.argv[1], sys.argv[2]
+deadline.install_sql(url)
+engine = sqlalchemy.create_engine(url, connect_args=deadline.connect_args(url))
+conn = engine.connect()
+conn.execute(sqlalchemy.text("SELECT 1"))  # answered: a transaction is open, no statement in flight
+print("ready", flush=True)
+sys.stdin.readline()  # the server is frozen now
+conn.commit() if what == "commit" else conn.close()  # close: the pool resets the connection (ROLLBACK)
+print("returned", flush=True)
+"""
+
+
+@needs_servers
+@pytest.mark.slow
+@pytest.mark.parametrize("what", ["commit", "reset"])
+def test_a_commit_or_a_pool_reset_to_a_frozen_server_ends_within_the_stated_time(tmp_path, what):
+    """COMMIT and the pool's ROLLBACK wait for the server outside any statement: timed all the same (a run
+    once hung for good when PostgreSQL froze during the COMMIT that followed a trial's claim)."""
+    import shutil
+    import sys
+
+    port = 55635
+    data, pg_ctl = _postgres(port)
+    pg_ctl("-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start")
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    proc = subprocess.Popen([sys.executable, "-c", ROUND_TRIP_CHILD, url, what], cwd=Path(__file__).parents[1],
+                            env=os.environ | {"GAN_SWEEP_STORE_TIMEOUT": "5"}, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()[-2000:]
+        _freeze(postmaster, signal.SIGSTOP)
+        t0 = time.monotonic()
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=60)
+        waited = time.monotonic() - t0
+        assert proc.returncode == 1 and "returned" not in out, (out, err[-2000:])
+        assert err.startswith("error: the Optuna store") and "has not answered for" in err, err[-2000:]
+        assert waited <= 5 + 1 + 8, f"ended {waited:.1f} s after the freeze"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _freeze(postmaster, signal.SIGCONT)
+        pg_ctl("-m", "immediate", "stop", check=False)
+        shutil.rmtree(data, ignore_errors=True)

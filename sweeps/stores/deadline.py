@@ -6,7 +6,8 @@ statement timeout ever fire, and a query waits forever. The same holds for a sto
 every round trip to a server-backed store is timed here, on the client: each statement on a SQLAlchemy
 connection to a server (Optuna's storage), from the moment it is sent until the server's answer is in
 (the Python work between two statements is not timed: a large study's first read can take a while on a
-healthy server), and every MLflow client call against an http(s) tracking server.
+healthy server), each COMMIT, ROLLBACK (the pool's reset included) and ping, and every MLflow client
+call against an http(s) tracking server.
 A watchdog thread looks once a second; a call still unanswered after `timeout_s()` seconds ends the
 process with one line on stderr and exit code 1, removing any half-written file first. Its records are
 closed by the next invocation: the trial's heartbeat and the MLflow parent's go stale, and both are
@@ -153,9 +154,29 @@ def install_sql(url: str) -> None:
     event.listen(Engine, "before_cursor_execute", sent)
     event.listen(Engine, "after_cursor_execute", answered)
     event.listen(Engine, "handle_error", failed)
-    # Commits have no "after" event to pair with: a commit to a frozen server is caught by the next timed
-    # statement (another thread's heartbeat, or this thread's next call), within one heartbeat.
+    event.listen(Engine, "do_connect", lambda dialect, *args: _time_round_trips(dialect))
     _installed.append(True)
+
+
+_ROUND_TRIPS = ("do_commit", "do_rollback", "do_ping", "initialize")
+"""A server dialect's calls that wait for the server outside any statement, and so outside the cursor
+events: COMMIT, ROLLBACK (also the pool's reset of every connection it takes back), a ping, and the
+queries of a new engine's first connection. A frozen server caught in one of them, with no other call of
+the process in flight, hung the run for good (seen under load: a COMMIT right after a trial was claimed)."""
+
+
+def _time_round_trips(dialect: Any) -> None:
+    """Time a server dialect's own round trips (once per dialect, the first time it connects: before any
+    of them can run). SQLAlchemy has events before some of them and after none, so each is wrapped."""
+    if dialect.name == "sqlite" or getattr(dialect, "_gan_sweep_timed", False):
+        return
+    for name in _ROUND_TRIPS:
+        def call(*args, _inner=getattr(dialect, name), **kwargs):
+            with timed(_names.get("sql", "the store's server")):
+                return _inner(*args, **kwargs)
+
+        setattr(dialect, name, call)
+    dialect._gan_sweep_timed = True
 
 
 class TimedClient:
