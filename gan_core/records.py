@@ -52,6 +52,13 @@ class Quality:
     off_data: float = float("nan")
     """Share of samples farther in pixels from every reference image than 99% of other real images are
     (real ~0.01; a third of shapeless lumps among real digits ~0.23; noise 1)."""
+    connected: float = float("nan")
+    """Share of bright pixels (> 0.5) joined to at least two bright 4-neighbours: strokes, not speckle
+    (real digits ~0.9; an untrained G's static ~0.3)."""
+    roughness: float = float("nan")
+    """Mean |pixel - its 3x3 mean| over the mean pixel: salt-and-pepper texture (real digits ~0.35)."""
+    grey_ink: float = float("nan")
+    """Share of the ink (> 0.15) that is mid-grey rather than saturated: a faint cloud ~1 (real digits ~0.3)."""
 
     def as_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)

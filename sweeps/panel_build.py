@@ -15,6 +15,7 @@ alone, and stored apart.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -111,6 +112,8 @@ def pack(src: Path, labelled: Path, dst: Path) -> None:
         index[sid] = json.loads(meta.read_text()) if meta.exists() else json.loads(
             (src / "index.json").read_text())[sid]
         save_set(dst / path.name, read_pixels(path))
+        # identical snapshots (one configuration in two studies, a G that stopped moving) are one image to the panel
+        index[sid]["pixels_sha256"] = hashlib.sha256(read_pixels(dst / path.name).tobytes()).hexdigest()
     (dst / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
     (dst / "labels.json").write_text(json.dumps({k: labels[k] for k in sorted(index)}, indent=1) + "\n")
 

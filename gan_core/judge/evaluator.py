@@ -160,6 +160,7 @@ class Evaluator:
         legible_hist = torch.bincount(data_probs.argmax(1)[legible], minlength=k).double() / max(int(legible.sum()), 1)
         precision, recall = metrics.precision_recall(self.ref_features, feats, real_radii=self.ref_radii)
         sub = slice(0, DIVERSITY_SAMPLES)
+        connected, roughness, grey_ink = metrics.texture(images)
         return Quality(
             fld=metrics.frechet_distance(mu, cov, self.ref_mu, self.ref_cov),
             score=metrics.classifier_score(data_probs),
@@ -175,4 +176,7 @@ class Evaluator:
             spread=metrics.mean_pairwise_distance(images[sub]) / self.ref_spread,
             brightness=float(images.double().mean()) if len(images) else 0.0,
             off_data=metrics.off_data_share(images, self.ref_pixels, self.off_data_radius),
+            connected=connected,
+            roughness=roughness,
+            grey_ink=grey_ink,
         )

@@ -7,8 +7,8 @@ stalled        training died though nothing is NaN: G's gradient exactly zero an
                saturated at 1 on real and fake data (the clamp's dead zone), for a window (sealed).
 hung           the seed's uncapped inner G loop did not return: it reached its stated bound, or G's
                gradient stayed exactly zero inside it (sealed; the literal program never gets further).
-untrained      G has not started: one texture for every z (almost no distinct modes) in which the
-               classifier reads no digit, or a flat grey field.
+untrained      G has not started: one texture for every z (almost no distinct modes) with no strokes
+               in it: a faint speckle cloud, saturated speckle, or a flat grey field.
 mode_collapse  low diversity, whatever the fidelity: few distinct modes, samples that barely
                differ, digit-like samples that miss classes, or samples close to the data that
                cover little of it (low recall).
@@ -74,13 +74,20 @@ def _diversity(q: Quality, th: Thresholds, held: bool) -> str | None:
 
 
 def _not_started(q: Quality, th: Thresholds) -> str | None:
-    """How the samples show a G that has not started (one texture, no digit in it), or None."""
+    """How the samples show a G that has not started (one texture, no strokes in it), or None. NaN texture
+    measures (a record made before they were measured) show none of the textures."""
     if not q.distinct <= th.untrained_distinct:
         return None
-    if q.confidence < th.untrained_confidence:
-        return f"the classifier reads no digit in them (mean confidence {q.confidence:.2f} < {th.untrained_confidence})"
     if q.brightness >= th.untrained_grey:
         return f"a grey field (mean pixel {q.brightness:.2f} >= {th.untrained_grey}; digits ~0.13)"
+    if q.grey_ink >= th.untrained_cloud_grey_ink:
+        if q.connected < th.untrained_cloud_connected and q.brightness < th.untrained_cloud_dim:
+            return (f"a faint cloud without strokes ({q.grey_ink:.0%} of the ink mid-grey, {q.connected:.0%} of "
+                    f"its bright pixels joined into strokes)")
+        return None
+    low, high = th.untrained_speckle_roughness
+    if low <= q.roughness <= high:
+        return f"saturated speckle, no strokes (roughness {q.roughness:.2f}; digits ~0.35)"
     return None
 
 

@@ -2,11 +2,16 @@
 (`python -m sweeps.panel_build`), each labelled by eye from its grid alone, which the judge answers to.
 
 Each set is 2,000 samples as uint8 (`<id>.npy.xz`, LZMA) with what made it (`index.json`: study,
-configuration, seed, epoch) and its labels (`labels.json`): every labelling by eye, each made from the
-8x8 grid of the set's first 64 samples without the judge's label or the run's settings, and the panel's
-label, which the labellings' majority gives (a set they split on is `undecided` and counted apart). The
-sets are split once, by run, into a half the judge's thresholds were tuned on (`tune`) and a half it is
-reported on (`held_out`): a run's snapshots all fall in one half, so no run is seen on both sides.
+configuration, seed, epoch, a hash of its pixels) and its labels (`labels.json`): every labelling by eye,
+each made from the 8x8 grid of the set's first 64 samples without the judge's label or the run's settings.
+Snapshots with identical pixels (one configuration in two studies, a G that stopped moving) are one image to
+the panel, with every labelling any of them got; the panel's label is the labellings' majority (an image
+they split on is `undecided` and counted apart).
+
+The images are split once, by run, into a half the judge's thresholds were tuned on (`tune`) and a half it
+is reported on (`held_out`): runs that share an identical snapshot are one run, so no run, and no image, is
+seen on both sides; the runs are dealt alternately in order of their labellings' commonest label (then of
+a hash of their name), so each half holds its share of every label.
 """
 
 from __future__ import annotations
@@ -34,16 +39,18 @@ EYE_LABELS = ("success", "poor_quality", "mode_collapse", "untrained")
 
 @dataclass(frozen=True)
 class PanelSet:
-    """One labelled set of the panel."""
+    """One labelled image of the panel (a set, and any snapshots with identical pixels)."""
 
     id: str
-    """Its id: study, configuration index, seed and epoch (`sweeps.panel_build.set_id`)."""
+    """Its id: study, configuration index, seed and epoch (`sweeps.panel_build.set_id`); the first of its twins."""
     meta: dict
     """What made it: study, params, seed, epoch, the run's epochs."""
     eye: tuple[str, ...]
-    """Every labelling by eye, in the order they were made."""
+    """Every labelling by eye of it and its twins, in the order of their ids."""
     half: str
     """tune or held_out."""
+    twins: tuple[str, ...] = ()
+    """The other sets with the same pixels (labelled apart, under other random names)."""
 
     @property
     def label(self) -> str:
@@ -74,18 +81,48 @@ def run_of(set_id: str) -> str:
     return set_id.rsplit("-e", 1)[0]
 
 
-def half_of(set_id: str) -> str:
-    """tune or held_out, by a hash of the set's run: fixed, and never splitting a run."""
-    return HALVES[hashlib.sha256(run_of(set_id).encode()).digest()[0] % 2]
+def _majority(eye: list[str]) -> str:
+    (top, n), *rest = Counter(eye).most_common()
+    return top if n > len(eye) / 2 else UNDECIDED
+
+
+def split(index: dict, labels: dict) -> dict[str, str]:
+    """Each set's half: runs that share an identical snapshot are joined into one, and the joined runs are
+    dealt tune, held_out, tune, ... in order of their labellings' commonest label, then of a hash of the
+    first run's name (fixed by the panel's content, and never splitting a run or an image)."""
+    parent: dict[str, str] = {}
+
+    def root(run: str) -> str:
+        while parent.setdefault(run, run) != run:
+            run = parent[run]
+        return run
+
+    first: dict[str, str] = {}
+    for sid in sorted(index):
+        twin = first.setdefault(index[sid].get("pixels_sha256", sid), run_of(sid))
+        a, b = root(twin), root(run_of(sid))
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    groups: dict[str, list[str]] = {}
+    for sid in sorted(index):
+        groups.setdefault(root(run_of(sid)), []).append(sid)
+    order = sorted(groups, key=lambda g: (_majority([e for sid in groups[g] for e in labels[sid]["eye"]]),
+                                          hashlib.sha256(g.encode()).hexdigest()))
+    return {sid: HALVES[i % 2] for i, g in enumerate(order) for sid in groups[g]}
 
 
 def load(folder: Path | None = None) -> list[PanelSet]:
-    """Every labelled set of the panel (a set without labels yet is left out)."""
+    """Every labelled image of the panel, twins pooled (a set without labels yet is left out)."""
     folder = folder or Path(str(PANEL_DIR))
     index = json.loads((folder / "index.json").read_text())
-    labels = json.loads((folder / "labels.json").read_text())
-    return [PanelSet(sid, index[sid], tuple(labels[sid]["eye"]), half_of(sid)) for sid in sorted(labels)
-            if sid in index]
+    labels = {k: v for k, v in json.loads((folder / "labels.json").read_text()).items() if k in index}
+    index = {k: v for k, v in index.items() if k in labels}
+    halves = split(index, labels)
+    images: dict[str, list[str]] = {}
+    for sid in sorted(index):
+        images.setdefault(index[sid].get("pixels_sha256", sid), []).append(sid)
+    return [PanelSet(ids[0], index[ids[0]], tuple(e for sid in ids for e in labels[sid]["eye"]), halves[ids[0]],
+                     tuple(ids[1:])) for ids in sorted(images.values())]
 
 
 @dataclass(frozen=True)

@@ -51,14 +51,21 @@ class Thresholds:
     fidelity_band: float = 0.05
     """A success holds until legibility or precision misses its bar by more than this (and the junk and
     off-data shares pass theirs by more than this)."""
-    untrained_distinct: float = 0.02
+    untrained_distinct: float = 0.05
     """A G that has not started: samples of which at most this share are distinct modes (one texture for
-    every z) ..."""
-    untrained_confidence: float = 0.7
-    """... in which the classifier sees no digit (mean top-class confidence below this; a collapsed G that
-    draws one shape is read as that digit at 0.9 or more) ..."""
+    every z), the texture being one of the three below (the panel's labellers' "no strokes anywhere: static,
+    a faint or fuzzy speckle cloud or a flat tone"; set on the panel's tune half) ..."""
     untrained_grey: float = 0.45
-    """... or a flat grey field (brightness at least this; digits 0.13)."""
+    """... a flat grey field (brightness at least this; digits 0.13) ..."""
+    untrained_cloud_grey_ink: float = 0.85
+    """... a faint cloud: at least this share of the ink mid-grey, ..."""
+    untrained_cloud_connected: float = 0.6
+    """... under this share of its bright pixels joined into strokes (a repeated shape 0.6 to 0.9) ..."""
+    untrained_cloud_dim: float = 0.35
+    """... and dimmer than this (a grey fog with a faint repeated shape in it is that shape) ..."""
+    untrained_speckle_roughness: tuple[float, float] = (0.6, 0.95)
+    """... or saturated speckle: less grey ink than a cloud and a roughness in this range (one smooth shape
+    repeated is below it; a few scattered dots of a dead G above it)."""
     distinct_min: float = 0.8
     """Diverse needs at least this share of distinct modes (real 0.99, blurred or noised digits 0.97;
     50 images repeated 0.05, with pixel noise on each copy 0.63) ..."""

@@ -85,8 +85,9 @@ def show_panel(ev, as_markdown: bool) -> None:
     th = ev.thresholds()
     judged = {s.id: label_quality(ev.quality(x), th)[0] for s, x in P.iter_samples(sets)}
     counts = P.sets_by_label(sets)
-    lines = [f"panel of real runs: {len(sets)} sets labelled by eye ("
-             + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ")"]
+    pooled = sum(len(s.twins) for s in sets)
+    lines = [f"panel of real runs: {len(sets)} distinct images labelled by eye ({len(sets) + pooled} sets, twins "
+             f"pooled; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ")"]
     for half in P.HALVES:
         a = P.agreement(sets, judged, half)
         lines.append(f"  {half}: success or not {a.success_agree} of {a.sets} ({a.success_share:.0%}); the failure's "
