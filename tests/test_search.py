@@ -390,7 +390,7 @@ def test_pruned_runs_are_told_apart_from_sealed_ones_in_optuna_mlflow_the_csv_an
                        space='lr_d = { values = [2e-3, 1e-3, 1e-4, 3e-4, 1.0], tie = ["lr_g"] }',
                        fixed='z_dim = 16\ng_hidden = "32,64"\nd_hidden = 32\nclamp = "none"\nclip_d = "off"\n'
                              'clip_g = "off"')
-    out = finish_here(capsys, "run", spec, "--device", "cpu", "--storage", storage, "--tracking-uri", tracking,
+    out = finish_here(capsys, "run", spec, "--device", "auto", "--storage", storage, "--tracking-uri", tracking,
                       "--engine", "population", "--out", tmp_path / "r", "--checkpoint-dir", tmp_path / "c")
     study = optuna.load_study(study_name="srch-quick", storage=storage)
     client = MlflowClient(tracking)
@@ -413,6 +413,9 @@ def test_pruned_runs_are_told_apart_from_sealed_ones_in_optuna_mlflow_the_csv_an
     import pandas as pd
 
     csv = pd.read_csv(tmp_path / "r" / "srch-quick" / "trials.csv").set_index("trial")
+    from gan_core.device import resolve_device
+
+    assert set(csv["device_used"]) == {str(resolve_device("auto"))}  # what each run resolved "auto" to
     for t in pruned:
         assert csv.loc[t.number, ["outcome", "ended_by", "pruned_epoch"]].tolist() == [
             "pruned", "pruner", t.user_attrs["pruned_epoch"]]
@@ -470,7 +473,7 @@ def test_compare_counts_member_epochs_and_snaps_the_search_s_best_to_the_grid(tm
     from sweeps.report.compare import compare
     from sweeps.report.data import load_study_data
 
-    def make(name, runs):
+    def make(name, runs, device_used=None):
         s = optuna.create_study(study_name=name)
         s.set_user_attr("spec", {"metric": "fld", "fixed": {}, "sampler": name, "epochs": 10})
         for lr, fld, epochs, by in runs:
@@ -478,17 +481,20 @@ def test_compare_counts_member_epochs_and_snaps_the_search_s_best_to_the_grid(tm
             s.add_trial(create_trial(params={"lr_d": lr}, distributions={"lr_d": FloatDistribution(1e-6, 1e-2, log=True)},
                                      state=state, value=fld if state == TrialState.COMPLETE else None,
                                      user_attrs={"seed": 0, "final_fld": fld, "epochs_trained": epochs, "ended_by": by,
-                                                 "outcome": None if by == "pruner" else "poor_quality"}))
+                                                 "outcome": None if by == "pruner" else "poor_quality",
+                                                 "config": {"device": "auto"}}
+                                     | ({"device_used": device_used} if device_used else {})))
         return load_study_data(s)
 
     grid = make("grid", [(1e-5, 900.0, 10, "budget"), (1e-4, 300.0, 10, "budget"), (1e-3, 500.0, 10, "budget"),
-                         (1e-3, 700.0, 10, "budget")])
+                         (1e-3, 700.0, 10, "budget")], device_used="cpu")
     search = make("search", [(2.5e-4, 290.0, 10, "budget"), (5e-6, 100.0, 1, "pruner"), (2e-3, 80.0, 4, "judge")])
     c = compare(grid, search)
     assert (c.grid.member_epochs, c.search.member_epochs) == (40, 15) and c.share == pytest.approx(0.375)
     assert c.grid.best == {"lr_d": 1e-4} and c.search.best == {"lr_d": 2.5e-4}  # only runs to their end rank
     assert c.region == {"lr_d": 1e-4} and c.agrees and c.grid_at_region == 300.0
     assert (c.search.pruned, c.search.sealed) == (1, 1)
+    assert (c.grid.devices, c.search.devices) == ("cpu", "auto")  # what ran; a store from before device_used: what was asked
 
 
 # -- resume: kill -9 of a pruned study ---------------------------------------------------------------------

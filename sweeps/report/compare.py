@@ -98,7 +98,10 @@ def _side(data: StudyData, keys: tuple[str, ...]) -> Side:
     how = data.spec.get("sampler") or "?"
     if data.spec.get("pruner"):
         how += f" + {str(data.spec['pruner']).split(' (')[0]}"
-    devices = ", ".join(sorted(str(d) for d in finished.get("device", pd.Series(dtype=object)).dropna().unique()))
+    # the device each run resolved to ("auto" is what was asked; a store older than device_used has only that)
+    used = finished.get("device_used", pd.Series(index=finished.index, dtype=object))
+    asked = finished.get("device", pd.Series(index=finished.index, dtype=object))
+    devices = ", ".join(sorted(str(d) for d in used.fillna(asked).dropna().unique()))
     return Side(data.name, how, data.spec.get("epochs"), len(finished), int((finished[ends.ENDED_BY] == ends.PRUNER).sum()),
                 int((finished[ends.ENDED_BY] == ends.JUDGE).sum()), int(numeric(finished, "epochs_trained").fillna(0).sum()),
                 best, value, n, devices or "?")

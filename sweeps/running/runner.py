@@ -338,6 +338,7 @@ def tell(ctx: RunContext, trial: optuna.Trial, result: RunResult, pruned_epoch: 
         best = min(evaluated, key=lambda r: r.quality.fld)
         attrs |= {"best_fld": best.quality.fld, "best_fld_epoch": best.epoch}
     attrs["config"] = result.config.to_flat()
+    attrs["device_used"] = str(resolve_device(result.config.device))  # what ran, not "auto"
     with _timed(ctx.overhead, "optuna_s"):
         try:
             for k, val in attrs.items():
