@@ -55,8 +55,7 @@ class PanelSet:
     @property
     def label(self) -> str:
         """The labellings' majority (UNDECIDED where there is none)."""
-        (top, n), *rest = Counter(self.eye).most_common()
-        return top if n > len(self.eye) / 2 else UNDECIDED
+        return majority(self.eye)
 
     @property
     def success(self) -> bool | None:
@@ -81,7 +80,8 @@ def run_of(set_id: str) -> str:
     return set_id.rsplit("-e", 1)[0]
 
 
-def _majority(eye: list[str]) -> str:
+def majority(eye: tuple[str, ...] | list[str]) -> str:
+    """The label more than half of the labellings give (UNDECIDED where none does)."""
     (top, n), *rest = Counter(eye).most_common()
     return top if n > len(eye) / 2 else UNDECIDED
 
@@ -106,7 +106,7 @@ def split(index: dict, labels: dict) -> dict[str, str]:
     groups: dict[str, list[str]] = {}
     for sid in sorted(index):
         groups.setdefault(root(run_of(sid)), []).append(sid)
-    order = sorted(groups, key=lambda g: (_majority([e for sid in groups[g] for e in labels[sid]["eye"]]),
+    order = sorted(groups, key=lambda g: (majority([e for sid in groups[g] for e in labels[sid]["eye"]]),
                                           hashlib.sha256(g.encode()).hexdigest()))
     return {sid: HALVES[i % 2] for i, g in enumerate(order) for sid in groups[g]}
 
