@@ -117,6 +117,8 @@ INK = 0.15
 """A pixel brighter than this is ink (MNIST's background is 0; a GAN's rarely is, quite)."""
 BRIGHT = 0.5
 """A pixel brighter than this is a stroke's or a speckle's core."""
+SATURATED = 0.85
+"""Ink at least this bright is saturated; below it, mid-grey (a faint cloud's)."""
 
 
 def texture(pixels: torch.Tensor) -> tuple[float, float, float]:
@@ -124,7 +126,7 @@ def texture(pixels: torch.Tensor) -> tuple[float, float, float]:
     connected: share of bright pixels with at least two bright 4-neighbours (a stroke's pixels have them; an
       isolated speckle has none);
     roughness: mean |pixel - its 3x3 mean| over the mean pixel (smooth strokes low; salt and pepper high);
-    grey_ink: share of ink that is mid-grey (below 0.85) rather than saturated (a faint cloud ~1)."""
+    grey_ink: share of ink that is mid-grey (below SATURATED) rather than saturated (a faint cloud ~1)."""
     if not len(pixels):
         return 0.0, 0.0, 0.0
     x = pixels.double().reshape(-1, 1, 28, 28)
@@ -135,7 +137,7 @@ def texture(pixels: torch.Tensor) -> tuple[float, float, float]:
     smooth = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=True)
     roughness = float((x - smooth).abs().mean() / x.mean().clamp(min=1e-6))
     ink = x > INK
-    grey_ink = float((ink & (x < 0.85)).double().sum() / ink.double().sum().clamp(min=1))
+    grey_ink = float((ink & (x < SATURATED)).double().sum() / ink.double().sum().clamp(min=1))
     return connected, roughness, grey_ink
 
 

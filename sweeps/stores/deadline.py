@@ -118,6 +118,11 @@ def connect_args(url: str) -> dict[str, Any]:
     return {k: v for k, v in limits.items() if k not in given}
 
 
+def _sql_name() -> str:
+    """What the one line calls the database server (`install_sql` names it)."""
+    return _names.get("sql", "the store's server")
+
+
 def install_sql(url: str) -> None:
     """Time every round trip to a database server on any SQLAlchemy engine of this process (once per
     process; `url` names the server in the one line)."""
@@ -138,7 +143,7 @@ def install_sql(url: str) -> None:
     def sent(conn, *args) -> None:  # a statement goes to the server
         k = key(conn)
         if k is not None:
-            begin(k, _names.get("sql", "the store's server"))
+            begin(k, _sql_name())
 
     def answered(conn, *args) -> None:
         k = key(conn)
@@ -172,7 +177,7 @@ def _time_round_trips(dialect: Any) -> None:
         return
     for name in _ROUND_TRIPS:
         def call(*args, _inner=getattr(dialect, name), **kwargs):
-            with timed(_names.get("sql", "the store's server")):
+            with timed(_sql_name()):
                 return _inner(*args, **kwargs)
 
         setattr(dialect, name, call)
