@@ -26,6 +26,8 @@ from .errors import DataError
 
 DATASETS = ("mnist", "mnist-10k", "fashion-mnist", "idx")
 BUNDLED_MNIST = resources.files("gan_core") / "data_files" / "mnist"
+MNIST_TRAIN_IMAGES = 60_000
+"""Images in MNIST's training split, the seed's data (the bundled test split has 10,000)."""
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 IDX_IMAGES_MAGIC = 0x0803
 IDX_LABELS_MAGIC = 0x0801

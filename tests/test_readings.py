@@ -302,10 +302,14 @@ def test_a_run_past_the_stated_bound_is_over_budget_and_counted_apart(mnist):
         s.add_trial(create_trial(params={"g_output": g_output}, distributions={"g_output": CategoricalDistribution(
             ["none", "tanh"])}, value=60.0, state=TrialState.COMPLETE, user_attrs={
             "seed": seed, "outcome": outcome, "sealed": outcome == "over_budget", "final_fld": 60.0,
-            "epochs_trained": 8, "config": {"g_output": g_output}}))
+            "epochs_trained": 8, "steps": 1000, "train_images": 8000,
+            "config": {"g_output": g_output, "dataset": "mnist-10k", "batch_size": 64, "epochs": 8}}))
     data = load_study_data(s)
     table = outcome_table(data, "g_output").set_index("g_output")
     assert table.loc["none", "runs"] == 3 and table.loc["none", "over_budget"] == 1
     assert table.loc["none", "success_rate"] == 1.0  # 3 of 3 decided runs, not 3 of 4
     verdict = claim_verdict(data, "headline")
     assert "3 of 3 runs succeeded" in verdict.sentence and "1 run(s) ran past" in verdict.sentence
+    # where the headline is shown, its data: steps and a split with fewer distinct images than the seed's
+    assert ("within its budget of 8 epochs: 1,000 steps of 64 on 8,000 training images, 7.5 times fewer distinct "
+            "images than MNIST's 60,000 the seed trained on") in verdict.sentence

@@ -416,6 +416,7 @@ def test_pruned_runs_are_told_apart_from_sealed_ones_in_optuna_mlflow_the_csv_an
     from gan_core.device import resolve_device
 
     assert set(csv["device_used"]) == {str(resolve_device("auto"))}  # what each run resolved "auto" to
+    assert (csv["steps"] == 4 * csv["epochs_trained"]).all() and set(csv["train_images"]) == {8000}  # 2,000 held out
     for t in pruned:
         assert csv.loc[t.number, ["outcome", "ended_by", "pruned_epoch"]].tolist() == [
             "pruned", "pruner", t.user_attrs["pruned_epoch"]]

@@ -89,7 +89,7 @@ def trial_row(t: optuna.trial.FrozenTrial, base: dict[str, Any]) -> dict[str, An
         "sealed": ua.get("sealed"), "mechanism": ua.get("mechanism"), "seconds": ua.get("seconds"),
         "samples_per_s": ua.get("samples_per_s"), "evidence": ua.get("evidence") or ua.get("fail_reason"),
         "mlflow_run_id": ua.get("mlflow_run_id"), "git_commit": ua.get("git_commit"),
-        "device_used": ua.get("device_used"),
+        "device_used": ua.get("device_used"), "steps": ua.get("steps"), "train_images": ua.get("train_images"),
         ends.ENDED_BY: ended_by, ends.PRUNED_EPOCH: ua.get(ends.PRUNED_EPOCH),
     }
     row |= {k: v for k, v in ua.items() if k.startswith(("final_", "best_")) or k in TRIAL_REDUCTIONS}

@@ -235,6 +235,25 @@ def _arm_detail(df: pd.DataFrame, mask: pd.Series) -> str:
     return ", ".join(parts) + (f"; {', '.join(loop)}" if loop else "") + (f"; {', '.join(q)}" if q else "")
 
 
+def _steps_and_data(df: pd.DataFrame, mask: pd.Series) -> str:
+    """An arm's longest run in steps and the images it trained on: the seed's budget is steps of MNIST's 60,000
+    training images, and a smaller split shows fewer distinct images more often (stores before the runner kept
+    steps and train_images say nothing)."""
+    from gan_core.data import MNIST_TRAIN_IMAGES
+
+    steps, images = numeric(df, "steps")[mask].dropna(), numeric(df, "train_images")[mask].dropna()
+    if not len(steps) or not len(images):
+        return ""
+    n, batch = int(images.max()), numeric(df, "batch_size")[mask].max()
+    of = f" of {int(batch)}" if pd.notna(batch) else ""
+    text = f"{int(steps.max()):,} steps{of} on {n:,} training images"
+    mnist = df.loc[mask, "dataset"].isin(("mnist", "mnist-10k")).all() if "dataset" in df else False
+    if mnist and n < MNIST_TRAIN_IMAGES:
+        text += (f", {MNIST_TRAIN_IMAGES / n:.1f} times fewer distinct images than MNIST's {MNIST_TRAIN_IMAGES:,} "
+                 f"the seed trained on")
+    return f": {text}"
+
+
 def _headline(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     """The headline under the declared readings (gan_core.readings): the most literal reading of every
     swept choice, and each single change from it. The literal reading reproduces the headline when its
@@ -263,7 +282,7 @@ def _headline(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     trained = numeric(df, "epochs_trained")[lit_mask]
     budget = numeric(df, "epochs")[lit_mask].max() if "epochs" in df else trained.max()
     stopped = trained[trained < budget]
-    within = f"within its budget of {int(budget)} epochs" + (
+    within = f"within its budget of {int(budget)} epochs{_steps_and_data(df, lit_mask)}" + (
         f" ({len(stopped)} ended early, at {_span(stopped)})" if len(stopped) else "")
     text = (f"{runs.name}, {runs.n - runs.k} of {runs.n} runs succeeded {within} (95% CI {fmt_ci(low, high)}): "
             f"{_arm_detail(df, lit_mask)}.")
