@@ -311,5 +311,5 @@ def test_a_run_past_the_stated_bound_is_over_budget_and_counted_apart(mnist):
     verdict = claim_verdict(data, "headline")
     assert "3 of 3 runs succeeded" in verdict.sentence and "1 run(s) ran past" in verdict.sentence
     # where the headline is shown, its data: steps and a split with fewer distinct images than the seed's
-    assert ("within its budget of 8 epochs: 1,000 steps of 64 on 8,000 training images, 7.5 times fewer distinct "
-            "images than MNIST's 60,000 the seed trained on") in verdict.sentence
+    assert ("Its runs trained up to 1,000 steps of 64 on 8,000 training images, 7.5 times fewer distinct "
+            "images than MNIST's 60,000 the seed trained on.") in verdict.sentence

@@ -251,7 +251,7 @@ def _steps_and_data(df: pd.DataFrame, mask: pd.Series) -> str:
     if mnist and n < MNIST_TRAIN_IMAGES:
         text += (f", {MNIST_TRAIN_IMAGES / n:.1f} times fewer distinct images than MNIST's {MNIST_TRAIN_IMAGES:,} "
                  f"the seed trained on")
-    return f": {text}"
+    return f" Its runs trained up to {text}."
 
 
 def _headline(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
@@ -282,10 +282,10 @@ def _headline(data: StudyData, df: pd.DataFrame, claim_id: str) -> ClaimVerdict:
     trained = numeric(df, "epochs_trained")[lit_mask]
     budget = numeric(df, "epochs")[lit_mask].max() if "epochs" in df else trained.max()
     stopped = trained[trained < budget]
-    within = f"within its budget of {int(budget)} epochs{_steps_and_data(df, lit_mask)}" + (
+    within = f"within its budget of {int(budget)} epochs" + (
         f" ({len(stopped)} ended early, at {_span(stopped)})" if len(stopped) else "")
     text = (f"{runs.name}, {runs.n - runs.k} of {runs.n} runs succeeded {within} (95% CI {fmt_ci(low, high)}): "
-            f"{_arm_detail(df, lit_mask)}.")
+            f"{_arm_detail(df, lit_mask)}.{_steps_and_data(df, lit_mask)}")
     arms = [runs]
     holds, refutes, split = [], [], []
     for name in dict.fromkeys(changed[~lit_mask]):
