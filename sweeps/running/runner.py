@@ -322,7 +322,7 @@ def tell(ctx: RunContext, trial: optuna.Trial, result: RunResult, pruned_epoch: 
     h, v = ctx.handle, result.verdict
     attrs = {"resumed_from_epoch": result.resumed_from, "epochs_trained": len(result.history),
              "seconds": round(result.seconds, 3), "device": result.device, "dataset": result.dataset_source,
-             "train_images": len(ctx.dataset.images), "steps": result.history[-1].step if result.history else 0,
+             "train_images": len(ctx.dataset.images), "steps": result.history[-1].step,
              "samples_per_s": round(sum(r.samples_per_s for r in result.history) / len(result.history), 1)}
     if pruned_epoch is None:
         attrs |= {"outcome": v.label, "outcome_epoch": v.epoch, "evidence": v.evidence, "sealed": v.sealed,
